@@ -1,0 +1,139 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/plan"
+)
+
+// reconcile aligns the stream, the checkpoint and the running hash before
+// an attempt. The stream wins: publishes in flight when a previous run
+// died may have landed after its last checkpoint.
+func (r *runner) reconcile(ctx context.Context, s jetstream.Stream, c *plan.Channel, cp *Checkpoint, info *jetstream.StreamInfo, d *digest.Channel) (*digest.Channel, error) {
+	st := info.State
+	if st.Msgs == 0 && st.LastSeq+1 < c.FirstSeq {
+		// Position the empty stream so that its next sequence is the
+		// channel's first (purge works on every server version; the
+		// first_seq stream setting loses data on some, see plan).
+		if err := s.Purge(ctx, jetstream.WithPurgeSequence(c.FirstSeq)); err != nil {
+			return d, fmt.Errorf("stream %q: position at sequence %d: %w", c.Stream, c.FirstSeq, err)
+		}
+		ni, err := s.Info(ctx)
+		if err != nil {
+			return d, err
+		}
+		st = ni.State
+	}
+	if st.LastSeq >= c.FirstSeq {
+		if !cp.Done && st.FirstSeq > c.FirstSeq {
+			return d, permanent{fmt.Errorf("stream %q starts at %d but channel %q starts at %d and no limits were applied yet: the target lost messages (a restart of an affected nats-server release?): delete the stream and re-run: %w",
+				c.Stream, st.FirstSeq, c.Name, c.FirstSeq, ErrStreamLost)}
+		}
+		if st.Msgs+uint64(st.NumDeleted) < st.LastSeq-st.FirstSeq+1 {
+			return d, permanent{fmt.Errorf("stream %q holds %d message(s) for sequences %d..%d: the target lost messages: delete the stream and re-run: %w",
+				c.Stream, st.Msgs, st.FirstSeq, st.LastSeq, ErrStreamLost)}
+		}
+		if err := r.checkOwnership(ctx, s, c, st.LastSeq); err != nil {
+			return d, err
+		}
+	}
+	if d == nil {
+		var err error
+		if d, err = cp.Digest(); err != nil {
+			d = digest.New()
+		}
+	}
+	if d.Count > 0 && (d.Last > st.LastSeq || d.First < c.FirstSeq) {
+		d = digest.New() // checkpoint ahead of the stream: rebuild from the stream
+	}
+	from := d.Last + 1
+	if d.Count == 0 {
+		from = max(st.FirstSeq, c.FirstSeq)
+	}
+	if st.Msgs > 0 && from <= st.LastSeq {
+		if err := r.rehash(ctx, s, d, from, st.LastSeq); err != nil {
+			return d, fmt.Errorf("stream %q: rebuild content hash from %d: %w", c.Stream, from, err)
+		}
+	}
+	cp.LastSeq = max(st.LastSeq, c.FirstSeq-1)
+	return d, nil
+}
+
+// checkOwnership makes sure the last stored message is ours, so foreign
+// data is never extended or counted as migrated.
+func (r *runner) checkOwnership(ctx context.Context, s jetstream.Stream, c *plan.Channel, seq uint64) error {
+	m, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // a removed gap placeholder
+	}
+	if err != nil {
+		return fmt.Errorf("stream %q: read message %d: %w", c.Stream, seq, err)
+	}
+	want := naming.MsgID(r.p.Source.ClusterID, c.Name, seq)
+	if got := m.Header.Get(jetstream.MsgIDHeader); got != want {
+		return permanent{fmt.Errorf("stream %q: message %d has Nats-Msg-Id %q, expected %q: the stream holds data stanmigrate did not write for this channel: remove it or rename the stream in the plan: %w",
+			c.Stream, seq, got, want, ErrConflict)}
+	}
+	return nil
+}
+
+// rehash folds stored messages from..to into the running hash, reading
+// them back from the stream, and removes gap placeholders a crash left.
+func (r *runner) rehash(ctx context.Context, s jetstream.Stream, d *digest.Channel, from, to uint64) error {
+	oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   from,
+	})
+	if err != nil {
+		return err
+	}
+	it, err := oc.Messages()
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	for {
+		type res struct {
+			m   jetstream.Msg
+			err error
+		}
+		ch := make(chan res, 1)
+		go func() { m, err := it.Next(); ch <- res{m, err} }()
+		var got res
+		select {
+		case got = <-ch:
+		case <-time.After(30 * time.Second):
+			return errors.New("timed out reading the stream back")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if got.err != nil {
+			return got.err
+		}
+		meta, err := got.m.Metadata()
+		if err != nil {
+			return err
+		}
+		seq := meta.Sequence.Stream
+		if seq > to {
+			return nil
+		}
+		if got.m.Headers().Get(hdrGap) != "" {
+			if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return err
+			}
+		} else {
+			d.Add(seq, got.m.Subject(), got.m.Data())
+		}
+		if seq >= to || meta.NumPending == 0 {
+			return nil
+		}
+	}
+}

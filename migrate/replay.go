@@ -1,0 +1,379 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/stan.go"
+
+	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/plan"
+)
+
+var errSTANStalled = errors.New("no message from STAN")
+
+const (
+	stanAckWait     = 60 * time.Second
+	stallTimeout    = 20 * time.Second
+	checkpointEvery = time.Second
+	publishTimeout  = 20 * time.Second
+)
+
+// finisher turns Options.Finish / IdleFinish into a per-channel signal.
+type finisher struct {
+	ch   <-chan struct{}
+	idle time.Duration
+	done atomic.Bool
+}
+
+func newFinisher(o Options) *finisher { return &finisher{ch: o.Finish, idle: o.IdleFinish} }
+
+func (f *finisher) finished() bool {
+	if f.done.Load() {
+		return true
+	}
+	if f.ch != nil {
+		select {
+		case <-f.ch:
+			f.done.Store(true)
+			return true
+		default:
+		}
+	}
+	return false
+}
+
+// item is one publish awaiting its JetStream ack.
+type item struct {
+	fut  jetstream.PubAckFuture
+	msg  *stan.Msg
+	seq  uint64
+	gap  bool
+	size int
+}
+
+// attempt is one subscription's worth of replay: from a start sequence
+// until the target, an error, or cancellation. A failed attempt is simply
+// followed by a new one from the stream's actual last sequence.
+type attempt struct {
+	r      *runner
+	c      *plan.Channel
+	cp     *Checkpoint
+	d      *digest.Channel
+	from   uint64
+	target atomic.Uint64
+	fin    *finisher
+	js     jetstream.JetStream
+	sc     *conn.STAN
+	msgID  []byte
+	full   bool
+
+	// callback-goroutine state
+	mu     sync.Mutex
+	next   uint64
+	closed bool
+
+	inflight  chan item
+	stored    atomic.Uint64
+	lastMsgAt atomic.Int64
+	failOnce  sync.Once
+	failErr   error
+	failed    chan struct{}
+	complete  chan struct{}
+	compOnce  sync.Once
+
+	copied, bytes  uint64
+	finishedFollow bool
+}
+
+func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, from, target uint64, fin *finisher) *attempt {
+	a := &attempt{r: r, c: c, cp: cp, d: d, from: from, fin: fin, next: from,
+		failed: make(chan struct{}), complete: make(chan struct{}), full: r.p.Headers != plan.HeadersMinimal}
+	a.target.Store(target)
+	a.stored.Store(from - 1)
+	return a
+}
+
+func (a *attempt) fail(err error) {
+	a.failOnce.Do(func() {
+		a.failErr = err
+		close(a.failed)
+	})
+}
+
+// window sizes the in-flight bound from the channel's average message
+// size, so large messages bound memory by bytes, not count.
+func (a *attempt) window() int {
+	w := a.r.o.Window
+	if a.c.Msgs > 0 {
+		avg := int(a.c.Bytes/a.c.Msgs) + 1
+		if byBytes := a.r.o.WindowBytes / avg; byBytes < w {
+			w = byBytes
+		}
+	}
+	return max(w, 16)
+}
+
+func (a *attempt) run(ctx context.Context) error {
+	w := a.window()
+	js, err := jetstream.New(a.r.nc,
+		jetstream.WithPublishAsyncMaxPending(w),
+		jetstream.WithPublishAsyncTimeout(publishTimeout))
+	if err != nil {
+		return err
+	}
+	a.js = js
+	sc, err := a.r.stanConn(ctx)
+	if err != nil {
+		return err
+	}
+	a.sc = sc
+	a.inflight = make(chan item, w)
+	ackerDone := make(chan struct{})
+	go func() {
+		defer close(ackerDone)
+		a.acker(ctx)
+	}()
+	a.lastMsgAt.Store(time.Now().UnixNano())
+	sub, err := sc.SC.Subscribe(a.c.Name, a.onMsg,
+		stan.StartAtSequence(a.from),
+		stan.SetManualAckMode(),
+		stan.MaxInflight(w),
+		stan.AckWait(stanAckWait))
+	if err != nil {
+		a.stop()
+		<-ackerDone
+		return fmt.Errorf("channel %q: subscribe from sequence %d: %w", a.c.Name, a.from, err)
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var result error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			result = ctx.Err()
+			break loop
+		case <-a.failed:
+			result = a.failErr
+			break loop
+		case <-a.complete:
+			break loop
+		case <-tick.C:
+			if a.r.o.Follow && a.target.Load() == ^uint64(0) {
+				idle := time.Since(time.Unix(0, a.lastMsgAt.Load()))
+				if a.fin.finished() || (a.fin.idle > 0 && idle >= a.fin.idle) {
+					a.fin.done.Store(true)
+					a.finishedFollow = true
+					break loop
+				}
+				continue
+			}
+			if time.Since(time.Unix(0, a.lastMsgAt.Load())) > stallTimeout {
+				result = fmt.Errorf("channel %q: no message from STAN for %v at sequence %d: %w", a.c.Name, stallTimeout, a.stored.Load()+1, errSTANStalled)
+				break loop
+			}
+		}
+	}
+	a.stop()
+	// Closing a non-durable subscription only drops the migrator's own
+	// cursor; the channel and every durable stay as they were.
+	_ = sub.Unsubscribe()
+	<-ackerDone
+	if result == nil && a.failErr != nil {
+		result = a.failErr
+	}
+	return result
+}
+
+// stop ends reading; the acker drains what is in flight.
+func (a *attempt) stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.closed {
+		a.closed = true
+		close(a.inflight)
+	}
+}
+
+// onMsg runs on the subscription's delivery goroutine, one message at a
+// time, in sequence order (STAN redelivers after AckWait, which can bring
+// older sequences again).
+func (a *attempt) onMsg(m *stan.Msg) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	seq := m.Sequence
+	a.lastMsgAt.Store(time.Now().UnixNano())
+	if seq < a.next {
+		if seq <= a.stored.Load() {
+			_ = m.Ack()
+		}
+		return
+	}
+	target := a.target.Load()
+	if seq > target {
+		return
+	}
+	if seq > a.next {
+		// STAN skipped sequences (expired meanwhile, or clustered
+		// gap-fill placeholders). Keep stream sequence == channel
+		// sequence by filling the hole with messages deleted once stored.
+		for s := a.next; s < seq; s++ {
+			if !a.publish(nil, s, true) {
+				return
+			}
+		}
+	}
+	if !a.publish(m, seq, false) {
+		return
+	}
+	a.next = seq + 1
+}
+
+func (a *attempt) publish(m *stan.Msg, seq uint64, gap bool) bool {
+	nm := &nats.Msg{Subject: a.c.Name, Header: make(nats.Header, 6)}
+	a.msgID = naming.AppendMsgID(a.msgID[:0], a.r.p.Source.ClusterID, a.c.Name, seq)
+	nm.Header[jetstream.MsgIDHeader] = []string{string(a.msgID)}
+	nm.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(seq-1, 10)}
+	if gap {
+		nm.Header[hdrGap] = []string{"true"}
+	} else {
+		nm.Data = m.Data
+		if a.full {
+			nm.Header[HdrChannel] = []string{a.c.Name}
+			nm.Header[HdrSequence] = []string{strconv.FormatUint(seq, 10)}
+		}
+		nm.Header[HdrTimestamp] = []string{time.Unix(0, m.Timestamp).UTC().Format(time.RFC3339Nano)}
+		if max := a.r.nc.MaxPayload(); max > 0 && int64(len(nm.Data)+headerSize(nm.Header)+len(nm.Subject)) > max {
+			a.fail(permanent{fmt.Errorf("channel %q sequence %d: message of %d bytes does not fit the target's max_payload %d once migration headers are added: raise max_payload on the target: %w",
+				a.c.Name, seq, len(m.Data), max, ErrTooLarge)})
+			return false
+		}
+	}
+	fut, err := a.js.PublishMsgAsync(nm)
+	if err != nil {
+		a.fail(fmt.Errorf("channel %q sequence %d: publish: %w", a.c.Name, seq, err))
+		return false
+	}
+	it := item{fut: fut, msg: m, seq: seq, gap: gap}
+	if m != nil {
+		it.size = len(m.Data)
+	}
+	a.inflight <- it
+	a.next = seq + 1
+	return true
+}
+
+func headerSize(h nats.Header) int {
+	n := 12
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// acker resolves publishes in order: only after JetStream stored a
+// message is it acknowledged on STAN and counted in the checkpoint.
+func (a *attempt) acker(ctx context.Context) {
+	lastSave := time.Now()
+	var progMsgs, progBytes uint64
+	flushProgress := func() {
+		if progMsgs > 0 {
+			a.r.o.Reporter.Progress(progMsgs, progBytes)
+			progMsgs, progBytes = 0, 0
+		}
+	}
+	defer flushProgress()
+	broken := false
+	for it := range a.inflight {
+		if broken {
+			continue
+		}
+		var err error
+		select {
+		case <-it.fut.Ok():
+		case err = <-it.fut.Err():
+		}
+		if err != nil {
+			broken = true
+			a.fail(a.classifyPublishErr(it.seq, err))
+			continue
+		}
+		if it.gap {
+			if err := a.deleteGap(ctx, it.seq); err != nil {
+				broken = true
+				a.fail(err)
+				continue
+			}
+		} else {
+			_ = it.msg.Ack()
+			a.d.Add(it.seq, it.msg.Subject, it.msg.Data)
+			a.copied++
+			a.bytes += uint64(it.size)
+			progMsgs++
+			progBytes += uint64(it.size)
+		}
+		a.stored.Store(it.seq)
+		a.cp.LastSeq = it.seq
+		if progMsgs >= 512 {
+			flushProgress()
+		}
+		if time.Since(lastSave) >= checkpointEvery {
+			a.r.saveCheckpoint(a.cp, a.d)
+			lastSave = time.Now()
+		}
+		if it.seq >= a.target.Load() {
+			a.compOnce.Do(func() { close(a.complete) })
+		}
+	}
+	a.r.saveCheckpoint(a.cp, a.d)
+}
+
+func (a *attempt) deleteGap(ctx context.Context, seq uint64) error {
+	s, err := a.js.Stream(ctx, a.c.Stream)
+	if err == nil {
+		err = s.DeleteMsg(ctx, seq)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("channel %q: remove gap placeholder at sequence %d: %w", a.c.Name, seq, err)
+	}
+	return nil
+}
+
+// classifyPublishErr decides whether a failed publish stops the run.
+func (a *attempt) classifyPublishErr(seq uint64, err error) error {
+	base := fmt.Errorf("channel %q sequence %d: %w", a.c.Name, seq, err)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			// Something else wrote to the stream, or an earlier publish
+			// landed after all: the next attempt starts from the stream's
+			// actual last sequence and checks whose message it is.
+			return base
+		}
+	}
+	if isLimitErr(err) {
+		return permanent{fmt.Errorf("stream %q (channel %q) at sequence %d: %v: the target is full or a limit was reached: free space or raise the limit, then re-run migrate: %w",
+			a.c.Stream, a.c.Name, seq, err, ErrStorage)}
+	}
+	if strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+		return permanent{fmt.Errorf("%w: %w", base, conn.ErrPermission)}
+	}
+	return base
+}

@@ -1,0 +1,279 @@
+// Package plan discovers a STAN deployment and maps it onto JetStream:
+// channels to streams, durables to consumers. A Plan is plain data, saved
+// as YAML an operator can edit and read back by migrate and verify.
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FormatVersion is the plan file version this build reads and writes.
+const FormatVersion = 1
+
+// Position says how a durable's start sequence is known.
+const (
+	PositionExact = "exact" // from monitoring: nothing pending
+	PositionProbe = "probe" // pending messages: probed at migrate time
+)
+
+// Consumer delivery modes.
+const (
+	ModePull = "pull"
+	ModePush = "push"
+)
+
+// Plan is the unit of coordination: what migrate does and verify checks.
+type Plan struct {
+	Version     int          `yaml:"version" json:"version"`
+	CreatedAt   time.Time    `yaml:"created_at" json:"created_at"`
+	Source      Source       `yaml:"source" json:"source"`
+	Target      Target       `yaml:"target" json:"target"`
+	Headers     string       `yaml:"headers" json:"headers"`
+	Channels    []Channel    `yaml:"channels" json:"channels"`
+	Excluded    []string     `yaml:"excluded,omitempty" json:"excluded,omitempty"`
+	NonDurables []NonDurable `yaml:"non_durables,omitempty" json:"non_durables,omitempty"`
+	Findings    []Finding    `yaml:"findings,omitempty" json:"findings,omitempty"`
+	Totals      Totals       `yaml:"-" json:"totals"`
+	lines       map[string]int
+}
+
+// Source describes the STAN side as discovered. URLs never carry
+// credentials.
+type Source struct {
+	ClusterID     string `yaml:"cluster_id" json:"cluster_id"`
+	URL           string `yaml:"url,omitempty" json:"url,omitempty"`
+	Monitor       string `yaml:"monitor,omitempty" json:"monitor,omitempty"`
+	ServerVersion string `yaml:"server_version,omitempty" json:"server_version,omitempty"`
+	MaxPayload    int64  `yaml:"max_payload,omitempty" json:"max_payload,omitempty"`
+}
+
+// Target describes the JetStream side.
+type Target struct {
+	URL           string `yaml:"url,omitempty" json:"url,omitempty"`
+	ServerVersion string `yaml:"server_version,omitempty" json:"server_version,omitempty"`
+	MaxPayload    int64  `yaml:"max_payload,omitempty" json:"max_payload,omitempty"`
+}
+
+// Channel maps one STAN channel onto one stream.
+type Channel struct {
+	Name     string `yaml:"channel" json:"channel"`
+	Stream   string `yaml:"stream" json:"stream"`
+	Skip     bool   `yaml:"skip,omitempty" json:"skip,omitempty"`
+	FirstSeq uint64 `yaml:"first_seq" json:"first_seq"`
+	LastSeq  uint64 `yaml:"last_seq" json:"last_seq"`
+	Msgs     uint64 `yaml:"msgs" json:"msgs"`
+	Bytes    uint64 `yaml:"bytes" json:"bytes"`
+	Limits   Limits `yaml:"limits" json:"limits"`
+	Replicas int    `yaml:"replicas" json:"replicas"`
+	Storage  string `yaml:"storage" json:"storage"`
+	// DuplicateWindow is the stream's dedup window once migrated; while
+	// migrating a short window is used (see migrate).
+	DuplicateWindow Duration  `yaml:"duplicate_window" json:"duplicate_window"`
+	Durables        []Durable `yaml:"durables,omitempty" json:"durables,omitempty"`
+}
+
+// Limits are the stream limits carried over from STAN (0 = unlimited).
+type Limits struct {
+	MaxMsgs      int64    `yaml:"max_msgs" json:"max_msgs"`
+	MaxBytes     int64    `yaml:"max_bytes" json:"max_bytes"`
+	MaxAge       Duration `yaml:"max_age" json:"max_age"`
+	MaxConsumers int      `yaml:"max_consumers" json:"max_consumers"`
+	// From names the STAN limits pattern they came from ("" = global).
+	From string `yaml:"from,omitempty" json:"from,omitempty"`
+}
+
+// Durable maps one STAN durable (plain or queue group) onto a consumer.
+type Durable struct {
+	ClientID    string   `yaml:"client_id,omitempty" json:"client_id,omitempty"`
+	Durable     string   `yaml:"durable" json:"durable"`
+	QueueGroup  string   `yaml:"queue_group,omitempty" json:"queue_group,omitempty"`
+	Members     []string `yaml:"members,omitempty" json:"members,omitempty"`
+	Consumer    string   `yaml:"consumer" json:"consumer"`
+	Mode        string   `yaml:"mode" json:"mode"`
+	DeliverTo   string   `yaml:"deliver_subject,omitempty" json:"deliver_subject,omitempty"`
+	Skip        bool     `yaml:"skip,omitempty" json:"skip,omitempty"`
+	MaxInflight int      `yaml:"max_inflight" json:"max_inflight"`
+	AckWait     Duration `yaml:"ack_wait" json:"ack_wait"`
+	LastSent    uint64   `yaml:"last_sent" json:"last_sent"`
+	Pending     int      `yaml:"pending_count" json:"pending_count"`
+	Online      bool     `yaml:"online,omitempty" json:"online,omitempty"`
+	// StartSeq is the first sequence the consumer delivers: exact when
+	// Position is "exact", an upper bound until probed otherwise.
+	StartSeq uint64 `yaml:"start_seq" json:"start_seq"`
+	Position string `yaml:"position" json:"position"`
+}
+
+// NonDurable is a subscription that will not be migrated.
+type NonDurable struct {
+	Channel  string `yaml:"channel" json:"channel"`
+	ClientID string `yaml:"client_id" json:"client_id"`
+	Queue    string `yaml:"queue_group,omitempty" json:"queue_group,omitempty"`
+}
+
+// Severity of a finding.
+const (
+	Blocker = "blocker"
+	Warning = "warning"
+	Info    = "info"
+)
+
+// Finding is something the operator must know before migrating.
+type Finding struct {
+	Severity string `yaml:"severity" json:"severity"`
+	Object   string `yaml:"object" json:"object"`
+	Message  string `yaml:"message" json:"message"`
+}
+
+// Totals summarise the plan for reports.
+type Totals struct {
+	Channels    int    `json:"channels"`
+	Skipped     int    `json:"skipped"`
+	Msgs        uint64 `json:"msgs"`
+	Bytes       uint64 `json:"bytes"`
+	Durables    int    `json:"durables"`
+	NonDurables int    `json:"non_durables"`
+	Blockers    int    `json:"blockers"`
+	Warnings    int    `json:"warnings"`
+}
+
+// Key identifies a durable within its channel.
+func (d Durable) Key() string {
+	if d.QueueGroup != "" {
+		return "queue " + d.QueueGroup + ":" + d.Durable
+	}
+	return d.ClientID + ":" + d.Durable
+}
+
+// Describe names the durable for messages.
+func (d Durable) Describe(channel string) string {
+	if d.QueueGroup != "" {
+		return fmt.Sprintf("durable queue group %q (durable %q) on channel %q", d.QueueGroup, d.Durable, channel)
+	}
+	return fmt.Sprintf("durable %q of client %q on channel %q", d.Durable, d.ClientID, channel)
+}
+
+// Blockers returns the blocking findings.
+func (p *Plan) Blockers() []Finding {
+	var out []Finding
+	for _, f := range p.Findings {
+		if f.Severity == Blocker {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Active returns the channels that will be migrated.
+func (p *Plan) Active() []*Channel {
+	var out []*Channel
+	for i := range p.Channels {
+		if !p.Channels[i].Skip {
+			out = append(out, &p.Channels[i])
+		}
+	}
+	return out
+}
+
+// Channel finds a planned channel by name.
+func (p *Plan) Channel(name string) *Channel {
+	for i := range p.Channels {
+		if p.Channels[i].Name == name {
+			return &p.Channels[i]
+		}
+	}
+	return nil
+}
+
+// ComputeTotals refreshes Totals from the channels and findings.
+func (p *Plan) ComputeTotals() {
+	t := Totals{NonDurables: len(p.NonDurables)}
+	for _, c := range p.Channels {
+		if c.Skip {
+			t.Skipped++
+			continue
+		}
+		t.Channels++
+		t.Msgs += c.Msgs
+		t.Bytes += c.Bytes
+		for _, d := range c.Durables {
+			if !d.Skip {
+				t.Durables++
+			}
+		}
+	}
+	for _, f := range p.Findings {
+		switch f.Severity {
+		case Blocker:
+			t.Blockers++
+		case Warning:
+			t.Warnings++
+		}
+	}
+	p.Totals = t
+}
+
+// Duration is a time.Duration written as "1h30m" in YAML and JSON, so the
+// plan stays readable and editable.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string {
+	if d == 0 {
+		return "0s"
+	}
+	return time.Duration(d).String()
+}
+
+// MarshalYAML writes the duration as text.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML reads "90s", "1h" or a plain number of seconds.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = v
+	return nil
+}
+
+// MarshalJSON writes the duration as text.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads the text form.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+func parseDuration(s string) (Duration, error) {
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		var secs int64
+		if _, serr := fmt.Sscanf(s, "%d", &secs); serr == nil && fmt.Sprint(secs) == s {
+			return Duration(time.Duration(secs) * time.Second), nil
+		}
+		return 0, fmt.Errorf("invalid duration %q (use e.g. 30s, 5m, 24h)", s)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("negative duration %q", s)
+	}
+	return Duration(v), nil
+}
