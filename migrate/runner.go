@@ -412,6 +412,10 @@ func (r *runner) streamConfig(c *plan.Channel, replaying bool) jetstream.StreamC
 	if cfg.Duplicates == 0 {
 		cfg.Duplicates = plan.DefaultDuplicateWindow
 	}
+	// JetStream takes max_consumers only at creation.
+	if c.Limits.MaxConsumers > 0 {
+		cfg.MaxConsumers = c.Limits.MaxConsumers
+	}
 	if replaying {
 		cfg.Duplicates = min(cfg.Duplicates, replayDuplicateWindow)
 		return cfg
@@ -425,9 +429,6 @@ func (r *runner) streamConfig(c *plan.Channel, replaying bool) jetstream.StreamC
 	cfg.MaxAge = c.Limits.MaxAge.D()
 	if cfg.MaxAge > 0 && cfg.Duplicates > cfg.MaxAge {
 		cfg.Duplicates = cfg.MaxAge
-	}
-	if c.Limits.MaxConsumers > 0 {
-		cfg.MaxConsumers = c.Limits.MaxConsumers
 	}
 	return cfg
 }
@@ -449,14 +450,10 @@ func (r *runner) finalizeStream(ctx context.Context, s jetstream.Stream, c *plan
 	}
 	cur := info.Config
 	if cur.MaxMsgs == want.MaxMsgs && cur.MaxBytes == want.MaxBytes && cur.MaxAge == want.MaxAge &&
-		cur.Duplicates == want.Duplicates && cur.MaxConsumers == want.MaxConsumers {
+		cur.Duplicates == want.Duplicates {
 		return false, notes, nil
 	}
 	cur.MaxMsgs, cur.MaxBytes, cur.MaxAge, cur.Duplicates = want.MaxMsgs, want.MaxBytes, want.MaxAge, want.Duplicates
-	if want.MaxConsumers > 0 && cur.MaxConsumers != want.MaxConsumers {
-		// max_consumers cannot change after creation; report instead.
-		notes = append(notes, fmt.Sprintf("max_consumers %d not applied: JetStream sets it only at creation", want.MaxConsumers))
-	}
 	js, err := r.js()
 	if err != nil {
 		return false, notes, err

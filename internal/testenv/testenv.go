@@ -1,0 +1,77 @@
+// Package testenv sets up what integration tests and the demo share: a
+// STAN server seeded from a fixture, a JetStream target, and the
+// connection settings the libraries take.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/plan"
+)
+
+// Env is a seeded STAN source and an empty JetStream target.
+type Env struct {
+	Pair   *embedded.Pair
+	Spec   *fixture.Spec
+	Seeded *fixture.Seeded
+	Root   string
+}
+
+// Start starts both servers under root and seeds spec.
+func Start(ctx context.Context, root string, spec *fixture.Spec) (*Env, error) {
+	pair, err := embedded.StartPair(root, spec.StoreLimits())
+	if err != nil {
+		return nil, err
+	}
+	seeded, err := fixture.Seed(ctx, pair.STAN.URL(), pair.STAN.ClusterID(), spec, fixture.WithMonitor(pair.STAN.MonitorURL()))
+	if err != nil {
+		pair.Stop()
+		return nil, fmt.Errorf("seed fixture: %w", err)
+	}
+	return &Env{Pair: pair, Spec: spec, Seeded: seeded, Root: root}, nil
+}
+
+// Stop closes seeded clients and stops both servers.
+func (e *Env) Stop() {
+	if e.Seeded != nil {
+		e.Seeded.Close()
+	}
+	e.Pair.Stop()
+}
+
+// STAN is the source connection description.
+func (e *Env) STAN() conn.Side { return conn.Side{Name: "STAN", URL: e.Pair.STAN.URL()} }
+
+// Target is the JetStream connection description.
+func (e *Env) Target() conn.Side { return conn.Side{Name: "JetStream", URL: e.Pair.JetStream.URL()} }
+
+// Monitor is a monitoring client for the STAN server.
+func (e *Env) Monitor() *monitor.Client { return monitor.New(e.Pair.STAN.MonitorURL(), nil) }
+
+// Plan discovers and maps with default options.
+func (e *Env) Plan(ctx context.Context) (*plan.Plan, error) {
+	d, err := plan.Discover(ctx, plan.Config{
+		ClusterID: e.Pair.STAN.ClusterID(), STAN: e.STAN(), Monitor: e.Monitor(),
+		MonitorURL: e.Pair.STAN.MonitorURL(), Target: e.Target(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return plan.Build(d, plan.Options{Now: time.Now()}), nil
+}
+
+// MigrateOptions are the options migrate needs for this environment.
+func (e *Env) MigrateOptions() migrate.Options {
+	return migrate.Options{
+		ClusterID: e.Pair.STAN.ClusterID(), Source: e.STAN(), Target: e.Target(),
+		Monitor: e.Monitor(), StateDir: filepath.Join(e.Root, "state"),
+	}
+}

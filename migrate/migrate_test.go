@@ -1,0 +1,235 @@
+package migrate_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/testenv"
+	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/plan"
+)
+
+func startCore(t *testing.T) *testenv.Env {
+	t.Helper()
+	spec, err := fixture.Load("../testdata/fixtures/core.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Stop)
+	return env
+}
+
+func jsConn(t *testing.T, env *testenv.Env) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(env.Pair.JetStream.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+type durableState struct {
+	lastSent    uint64
+	pending     int
+	offline     bool
+	maxInflight int
+	ackWait     int
+}
+
+func durables(t *testing.T, mon *monitor.Client) map[string]durableState {
+	t.Helper()
+	chans, err := mon.Channels(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]durableState{}
+	for _, c := range chans {
+		for _, s := range c.Subscriptions {
+			if !s.IsDurable {
+				continue
+			}
+			k := c.Name + "|" + s.ClientID + "|" + s.DurableName + "|" + s.QueueName
+			if s.QueueName != "" {
+				k = c.Name + "|queue|" + s.QueueName
+			}
+			out[k] = durableState{s.LastSent, s.PendingCount, s.IsOffline, s.MaxInflight, s.AckWait}
+		}
+	}
+	return out
+}
+
+// TestMigrateCoreFixtureReproducesChannelsAndPositions is the core
+// promise: every stream holds exactly its channel's messages at the same
+// sequences with the migration headers, every durable becomes a durable
+// consumer that first delivers the durable's lowest unacknowledged
+// sequence, STAN's durables stay usable for a rollback, and a second run
+// changes nothing.
+func TestMigrateCoreFixtureReproducesChannelsAndPositions(t *testing.T) {
+	env := startCore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	mon := env.Monitor()
+	before := durables(t, mon)
+
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Blockers()) != 0 {
+		t.Fatalf("core fixture must be migratable, blockers: %+v", p.Blockers())
+	}
+	if len(p.NonDurables) != 1 || p.NonDurables[0].ClientID != "dashboard" {
+		t.Fatalf("the non-durable must be reported, got %+v", p.NonDurables)
+	}
+	sum, err := migrate.Run(ctx, p, env.MigrateOptions())
+	if err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	if sum.NothingToDo {
+		t.Fatal("first run reported nothing to do")
+	}
+	js := jsConn(t, env)
+	expect := env.Spec.Expect()
+	sizes := map[string]int{}
+	for _, c := range env.Spec.Channels {
+		sizes[c.Name] = c.Size
+	}
+	lastSeqs := map[string]uint64{}
+	for name, ce := range expect {
+		stream, err := js.Stream(ctx, naming.StreamName(name))
+		if err != nil {
+			t.Fatalf("channel %q: stream: %v", name, err)
+		}
+		st := stream.CachedInfo().State
+		if st.Msgs != ce.Msgs || st.FirstSeq != ce.FirstSeq || st.LastSeq != ce.LastSeq {
+			t.Errorf("channel %q: stream has %d msgs %d..%d, channel %d msgs %d..%d", name, st.Msgs, st.FirstSeq, st.LastSeq, ce.Msgs, ce.FirstSeq, ce.LastSeq)
+		}
+		lastSeqs[name] = st.LastSeq
+		for seq := ce.FirstSeq; seq <= ce.LastSeq; seq++ {
+			m, err := stream.GetMsg(ctx, seq)
+			if err != nil {
+				t.Fatalf("channel %q seq %d: %v", name, seq, err)
+			}
+			if !bytes.Equal(m.Data, fixture.Payload(name, seq, sizes[name])) || m.Subject != name {
+				t.Fatalf("channel %q seq %d: wrong content or subject %q", name, seq, m.Subject)
+			}
+			h := m.Header
+			if h.Get("Nats-Msg-Id") != naming.MsgID("test-cluster", name, seq) ||
+				h.Get(migrate.HdrChannel) != name || h.Get(migrate.HdrSequence) != strconv.FormatUint(seq, 10) {
+				t.Fatalf("channel %q seq %d: headers %v", name, seq, h)
+			}
+			if _, err := time.Parse(time.RFC3339Nano, h.Get(migrate.HdrTimestamp)); err != nil {
+				t.Fatalf("channel %q seq %d: timestamp header: %v", name, seq, err)
+			}
+		}
+		for key, de := range ce.Durables {
+			cons := naming.ConsumerName(key.ClientID, key.Durable, key.Queue)
+			c, err := js.Consumer(ctx, naming.StreamName(name), cons)
+			if err != nil {
+				t.Fatalf("%s: consumer %q: %v", key, cons, err)
+			}
+			cfg := c.CachedInfo().Config
+			if cfg.Durable != cons || cfg.AckPolicy != jetstream.AckExplicitPolicy {
+				t.Errorf("%s: consumer not durable with explicit acks: %+v", key, cfg)
+			}
+			if cfg.OptStartSeq != de.Start {
+				t.Errorf("%s: consumer starts at %d, durable's lowest unacknowledged is %d", key, cfg.OptStartSeq, de.Start)
+			}
+			if cfg.MaxAckPending != de.MaxInflight || cfg.AckWait != de.AckWait {
+				t.Errorf("%s: MaxAckPending %d AckWait %v, durable had %d and %v", key, cfg.MaxAckPending, cfg.AckWait, de.MaxInflight, de.AckWait)
+			}
+			if de.Start > ce.LastSeq {
+				continue // caught up: nothing to deliver yet
+			}
+			batch, err := c.FetchNoWait(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var first uint64
+			for m := range batch.Messages() {
+				md, _ := m.Metadata()
+				first = md.Sequence.Stream
+				_ = m.Nak()
+			}
+			if first != de.Start {
+				t.Errorf("%s: consumer delivered %d first, want %d", key, first, de.Start)
+			}
+		}
+	}
+	// One consumer for the queue group, shared by its members.
+	ps, err := js.Stream(ctx, naming.StreamName("payments"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := ps.ConsumerNames(ctx)
+	var n int
+	for range names.Name() {
+		n++
+	}
+	if n != 1 {
+		t.Errorf("payments: %d consumers, want one for the queue group", n)
+	}
+
+	after := durables(t, mon)
+	for k, b := range before {
+		a, ok := after[k]
+		if !ok {
+			t.Errorf("durable %s disappeared from STAN", k)
+			continue
+		}
+		if !a.offline || a.maxInflight != b.maxInflight || a.ackWait != b.ackWait {
+			t.Errorf("durable %s changed: before %+v after %+v", k, b, a)
+		}
+		if a.pending < b.pending && a.lastSent == b.lastSent {
+			t.Errorf("durable %s: pending dropped from %d to %d: the tool acknowledged messages", k, b.pending, a.pending)
+		}
+	}
+
+	// A second run adds nothing and says so.
+	sum2, err := migrate.Run(ctx, p, env.MigrateOptions())
+	if err != nil {
+		t.Fatalf("second migrate: %v", err)
+	}
+	if !sum2.NothingToDo || sum2.Copied != 0 {
+		for _, c := range sum2.Channels {
+			t.Logf("%+v", *c)
+		}
+		t.Fatalf("second run: nothing_to_do=%v copied=%d", sum2.NothingToDo, sum2.Copied)
+	}
+	for name, last := range lastSeqs {
+		s, _ := js.Stream(ctx, naming.StreamName(name))
+		if got := s.CachedInfo().State.LastSeq; got != last {
+			t.Errorf("channel %q: second run moved last sequence %d -> %d", name, last, got)
+		}
+	}
+}
+
+func TestMigrateRefusesPlanWithBlockers(t *testing.T) {
+	p := &plan.Plan{Version: 1, Source: plan.Source{ClusterID: "c"},
+		Findings: []plan.Finding{{Severity: plan.Blocker, Object: "stream x", Message: "collides"}}}
+	_, err := migrate.Run(context.Background(), p, migrate.Options{})
+	if !errors.Is(err, migrate.ErrBlocked) {
+		t.Fatalf("want ErrBlocked, got %v", err)
+	}
+}
