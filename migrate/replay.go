@@ -26,7 +26,7 @@ const (
 	stanAckWait     = 60 * time.Second
 	stallTimeout    = 20 * time.Second
 	checkpointEvery = time.Second
-	publishTimeout  = 20 * time.Second
+	publishTimeout  = 5 * time.Second
 )
 
 // finisher turns Options.Finish / IdleFinish into a per-channel signal.

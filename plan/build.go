@@ -258,16 +258,21 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 		add(Warning, "target server "+t.Version, "this nats-server release loses every message of a file stream with a configured first sequence on restart (nats-server PR #6753): stanmigrate never sets it (it positions streams by purging), but upgrade to 2.10.28+/2.11.2+ before relying on restarts")
 	}
 	if t.MaxPayload > 0 && d.MaxPayload > 0 {
+		var risky []string
 		for _, c := range p.Channels {
-			need := d.MaxPayload + HeaderOverhead + 3*int64(len(c.Name))
-			if c.Msgs > 0 && need > t.MaxPayload {
-				avg := int64(c.Bytes / c.Msgs)
-				sev := Warning
-				if avg+HeaderOverhead+3*int64(len(c.Name)) > t.MaxPayload {
-					sev = Blocker
-				}
-				add(sev, fmt.Sprintf("channel %q", c.Name), "STAN accepts messages up to %d bytes; with migration headers a message that large needs %d bytes but the target's max_payload is %d (average here: %d bytes): raise max_payload on the target, or migrate stops at the first message that does not fit", d.MaxPayload, need, t.MaxPayload, avg)
+			over := HeaderOverhead + 3*int64(len(c.Name))
+			if c.Msgs == 0 || d.MaxPayload+over <= t.MaxPayload {
+				continue
 			}
+			if avg := int64(c.Bytes / c.Msgs); avg+over > t.MaxPayload {
+				add(Blocker, fmt.Sprintf("channel %q", c.Name), "its messages average %d bytes: with migration headers they exceed the target's max_payload %d: raise max_payload on the target", avg, t.MaxPayload)
+				continue
+			}
+			risky = append(risky, c.Name)
+		}
+		if len(risky) > 0 {
+			add(Warning, fmt.Sprintf("%d channel(s)", len(risky)), "STAN accepts messages up to %d bytes, the target's max_payload is %d and migration headers add up to about %d bytes: a message within %d bytes of STAN's limit will not fit, and migrate stops before it; raise max_payload on the target to be safe",
+				d.MaxPayload, t.MaxPayload, HeaderOverhead, HeaderOverhead)
 		}
 	}
 	existing := map[string]ExistingStream{}

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stanmigrate/stanmigrate/internal/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/testenv"
+)
+
+var binary string
+
+// TestMain builds the binary once: fault tests run it as a child process
+// so they can kill it like an operator's OOM killer would.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "stanmigrate-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "stanmigrate")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build stanmigrate: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func run(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return result{so.String(), se.String(), code}
+}
+
+// envFor points the binary at a test environment through the documented
+// environment variables.
+func envFor(e *testenv.Env) []string {
+	return []string{
+		"STAN_URL=" + e.Pair.STAN.URL(),
+		"STAN_CLUSTER=" + e.Pair.STAN.ClusterID(),
+		"STAN_MONITOR=" + e.Pair.STAN.MonitorURL(),
+		"NATS_URL=" + e.Pair.JetStream.URL(),
+	}
+}
+
+func startFixture(t *testing.T, name string) *testenv.Env {
+	t.Helper()
+	spec, err := fixture.Load("../../testdata/fixtures/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Stop)
+	return env
+}
+
+func TestPlanMigrateVerifyThroughTheBinary(t *testing.T) {
+	env := startFixture(t, "core.yaml")
+	dir := t.TempDir()
+	planFile := filepath.Join(dir, "plan.yaml")
+	r := run(t, envFor(env), "plan", "-o", planFile)
+	if r.code != 0 {
+		t.Fatalf("plan: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"orders.eu", "orders_eu", "not durable: will not be migrated", "probed at migrate time"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("plan report lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = run(t, envFor(env), "migrate", "--plan", planFile)
+	if r.code != 0 {
+		t.Fatalf("migrate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, envFor(env), "migrate", "--plan", planFile)
+	if r.code != 0 || !strings.Contains(r.stdout, "Nothing to do") {
+		t.Fatalf("second migrate: exit %d, want a no-op that says so\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, envFor(env), "verify", "--plan", planFile, "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"ok": true`) {
+		t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, nil, "status", "--plan", planFile)
+	if r.code != 0 || !strings.Contains(r.stdout, "complete") {
+		t.Fatalf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestBadInputExitsTwoWithOneLineNamingTheProblem(t *testing.T) {
+	env := startFixture(t, "core.yaml")
+	noJS, err := embedded.StartJetStream(embedded.JetStreamConfig{Disabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(noJS.Stop)
+	dead, _ := embedded.FreePort()
+	deadURL := fmt.Sprintf("nats://127.0.0.1:%d", dead)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "plan.yaml")
+	if r := run(t, envFor(env), "plan", "-o", good); r.code != 0 {
+		t.Fatalf("plan: %s", r.stderr)
+	}
+	data, _ := os.ReadFile(good)
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	badYAML := write("bad.yaml", strings.Replace(string(data), "replicas: 1", "replicas: [1", 1))
+	unknown := write("unknown.yaml", strings.Replace(string(data), "replicas: 1", "replicas: 1\n    replica_count: 3", 1))
+	badName := write("badname.yaml", strings.Replace(string(data), "stream: orders_eu", "stream: orders.eu", 1))
+	gone := write("gone.yaml", strings.Replace(string(data), "channel: audit.log", "channel: audit.gone", 1))
+
+	tests := []struct {
+		name  string
+		env   []string
+		args  []string
+		wants []string
+	}{
+		{"STAN unreachable", []string{"STAN_URL=" + deadURL}, []string{"migrate", "--plan", good}, []string{"STAN server", "unreachable"}},
+		{"monitor unreachable", []string{"STAN_MONITOR=http://127.0.0.1:1"}, []string{"plan", "-o", "-"}, []string{"monitoring", "--stan-monitor"}},
+		{"wrong cluster id (plan)", []string{"STAN_CLUSTER=prod"}, []string{"plan", "-o", "-"}, []string{`"test-cluster"`, "--cluster"}},
+		{"wrong cluster id (migrate)", []string{"STAN_CLUSTER=prod"}, []string{"migrate", "--plan", good}, []string{"cluster", "prod"}},
+		{"JetStream disabled", []string{"NATS_URL=" + noJS.URL()}, []string{"plan", "-o", "-"}, []string{"JetStream is not enabled"}},
+		{"unreadable plan", nil, []string{"migrate", "--plan", filepath.Join(dir, "missing.yaml")}, []string{"missing.yaml", "--plan"}},
+		{"invalid YAML", nil, []string{"migrate", "--plan", badYAML}, []string{"bad.yaml:"}},
+		{"unknown field", nil, []string{"verify", "--plan", unknown}, []string{"unknown.yaml:", "replica_count"}},
+		{"illegal stream name", nil, []string{"migrate", "--plan", badName}, []string{"badname.yaml:", `"orders.eu"`, "orders_eu"}},
+		{"channel no longer exists", nil, []string{"migrate", "--plan", gone}, []string{`"audit.gone"`, "re-run `stanmigrate plan`"}},
+		{"bad flag", nil, []string{"plan", "--format", "xml"}, []string{"--format"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, append(envFor(env), tt.env...), tt.args...)
+			if r.code != 2 {
+				t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+			}
+			for _, w := range tt.wants {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q: %s", w, r.stderr)
+				}
+			}
+			if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic") {
+				t.Errorf("stack trace in output: %s", r.stderr)
+			}
+		})
+	}
+}
+
+// killPoint says when to SIGKILL a running migrator: after a line
+// containing trigger has appeared n times on its stderr, plus delay.
+type killPoint struct {
+	name    string
+	trigger string
+	n       int
+	delay   time.Duration
+}
+
+// startMigrator runs migrate and returns once it was killed at the point.
+func killMigratorAt(t *testing.T, env []string, args []string, kp killPoint) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	kill := func() { once.Do(func() { _ = cmd.Process.Signal(syscall.SIGKILL) }) }
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		seen := 0
+		for sc.Scan() {
+			if kp.trigger != "" && strings.Contains(sc.Text(), kp.trigger) {
+				seen++
+				if seen == kp.n {
+					time.AfterFunc(kp.delay, kill)
+				}
+			}
+		}
+	}()
+	if kp.trigger == "" {
+		time.AfterFunc(kp.delay, kill)
+	}
+	_ = cmd.Wait()
+	kill()
+}
+
+// TestKillNineAtAnyPointThenRerunEndsIdentical kills the migrator with
+// SIGKILL at many points of a 200,000-message migration; after each kill a
+// re-run completes and verify finds nothing missing or duplicated.
+func TestKillNineAtAnyPointThenRerunEndsIdentical(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 200,000 messages per kill point")
+	}
+	env := startFixture(t, "large.yaml")
+	points := []killPoint{
+		{name: "before connecting", delay: 0},
+		{name: "before the first publish", trigger: "started ", n: 1},
+		{name: "early in a channel", trigger: "started ", n: 1, delay: 150 * time.Millisecond},
+		{name: "mid-channel", trigger: "started ", n: 1, delay: 600 * time.Millisecond},
+		{name: "later mid-channel", trigger: "started ", n: 2, delay: 900 * time.Millisecond},
+		{name: "between channels", trigger: "complete ", n: 1},
+		{name: "after two channels", trigger: "complete ", n: 2, delay: 20 * time.Millisecond},
+		{name: "during consumer creation", trigger: "consumer ", n: 1},
+		{name: "after the last consumer of a channel", trigger: "consumer ", n: 2},
+		{name: "near the end", trigger: "complete ", n: 3, delay: 50 * time.Millisecond},
+		{name: "while resuming", trigger: "resumed ", n: 1, delay: 100 * time.Millisecond},
+	}
+	for i, kp := range points {
+		t.Run(kp.name, func(t *testing.T) {
+			// A fresh target per point: each kill starts from nothing,
+			// except "while resuming", which needs an earlier partial run.
+			js, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer js.Stop()
+			e := append(envFor(env), "NATS_URL="+js.URL())
+			planFile := filepath.Join(t.TempDir(), "plan.yaml")
+			if r := run(t, e, "plan", "-o", planFile); r.code != 0 {
+				t.Fatalf("plan: %s", r.stderr)
+			}
+			args := []string{"migrate", "--plan", planFile, "--parallel", "2"}
+			if kp.trigger == "resumed " {
+				killMigratorAt(t, e, args, killPoint{trigger: "started ", n: 1, delay: 400 * time.Millisecond})
+			}
+			killMigratorAt(t, e, args, kp)
+			r := run(t, e, args...)
+			if r.code != 0 {
+				t.Fatalf("kill point %d (%s): re-run exit %d\n%s%s", i, kp.name, r.code, r.stdout, r.stderr)
+			}
+			r = run(t, e, "verify", "--plan", planFile)
+			if r.code != 0 {
+				t.Fatalf("kill point %d (%s): verify exit %d\n%s%s", i, kp.name, r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+func TestInterruptExits130WithCheckpointAndRerunCompletes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 200,000 messages")
+	}
+	env := startFixture(t, "large.yaml")
+	dir := t.TempDir()
+	planFile := filepath.Join(dir, "plan.yaml")
+	if r := run(t, envFor(env), "plan", "-o", planFile); r.code != 0 {
+		t.Fatalf("plan: %s", r.stderr)
+	}
+	cmd := exec.Command(binary, "migrate", "--plan", planFile)
+	cmd.Env = append(os.Environ(), envFor(env)...)
+	stderr, _ := cmd.StderrPipe()
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var errOut bytes.Buffer
+	sent := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			errOut.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "started ") {
+				once.Do(func() {
+					time.AfterFunc(300*time.Millisecond, func() { _ = cmd.Process.Signal(os.Interrupt); close(sent) })
+				})
+			}
+		}
+	}()
+	err := cmd.Wait()
+	<-sent
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("want exit 130 after SIGINT, got %v\n%s\n%s", err, out.String(), errOut.String())
+	}
+	cps, _ := filepath.Glob(filepath.Join(dir, "plan.state", "*.json"))
+	if len(cps) == 0 {
+		t.Fatalf("no checkpoint written in %s", filepath.Join(dir, "plan.state"))
+	}
+	if !strings.Contains(out.String(), "interrupted") {
+		t.Errorf("no partial summary with interrupted channels:\n%s", out.String())
+	}
+	r := run(t, envFor(env), "migrate", "--plan", planFile)
+	if r.code != 0 {
+		t.Fatalf("re-run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r = run(t, envFor(env), "verify", "--plan", planFile); r.code != 0 {
+		t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stanmigrate/stanmigrate/internal/report"
+	"github.com/stanmigrate/stanmigrate/plan"
+)
+
+type planOptions struct {
+	output   string
+	include  []string
+	exclude  []string
+	format   string
+	replicas int
+	headers  string
+}
+
+func newPlanCmd(a *app, g *globalOptions) *cobra.Command {
+	o := &planOptions{}
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Discover channels and durables and write an editable plan (changes nothing)",
+		Long: `plan reads the STAN monitoring endpoint and the JetStream target, maps every
+channel to a stream and every durable to a consumer, writes the plan file and
+prints a dry-run report: what will be created, how much data, what is risky or
+blocked. It changes nothing on either server.
+
+` + exitCodesHelp,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch o.format {
+			case report.Table, report.JSON, report.Markdown:
+			default:
+				return usageError{fmt.Errorf("--format %q: use table, json or markdown", o.format)}
+			}
+			p, err := makePlan(cmd.Context(), g, o)
+			if err != nil {
+				return err
+			}
+			if o.output != "" && o.output != "-" {
+				if err := plan.Save(o.output, p); err != nil {
+					return err
+				}
+			}
+			if err := report.Plan(a.stdout, p, o.format); err != nil {
+				return err
+			}
+			if o.output != "" && o.output != "-" && o.format == report.Table {
+				fmt.Fprintf(a.stderr, "\nplan written to %s: review it, then run `stanmigrate migrate --plan %s`\n", o.output, o.output)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.output, "output", "o", "plan.yaml", "plan file to write (- to write none)")
+	f.StringArrayVar(&o.include, "channel", nil, "only channels matching this glob (repeatable)")
+	f.StringArrayVar(&o.exclude, "exclude", nil, "leave out channels matching this glob (repeatable)")
+	f.StringVar(&o.format, "format", report.Table, "report format: table, json or markdown")
+	f.IntVar(&o.replicas, "replicas", 1, "stream replicas on the target (1, 3 or 5)")
+	f.StringVar(&o.headers, "headers", plan.HeadersFull, "migration headers: full (Msg-Id, channel, sequence, timestamp) or minimal (Msg-Id, timestamp)")
+	return cmd
+}
+
+// makePlan discovers both servers and maps them with the given options.
+func makePlan(ctx context.Context, g *globalOptions, o *planOptions) (*plan.Plan, error) {
+	mon := g.monitor()
+	if mon == nil {
+		return nil, usageError{errors.New("planning needs the STAN monitoring endpoint (--stan-monitor); without it, write the plan file by hand (see README) and pass it to migrate with --plan")}
+	}
+	if o.replicas < 1 || o.replicas > 5 {
+		return nil, usageError{fmt.Errorf("--replicas %d: use 1 to 5", o.replicas)}
+	}
+	if o.headers != plan.HeadersFull && o.headers != plan.HeadersMinimal {
+		return nil, usageError{fmt.Errorf("--headers %q: use full or minimal", o.headers)}
+	}
+	d, err := plan.Discover(ctx, plan.Config{
+		ClusterID: g.cluster, STAN: g.stan, Monitor: mon, MonitorURL: g.monitorURL, Target: g.nats,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return plan.Build(d, plan.Options{
+		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Headers: o.headers, Now: time.Now(),
+	}), nil
+}

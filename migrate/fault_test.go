@@ -1,0 +1,152 @@
+package migrate_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/testenv"
+	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/verify"
+)
+
+func startLarge(t *testing.T) *testenv.Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fault tests move 200,000 messages")
+	}
+	spec, err := fixture.Load("../testdata/fixtures/large.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Stop)
+	return env
+}
+
+// countingReporter lets a test act once a run has made progress.
+type countingReporter struct {
+	msgs chan uint64
+}
+
+func (c *countingReporter) Begin(uint64, uint64) {}
+func (c *countingReporter) Progress(m, _ uint64) {
+	select {
+	case c.msgs <- m:
+	default:
+	}
+}
+func (c *countingReporter) Event(migrate.Event) {}
+
+func waitProgress(t *testing.T, r *countingReporter, atLeast uint64) {
+	t.Helper()
+	var seen uint64
+	deadline := time.After(time.Minute)
+	for seen < atLeast {
+		select {
+		case m := <-r.msgs:
+			seen += m
+		case <-deadline:
+			t.Fatalf("no progress: saw %d messages", seen)
+		}
+	}
+}
+
+func verifyClean(t *testing.T, ctx context.Context, env *testenv.Env, run func() error) {
+	t.Helper()
+	if err := run(); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verify.Run(ctx, p, env.VerifyOptions())
+	if err != nil {
+		for _, c := range rep.Channels {
+			if !c.OK {
+				t.Errorf("channel %s: %s", c.Channel, c.Problem)
+			}
+		}
+		for _, c := range rep.Consumers {
+			if !c.OK {
+				t.Errorf("consumer %s: %s", c.Consumer, c.Problem)
+			}
+		}
+		t.Fatalf("verify: %v", err)
+	}
+}
+
+func TestMigrateRecoversFromJetStreamRestartMidRun(t *testing.T) {
+	env := startLarge(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &countingReporter{msgs: make(chan uint64, 1)}
+	opts := env.MigrateOptions()
+	opts.Reporter = rep
+	done := make(chan error, 1)
+	go func() { _, err := migrate.Run(ctx, p, opts); done <- err }()
+	waitProgress(t, rep, 5000)
+	if err := env.Pair.JetStream.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	verifyClean(t, ctx, env, func() error { return <-done })
+}
+
+func TestMigrateRecoversFromSTANRestartMidRun(t *testing.T) {
+	env := startLarge(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &countingReporter{msgs: make(chan uint64, 1)}
+	opts := env.MigrateOptions()
+	opts.Reporter = rep
+	done := make(chan error, 1)
+	go func() { _, err := migrate.Run(ctx, p, opts); done <- err }()
+	waitProgress(t, rep, 5000)
+	// Seeded online clients would be recovered by the server anyway; the
+	// point is the migrator's own session and subscriptions.
+	if err := env.Pair.STAN.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	verifyClean(t, ctx, env, func() error { return <-done })
+}
+
+// TestVerifyPassesAfterJetStreamRestartOnMigratedStreams guards the
+// first-sequence hazard: streams positioned past sequence 1 must keep every
+// message across a server restart.
+func TestVerifyPassesAfterJetStreamRestartOnMigratedStreams(t *testing.T) {
+	env := startCore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyClean(t, ctx, env, func() error { _, err := migrate.Run(ctx, p, env.MigrateOptions()); return err })
+	if err := env.Pair.JetStream.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verify.Run(ctx, p, env.VerifyOptions())
+	if err != nil {
+		t.Fatalf("verify after restart: %v (%+v)", err, rep)
+	}
+	// And a re-run after the restart still has nothing to do.
+	sum, err := migrate.Run(ctx, p, env.MigrateOptions())
+	if err != nil || !sum.NothingToDo {
+		t.Fatalf("re-run after restart: err=%v nothing_to_do=%v", err, sum != nil && sum.NothingToDo)
+	}
+}

@@ -1,0 +1,1085 @@
+// Package verify proves a migration: it compares every planned channel with
+// its stream (counts, first and last sequence, a content hash per message
+// and per channel) and every durable with the consumer that replaced it.
+//
+// It only reads. On STAN it uses non-durable subscriptions of its own; on
+// JetStream it reads through ordered consumers (ephemeral, removed when
+// done) and direct gets, and never acks, creates or changes anything
+// durable. It never prints and never exits: results come back as a Report.
+package verify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/nats-io/stan.go"
+
+	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/plan"
+)
+
+// ErrDifferences is returned, wrapped with a count, when any check fails.
+var ErrDifferences = errors.New("differences found")
+
+// Timeouts are variables so tests can shorten them.
+var (
+	// idleTimeout bounds how long one side may stay silent while the merge
+	// still expects messages from it: a channel or stream holding fewer
+	// messages than announced must end in a report, not a hang.
+	idleTimeout = 10 * time.Second
+	// learnTimeout is how long to wait for the one message that reveals a
+	// channel's first or last sequence when there is no monitoring; an
+	// empty channel answers with silence, so this is paid once per empty
+	// channel.
+	learnTimeout = 2 * time.Second
+	// sampleTimeout is how long to wait for a sampled STAN message that
+	// must exist (the sequence lies inside the channel's range).
+	sampleTimeout = 5 * time.Second
+)
+
+const (
+	// STAN holds at most MaxInflight unacknowledged messages per
+	// subscription in the client; the window is sized by bytes too so large
+	// messages cannot blow memory.
+	maxInflight   = 8192
+	minInflight   = 64
+	inflightBytes = 32 << 20
+	// queueLen is the hand-off between a client callback and the merger.
+	// Small on purpose: STAN's own window is the buffer, this only smooths
+	// scheduling, and a full queue blocks the callback so STAN backpressures.
+	queueLen = 512
+	// stanAckWait only matters if the merger stalls longer than it: STAN
+	// then redelivers, and the merger skips sequences it has seen.
+	stanAckWait = 60 * time.Second
+	// listed is how many differing sequences of each kind a report names.
+	listed = 10
+	// progressEvery is how many messages pass between progress checks.
+	progressEvery    = 1024
+	progressInterval = 500 * time.Millisecond
+)
+
+// Options configure a run.
+type Options struct {
+	// ClusterID of the STAN source; empty means the plan's.
+	ClusterID string
+	Source    conn.Side
+	Target    conn.Side
+	// Monitor is the STAN monitoring client; nil when STAN runs without
+	// monitoring (first and last sequences are then learned by
+	// subscribing, and durable positions come from the plan).
+	Monitor *monitor.Client
+	// Sample > 0 checks that many random sequences per channel by direct
+	// get on the stream and a one-message STAN subscription, instead of
+	// streaming every message. Counts and first/last are still compared
+	// in full; no channel hash is computed.
+	Sample int
+	// Parallel is how many channels are verified at once (0 = NumCPU).
+	Parallel int
+	// Progress, when set, is called periodically from several goroutines
+	// with the number of messages checked on a channel since the previous
+	// call for that channel (a delta, like migrate's Reporter.Progress).
+	Progress func(channel string, msgs uint64)
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Channels    []ChannelReport  `json:"channels"`
+	Consumers   []ConsumerReport `json:"consumers"`
+	Differences int              `json:"differences"`
+	OK          bool             `json:"ok"`
+}
+
+// Side is what one side holds for a channel.
+type Side struct {
+	Msgs     uint64 `json:"msgs"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	// SHA256 is the digest.Channel sum over every message read; empty in
+	// sample mode.
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// ChannelReport compares one channel with its stream. The stream's name is
+// "stream_name" in JSON because "stream" holds the stream side.
+type ChannelReport struct {
+	Channel string `json:"channel"`
+	Stream  string `json:"stream_name"`
+	Source  Side   `json:"stan"`
+	Target  Side   `json:"stream"`
+	// The first differing sequences of each kind, ascending: Missing are
+	// on STAN but not in the stream, Extra in the stream but not on STAN,
+	// Changed in both with a different subject or payload.
+	Missing      []uint64 `json:"missing,omitempty"`
+	Extra        []uint64 `json:"extra,omitempty"`
+	Changed      []uint64 `json:"changed,omitempty"`
+	MissingCount uint64   `json:"missing_count"`
+	ExtraCount   uint64   `json:"extra_count"`
+	ChangedCount uint64   `json:"changed_count"`
+	OK           bool     `json:"ok"`
+	// Problem is a one-line summary when !OK, naming the channel and the
+	// first differing sequences.
+	Problem string `json:"problem,omitempty"`
+	// Sampled is how many sequences were checked in sample mode.
+	Sampled int `json:"sampled,omitempty"`
+
+	notes []string // facts that make the channel differ beyond sequences
+}
+
+// ConsumerReport compares one durable with its consumer.
+type ConsumerReport struct {
+	Channel  string `json:"channel"`
+	Stream   string `json:"stream"`
+	Durable  string `json:"durable"` // plan.Durable.Key()
+	Consumer string `json:"consumer"`
+	// Expected and Actual are start sequences: where STAN would resume the
+	// durable, and the consumer's DeliverByStartSequence.
+	Expected uint64 `json:"expected_start"`
+	Actual   uint64 `json:"actual_start"`
+	Position string `json:"position,omitempty"`
+	OK       bool   `json:"ok"`
+	Problem  string `json:"problem,omitempty"`
+}
+
+// Run verifies every active channel of the plan and the consumers of its
+// durables. The error wraps ErrDifferences when the report has differences;
+// any other error is a connection or usage problem, returned with whatever
+// was verified before it.
+func Run(ctx context.Context, p *plan.Plan, o Options) (*Report, error) {
+	if p == nil {
+		return nil, errors.New("verify: no plan")
+	}
+	if o.ClusterID == "" {
+		o.ClusterID = p.Source.ClusterID
+	}
+	if o.Source.Name == "" {
+		o.Source.Name = "STAN"
+	}
+	if o.Target.Name == "" {
+		o.Target.Name = "JetStream"
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = runtime.NumCPU()
+	}
+	rep := &Report{Channels: []ChannelReport{}, Consumers: []ConsumerReport{}}
+	chans := p.Active()
+	if len(chans) == 0 {
+		rep.OK = true
+		return rep, nil
+	}
+	nc, js, err := conn.JetStream(ctx, o.Target, "stanmigrate-verify")
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		ch   *ChannelReport
+		cons []ConsumerReport
+	}
+	results := make([]result, len(chans))
+	var (
+		errMu    sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+		cancel()
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(o.Parallel, len(chans)) {
+		wg.Go(func() {
+			// One STAN session per worker: each session is one TCP
+			// connection read by one goroutine, which would cap parallel
+			// channels if shared.
+			var sc *conn.STAN
+			defer func() {
+				if sc != nil {
+					sc.Close()
+				}
+			}()
+			for i := range next {
+				if ctx.Err() != nil {
+					continue
+				}
+				if sc == nil {
+					s, err := conn.ConnectSTAN(ctx, o.Source, o.ClusterID, "stanmigrate-verify-"+nuid.Next(), nil)
+					if err != nil {
+						fail(err)
+						continue
+					}
+					sc = s
+				}
+				cr, cons, err := verifyChannel(ctx, sc.SC, js, chans[i], &o)
+				if err != nil {
+					fail(fmt.Errorf("verify channel %q (stream %q): %w", chans[i].Name, chans[i].Stream, err))
+					continue
+				}
+				results[i] = result{cr, cons}
+			}
+		})
+	}
+feed:
+	for i := range chans {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+
+	badChannels, badConsumers := 0, 0
+	for _, r := range results {
+		if r.ch == nil {
+			continue
+		}
+		rep.Channels = append(rep.Channels, *r.ch)
+		if !r.ch.OK {
+			badChannels++
+			rep.Differences += int(max(1, r.ch.MissingCount+r.ch.ExtraCount+r.ch.ChangedCount))
+		}
+		for _, c := range r.cons {
+			rep.Consumers = append(rep.Consumers, c)
+			if !c.OK {
+				badConsumers++
+				rep.Differences++
+			}
+		}
+	}
+	rep.OK = rep.Differences == 0
+	if firstErr != nil {
+		rep.OK = false
+		return rep, firstErr
+	}
+	if !rep.OK {
+		return rep, fmt.Errorf("%w: %d in %d channel(s) and %d consumer(s)", ErrDifferences, rep.Differences, badChannels, badConsumers)
+	}
+	return rep, nil
+}
+
+// bounds is what STAN says a channel holds when verification starts.
+type bounds struct {
+	known bool // from monitoring
+	gone  bool // monitoring says the channel does not exist
+	first uint64
+	last  uint64
+	msgs  uint64
+	bytes uint64
+}
+
+func (b bounds) empty() bool { return b.gone || b.last == 0 || b.last < b.first }
+
+func verifyChannel(ctx context.Context, sc stan.Conn, js jetstream.JetStream, c *plan.Channel, o *Options) (*ChannelReport, []ConsumerReport, error) {
+	var (
+		b  bounds
+		cz *monitor.Channelz
+	)
+	if o.Monitor != nil {
+		var err error
+		cz, err = o.Monitor.Channel(ctx, c.Name)
+		switch {
+		case errors.Is(err, monitor.ErrNotFound):
+			// Subscribing would create the channel: a verifier must not.
+			b = bounds{known: true, gone: true}
+			cz = nil
+		case err != nil:
+			return nil, nil, err
+		default:
+			b = bounds{known: true, first: cz.FirstSeq, last: cz.LastSeq, msgs: uint64(max(cz.Msgs, 0)), bytes: cz.Bytes}
+		}
+	}
+	var (
+		cr  *ChannelReport
+		err error
+	)
+	if o.Sample > 0 {
+		cr, err = sampleChannel(ctx, sc, js, c, b, o.Sample, o.Progress)
+	} else {
+		cr, err = fullChannel(ctx, sc, js, c, b, o.Progress)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	cons, err := consumers(ctx, js, c, cz, o.Monitor != nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cr, cons, nil
+}
+
+// Channel compares one channel with its stream in full, learning the
+// channel's first and last sequence by subscribing (no monitoring).
+// clusterID only names the source in errors.
+func Channel(ctx context.Context, stanConn stan.Conn, js jetstream.JetStream, clusterID string, c *plan.Channel) (*ChannelReport, error) {
+	cr, err := fullChannel(ctx, stanConn, js, c, bounds{}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("verify channel %q of cluster %q (stream %q): %w", c.Name, clusterID, c.Stream, err)
+	}
+	return cr, nil
+}
+
+// learnBounds finds the channel's last sequence without monitoring. An
+// empty channel says nothing, so its position comes from the plan.
+func learnBounds(ctx context.Context, sc stan.Conn, c *plan.Channel) (bounds, error) {
+	m, err := oneMsg(ctx, sc, c.Name, learnTimeout, stan.StartWithLastReceived())
+	if err != nil {
+		return bounds{}, fmt.Errorf("learn last sequence: %w", err)
+	}
+	if m == nil {
+		if c.Msgs == 0 {
+			return bounds{first: c.FirstSeq, last: c.LastSeq}, nil
+		}
+		// Everything the plan saw has expired since.
+		return bounds{first: c.LastSeq + 1, last: c.LastSeq}, nil
+	}
+	// first is learned from the first message the read delivers.
+	return bounds{first: 1, last: m.Sequence}, nil
+}
+
+// oneMsg subscribes at a start position and returns the first message
+// delivered, or nil after wait.
+func oneMsg(ctx context.Context, sc stan.Conn, channel string, wait time.Duration, start stan.SubscriptionOption) (*stan.Msg, error) {
+	got := make(chan *stan.Msg, 1)
+	sub, err := sc.Subscribe(channel, func(m *stan.Msg) {
+		select {
+		case got <- m:
+		default:
+		}
+	}, start, stan.MaxInflight(1))
+	if err != nil {
+		return nil, err
+	}
+	// A non-durable subscription: unsubscribing drops only our cursor.
+	defer func() { _ = sub.Unsubscribe() }()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case m := <-got:
+		return m, nil
+	case <-t.C:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// openStream returns the stream and its state at start; nil when the
+// stream does not exist.
+func openStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, *jetstream.StreamState, error) {
+	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream info: %w", err)
+	}
+	st := s.CachedInfo().State
+	return s, &st, nil
+}
+
+// inflight sizes STAN's window so that it holds about inflightBytes.
+func inflight(b bounds, c *plan.Channel) int {
+	msgs, size := b.msgs, b.bytes
+	if !b.known {
+		msgs, size = c.Msgs, c.Bytes
+	}
+	w := maxInflight
+	if msgs > 0 {
+		avg := size/msgs + 1
+		w = int(min(uint64(maxInflight), inflightBytes/avg))
+	}
+	return max(w, minInflight)
+}
+
+// stanReader feeds a channel's messages, in sequence order, to the merger.
+type stanReader struct {
+	ch   chan *stan.Msg
+	done chan struct{}
+	sub  stan.Subscription
+}
+
+func startSTAN(sc stan.Conn, channel string, window int) (*stanReader, error) {
+	r := &stanReader{ch: make(chan *stan.Msg, queueLen), done: make(chan struct{})}
+	var err error
+	// Auto-ack happens after the callback returns, so a blocked callback
+	// holds STAN at its window: that is the backpressure.
+	r.sub, err = sc.Subscribe(channel, func(m *stan.Msg) {
+		select {
+		case r.ch <- m:
+		case <-r.done:
+		}
+	}, stan.DeliverAllAvailable(), stan.MaxInflight(window), stan.AckWait(stanAckWait))
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to channel %q: %w", channel, err)
+	}
+	return r, nil
+}
+
+func (r *stanReader) stop() {
+	if r == nil {
+		return
+	}
+	close(r.done)
+	_ = r.sub.Unsubscribe()
+}
+
+// streamReader feeds a stream's messages, in sequence order, to the merger.
+type streamReader struct {
+	ch   chan jetstream.Msg
+	done chan struct{}
+	cc   jetstream.ConsumeContext
+}
+
+func startStream(ctx context.Context, s jetstream.Stream) (*streamReader, error) {
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return nil, fmt.Errorf("ordered consumer: %w", err)
+	}
+	r := &streamReader{ch: make(chan jetstream.Msg, queueLen), done: make(chan struct{})}
+	r.cc, err = cons.Consume(func(m jetstream.Msg) {
+		select {
+		case r.ch <- m:
+		case <-r.done:
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read stream: %w", err)
+	}
+	return r, nil
+}
+
+func (r *streamReader) stop() {
+	if r == nil {
+		return
+	}
+	close(r.done)
+	r.cc.Stop()
+}
+
+// merger walks both sides in sequence order. Everything per message runs
+// on its goroutine, hashing included, so the client callbacks only hand
+// messages over.
+type merger struct {
+	rep     *ChannelReport
+	channel string
+	sr      *stanReader
+	tr      *streamReader
+	sc      stan.Conn
+	js      jetstream.JetStream
+
+	stanLast, streamLast uint64
+	stanPrev, streamPrev uint64
+	stanDone, streamDone bool
+	stanFirst            uint64 // first sequence read from STAN
+
+	ds, dt *digest.Channel
+	timer  *time.Timer
+
+	progress     func(string, uint64)
+	sinceReport  uint64
+	lastReported time.Time
+}
+
+// nextSTAN returns the next STAN message up to stanLast, or nil once the
+// side is finished (read to the end, or silent for idleTimeout).
+func (m *merger) nextSTAN(ctx context.Context) (*stan.Msg, error) {
+	for {
+		var msg *stan.Msg
+		select {
+		case msg = <-m.sr.ch:
+		default:
+			m.timer.Reset(idleTimeout)
+			select {
+			case msg = <-m.sr.ch:
+				m.timer.Stop()
+			case <-m.timer.C:
+				m.stanDone = true
+				if !m.sc.NatsConn().IsConnected() {
+					return nil, fmt.Errorf("STAN connection lost after sequence %d", m.stanPrev)
+				}
+				m.rep.notes = append(m.rep.notes, fmt.Sprintf("STAN delivered nothing for %v after sequence %d though the channel's last sequence was %d",
+					idleTimeout, m.stanPrev, m.stanLast))
+				return nil, nil
+			case <-ctx.Done():
+				m.timer.Stop()
+				return nil, ctx.Err()
+			}
+		}
+		seq := msg.Sequence
+		if seq <= m.stanPrev {
+			continue // redelivered after AckWait
+		}
+		if seq > m.stanLast {
+			m.stanDone = true
+			return nil, nil
+		}
+		if m.stanPrev == 0 {
+			m.stanFirst = seq
+		}
+		m.stanPrev = seq
+		m.stanDone = seq >= m.stanLast
+		return msg, nil
+	}
+}
+
+// nextStream is nextSTAN for the stream side. It also stops when the
+// server says nothing is pending: a stream whose last message was deleted
+// keeps that sequence as its last, and would otherwise never finish.
+func (m *merger) nextStream(ctx context.Context) (jetstream.Msg, uint64, error) {
+	for {
+		var msg jetstream.Msg
+		select {
+		case msg = <-m.tr.ch:
+		default:
+			m.timer.Reset(idleTimeout)
+			select {
+			case msg = <-m.tr.ch:
+				m.timer.Stop()
+			case <-m.timer.C:
+				m.streamDone = true
+				if !m.js.Conn().IsConnected() {
+					return nil, 0, fmt.Errorf("JetStream connection lost after stream sequence %d", m.streamPrev)
+				}
+				m.rep.notes = append(m.rep.notes, fmt.Sprintf("the stream delivered nothing for %v after sequence %d though its last sequence was %d",
+					idleTimeout, m.streamPrev, m.streamLast))
+				return nil, 0, nil
+			case <-ctx.Done():
+				m.timer.Stop()
+				return nil, 0, ctx.Err()
+			}
+		}
+		seq, pending, ok := ackSeqs(msg.Reply())
+		if !ok {
+			md, err := msg.Metadata()
+			if err != nil {
+				return nil, 0, fmt.Errorf("stream message metadata: %w", err)
+			}
+			seq, pending = md.Sequence.Stream, md.NumPending
+		}
+		if seq <= m.streamPrev {
+			continue
+		}
+		if seq > m.streamLast {
+			m.streamDone = true
+			return nil, 0, nil
+		}
+		m.streamPrev = seq
+		m.streamDone = seq >= m.streamLast || pending == 0
+		return msg, seq, nil
+	}
+}
+
+func (m *merger) run(ctx context.Context) error {
+	var (
+		s    *stan.Msg
+		t    jetstream.Msg
+		tseq uint64
+		err  error
+	)
+	r := m.rep
+	for {
+		if s == nil && !m.stanDone {
+			if s, err = m.nextSTAN(ctx); err != nil {
+				return err
+			}
+		}
+		if t == nil && !m.streamDone {
+			if t, tseq, err = m.nextStream(ctx); err != nil {
+				return err
+			}
+		}
+		switch {
+		case s == nil && t == nil:
+			m.report(true)
+			return nil
+		case t == nil || (s != nil && s.Sequence < tseq):
+			r.MissingCount++
+			if len(r.Missing) < listed {
+				r.Missing = append(r.Missing, s.Sequence)
+			}
+			m.ds.Add(s.Sequence, s.Subject, s.Data)
+			s = nil
+		case s == nil || tseq < s.Sequence:
+			r.ExtraCount++
+			if len(r.Extra) < listed {
+				r.Extra = append(r.Extra, tseq)
+			}
+			m.dt.Add(tseq, t.Subject(), t.Data())
+			t = nil
+		default:
+			// Comparing the bytes decides exactly what comparing
+			// digest.MessageSum would, without hashing twice more.
+			if s.Subject != t.Subject() || !bytes.Equal(s.Data, t.Data()) {
+				r.ChangedCount++
+				if len(r.Changed) < listed {
+					r.Changed = append(r.Changed, tseq)
+				}
+			}
+			m.ds.Add(s.Sequence, s.Subject, s.Data)
+			m.dt.Add(tseq, t.Subject(), t.Data())
+			s, t = nil, nil
+		}
+		if m.progress != nil {
+			m.sinceReport++
+			if m.sinceReport%progressEvery == 0 {
+				m.report(false)
+			}
+		}
+	}
+}
+
+func (m *merger) report(final bool) {
+	if m.progress == nil || m.sinceReport == 0 {
+		return
+	}
+	if !final && time.Since(m.lastReported) < progressInterval {
+		return
+	}
+	m.progress(m.channel, m.sinceReport)
+	m.sinceReport = 0
+	m.lastReported = time.Now()
+}
+
+// ackSeqs reads the stream sequence and the pending count from a JetStream
+// ack subject without allocating, as the client's Metadata would:
+//
+//	$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+//	$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>]
+func ackSeqs(reply string) (seq, pending uint64, ok bool) {
+	if !strings.HasPrefix(reply, "$JS.ACK.") {
+		return 0, 0, false
+	}
+	n := strings.Count(reply, ".") + 1
+	seqPos, pendPos := 5, 8
+	switch {
+	case n == 9:
+	case n >= 11:
+		seqPos, pendPos = 7, 10
+	default:
+		return 0, 0, false
+	}
+	for i := 0; i <= pendPos; i++ {
+		var tok string
+		tok, reply, _ = strings.Cut(reply, ".")
+		switch i {
+		case seqPos:
+			if seq, ok = parseNum(tok); !ok {
+				return 0, 0, false
+			}
+		case pendPos:
+			if pending, ok = parseNum(tok); !ok {
+				return 0, 0, false
+			}
+		}
+	}
+	return seq, pending, true
+}
+
+func parseNum(s string) (uint64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(s[i]-'0')
+	}
+	return n, true
+}
+
+// fullChannel streams both sides in sequence order and merges them, in
+// memory bounded by STAN's window, the stream's pull batch and two small
+// queues, whatever the channel's size.
+func fullChannel(ctx context.Context, sc stan.Conn, js jetstream.JetStream, c *plan.Channel, b bounds, progress func(string, uint64)) (*ChannelReport, error) {
+	r := &ChannelReport{Channel: c.Name, Stream: c.Stream}
+	if !b.known {
+		var err error
+		if b, err = learnBounds(ctx, sc, c); err != nil {
+			return nil, err
+		}
+	}
+	stream, state, err := openStream(ctx, js, c.Stream)
+	if err != nil {
+		return nil, err
+	}
+	m := &merger{rep: r, channel: c.Name, sc: sc, js: js, ds: digest.New(), dt: digest.New(),
+		progress: progress, lastReported: time.Now(), stanLast: b.last, stanDone: true, streamDone: true}
+	m.timer = time.NewTimer(idleTimeout)
+	m.timer.Stop()
+	if !b.empty() {
+		if m.sr, err = startSTAN(sc, c.Name, inflight(b, c)); err != nil {
+			return nil, err
+		}
+		defer m.sr.stop()
+		m.stanDone = false
+	}
+	if state != nil && state.Msgs > 0 {
+		m.streamLast = state.LastSeq
+		if m.tr, err = startStream(ctx, stream); err != nil {
+			return nil, err
+		}
+		defer m.tr.stop()
+		m.streamDone = false
+	}
+	if err := m.run(ctx); err != nil {
+		return nil, err
+	}
+
+	r.Source = Side{Msgs: m.ds.Count, FirstSeq: b.first, LastSeq: b.last, SHA256: m.ds.Sum()}
+	if !b.known && m.ds.Count > 0 {
+		r.Source.FirstSeq = m.stanFirst
+	}
+	r.Target = Side{Msgs: m.dt.Count, SHA256: m.dt.Sum()}
+	if state != nil {
+		r.Target.FirstSeq, r.Target.LastSeq = state.FirstSeq, state.LastSeq
+	}
+	finish(r, b, state == nil)
+	return r, nil
+}
+
+// finish decides OK and writes the one-line summary.
+func finish(r *ChannelReport, b bounds, noStream bool) {
+	if b.gone {
+		r.notes = append([]string{"the channel no longer exists on STAN"}, r.notes...)
+	}
+	if noStream {
+		r.notes = append([]string{fmt.Sprintf("stream %q does not exist on the target", r.Stream)}, r.notes...)
+	}
+	sameShape := r.Source.Msgs == r.Target.Msgs && r.Source.FirstSeq == r.Target.FirstSeq && r.Source.LastSeq == r.Target.LastSeq
+	r.OK = sameShape && len(r.notes) == 0 && r.MissingCount+r.ExtraCount+r.ChangedCount == 0
+	if r.OK {
+		return
+	}
+	parts := slices.Clone(r.notes)
+	if r.MissingCount > 0 {
+		parts = append(parts, seqPhrase(r.MissingCount, r.Missing, "missing from the stream", "missing from the stream"))
+	}
+	if r.ExtraCount > 0 {
+		parts = append(parts, seqPhrase(r.ExtraCount, r.Extra, "in the stream but not on STAN", "in the stream but not on STAN"))
+	}
+	if r.ChangedCount > 0 {
+		parts = append(parts, seqPhrase(r.ChangedCount, r.Changed, "differs (subject or payload)", "differ (subject or payload)"))
+	}
+	if !sameShape {
+		parts = append(parts, fmt.Sprintf("STAN has %s, the stream %s", shape(r.Source), shape(r.Target)))
+	}
+	r.Problem = fmt.Sprintf("channel %q (stream %q): %s", r.Channel, r.Stream, strings.Join(parts, "; "))
+}
+
+func seqPhrase(n uint64, seqs []uint64, one, many string) string {
+	if n == 1 && len(seqs) == 1 {
+		return fmt.Sprintf("sequence %d %s", seqs[0], one)
+	}
+	list := make([]string, len(seqs))
+	for i, s := range seqs {
+		list[i] = strconv.FormatUint(s, 10)
+	}
+	more := ""
+	if n > uint64(len(seqs)) {
+		more = ", ..."
+	}
+	return fmt.Sprintf("%d sequences %s: %s%s", n, many, strings.Join(list, ", "), more)
+}
+
+func shape(s Side) string {
+	if s.Msgs == 0 {
+		return fmt.Sprintf("no messages (first %d, last %d)", s.FirstSeq, s.LastSeq)
+	}
+	return fmt.Sprintf("%d message(s) %d..%d", s.Msgs, s.FirstSeq, s.LastSeq)
+}
+
+// sampleChannel compares counts and first/last in full, and n random
+// sequences message by message.
+func sampleChannel(ctx context.Context, sc stan.Conn, js jetstream.JetStream, c *plan.Channel, b bounds, n int, progress func(string, uint64)) (*ChannelReport, error) {
+	r := &ChannelReport{Channel: c.Name, Stream: c.Stream}
+	if !b.known {
+		var err error
+		if b, err = learnBounds(ctx, sc, c); err != nil {
+			return nil, err
+		}
+		if !b.empty() {
+			m, err := oneMsg(ctx, sc, c.Name, sampleTimeout, stan.DeliverAllAvailable())
+			if err != nil {
+				return nil, fmt.Errorf("learn first sequence: %w", err)
+			}
+			if m != nil {
+				b.first = m.Sequence
+			}
+		}
+		// Without monitoring the count is the range: STAN removes
+		// messages only from the front (clustered gap-fill placeholders
+		// would make this an overcount).
+		if !b.empty() {
+			b.msgs = b.last - b.first + 1
+		}
+	}
+	stream, state, err := openStream(ctx, js, c.Stream)
+	if err != nil {
+		return nil, err
+	}
+	r.Source = Side{Msgs: b.msgs, FirstSeq: b.first, LastSeq: b.last}
+	if b.empty() {
+		r.Source.Msgs = 0
+	}
+	if state != nil {
+		r.Target = Side{Msgs: state.Msgs, FirstSeq: state.FirstSeq, LastSeq: state.LastSeq}
+	}
+
+	// Sample over both sides' ranges so that either side's surplus can
+	// show up.
+	var lo, hi uint64
+	has := false
+	widen := func(first, last uint64) {
+		if last == 0 || last < first {
+			return
+		}
+		first = max(first, 1)
+		if !has {
+			lo, hi, has = first, last, true
+			return
+		}
+		lo, hi = min(lo, first), max(hi, last)
+	}
+	if !b.empty() {
+		widen(b.first, b.last)
+	}
+	if state != nil && state.Msgs > 0 {
+		widen(state.FirstSeq, state.LastSeq)
+	}
+	var seqs []uint64
+	if has {
+		seqs = pick(lo, hi, n)
+	}
+	var since uint64
+	last := time.Now()
+	for _, seq := range seqs {
+		var sm *stan.Msg
+		if !b.empty() && seq >= b.first && seq <= b.last {
+			m, err := oneMsg(ctx, sc, c.Name, sampleTimeout, stan.StartAtSequence(seq))
+			if err != nil {
+				return nil, fmt.Errorf("read sequence %d: %w", seq, err)
+			}
+			if m != nil && m.Sequence == seq {
+				sm = m
+			}
+		}
+		var tm *jetstream.RawStreamMsg
+		if state != nil && state.Msgs > 0 && seq >= state.FirstSeq && seq <= state.LastSeq {
+			tm, err = stream.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				tm, err = nil, nil
+			}
+			if err != nil {
+				return nil, fmt.Errorf("get stream sequence %d: %w", seq, err)
+			}
+		}
+		switch {
+		case sm != nil && tm == nil:
+			r.MissingCount++
+			if len(r.Missing) < listed {
+				r.Missing = append(r.Missing, seq)
+			}
+		case sm == nil && tm != nil:
+			r.ExtraCount++
+			if len(r.Extra) < listed {
+				r.Extra = append(r.Extra, seq)
+			}
+		case sm != nil && tm != nil:
+			if sm.Subject != tm.Subject || !bytes.Equal(sm.Data, tm.Data) {
+				r.ChangedCount++
+				if len(r.Changed) < listed {
+					r.Changed = append(r.Changed, seq)
+				}
+			}
+		}
+		r.Sampled++
+		since++
+		if progress != nil && time.Since(last) >= progressInterval {
+			progress(c.Name, since)
+			since, last = 0, time.Now()
+		}
+	}
+	if progress != nil && since > 0 {
+		progress(c.Name, since)
+	}
+	finish(r, b, state == nil)
+	return r, nil
+}
+
+// pick returns min(n, hi-lo+1) distinct sequences in [lo, hi], ascending:
+// all of them when n covers the range, otherwise a uniform random set
+// (Floyd's algorithm, memory proportional to n).
+func pick(lo, hi uint64, n int) []uint64 {
+	size := hi - lo + 1
+	if uint64(n) >= size {
+		out := make([]uint64, 0, size)
+		for s := lo; s <= hi; s++ {
+			out = append(out, s)
+		}
+		return out
+	}
+	chosen := make(map[uint64]struct{}, n)
+	for j := size - uint64(n); j < size; j++ {
+		v := rand.Uint64N(j + 1)
+		if _, dup := chosen[v]; dup {
+			v = j
+		}
+		chosen[v] = struct{}{}
+	}
+	out := make([]uint64, 0, n)
+	for v := range chosen {
+		out = append(out, lo+v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// live is a durable as STAN monitoring shows it now.
+type live struct {
+	lastSent uint64
+	pending  int
+	online   bool
+}
+
+// liveDurables indexes a channel's durables by plan.Durable.Key(). A
+// durable queue group shows as one entry per member (or one offline
+// shadow) with queue_name "durable:group"; its position is the furthest
+// any member got.
+func liveDurables(cz *monitor.Channelz) map[string]*live {
+	out := map[string]*live{}
+	if cz == nil {
+		return out
+	}
+	for _, s := range cz.Subscriptions {
+		if s == nil || !s.IsDurable {
+			continue
+		}
+		key := s.ClientID + ":" + s.DurableName
+		if s.QueueName != "" {
+			// STAN forbids ':' in durable names of queue subscribers, so
+			// the first ':' splits durable from group.
+			durable, group, _ := strings.Cut(s.QueueName, ":")
+			key = plan.Durable{QueueGroup: group, Durable: durable}.Key()
+		}
+		l := out[key]
+		if l == nil {
+			l = &live{}
+			out[key] = l
+		}
+		l.lastSent = max(l.lastSent, s.LastSent)
+		l.pending += s.PendingCount
+		l.online = l.online || !s.IsOffline
+	}
+	return out
+}
+
+// consumers checks each planned durable's consumer: it exists, starts
+// where STAN would resume the durable, and carries the planned ack wait
+// and max ack pending.
+func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz *monitor.Channelz, haveMonitor bool) ([]ConsumerReport, error) {
+	var out []ConsumerReport
+	lives := liveDurables(cz)
+	for i := range c.Durables {
+		d := &c.Durables[i]
+		if d.Skip {
+			continue
+		}
+		r := ConsumerReport{Channel: c.Name, Stream: c.Stream, Durable: d.Key(), Consumer: d.Consumer}
+		var problems []string
+		say := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+		l := lives[d.Key()]
+		if haveMonitor && l == nil {
+			say("STAN no longer has this durable")
+		}
+
+		cons, err := js.Consumer(ctx, c.Stream, d.Consumer)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+			r.Expected = expectedExact(d, l, c)
+			say("consumer not found")
+		case err != nil:
+			return nil, fmt.Errorf("consumer %q on stream %q: %w", d.Consumer, c.Stream, err)
+		default:
+			cfg := cons.CachedInfo().Config
+			md := cfg.Metadata
+			r.Actual = cfg.OptStartSeq
+			r.Position = md[migrate.MetaPosition]
+			if md[migrate.MetaChannel] != "" && (md[migrate.MetaChannel] != c.Name || md[migrate.MetaDurable] != d.Durable || md[migrate.MetaQueue] != d.QueueGroup) {
+				say("its metadata names channel %q, durable %q, queue group %q: it was not made for this durable",
+					md[migrate.MetaChannel], md[migrate.MetaDurable], md[migrate.MetaQueue])
+			}
+			if r.Position == migrate.PositionProbed {
+				// A probe found the lowest unacknowledged sequence,
+				// which monitoring cannot show; trust the recorded start
+				// while STAN's durable still agrees with it.
+				start, err := strconv.ParseUint(md[migrate.MetaStart], 10, 64)
+				if err != nil {
+					say("metadata %s is %q, not a sequence", migrate.MetaStart, md[migrate.MetaStart])
+				}
+				r.Expected = start
+				if l != nil {
+					if l.online {
+						say("the durable's owner is online on STAN, so its position may have moved since the probe")
+					}
+					if l.pending == 0 && l.lastSent+1 < start {
+						say("STAN has nothing pending and would resume at sequence %d, before the probed start %d", l.lastSent+1, start)
+					}
+				}
+			} else {
+				r.Expected = expectedExact(d, l, c)
+			}
+			if cfg.DeliverPolicy != jetstream.DeliverByStartSequencePolicy {
+				say("delivers by policy %q, not from a start sequence (expected sequence %d)", cfg.DeliverPolicy.String(), r.Expected)
+			} else if r.Actual != r.Expected {
+				say("starts at sequence %d, expected %d", r.Actual, r.Expected)
+			}
+			if d.AckWait > 0 && cfg.AckWait != d.AckWait.D() {
+				say("ack wait %v, the plan says %v", cfg.AckWait, d.AckWait.D())
+			}
+			if d.MaxInflight > 0 && cfg.MaxAckPending != d.MaxInflight {
+				say("max ack pending %d, the plan's max_inflight is %d", cfg.MaxAckPending, d.MaxInflight)
+			}
+		}
+		r.OK = len(problems) == 0
+		if !r.OK {
+			r.Problem = fmt.Sprintf("consumer %q on stream %q for %s: %s", d.Consumer, c.Stream, d.Describe(c.Name), strings.Join(problems, "; "))
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// expectedExact is where STAN resumes a durable with nothing pending.
+// The channel's first sequence is the plan's: migrate positioned the
+// stream and the consumer with it.
+func expectedExact(d *plan.Durable, l *live, c *plan.Channel) uint64 {
+	lastSent := d.LastSent
+	if l != nil {
+		lastSent = l.lastSent
+	}
+	return max(lastSent+1, c.FirstSeq)
+}
