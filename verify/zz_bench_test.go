@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,7 +30,6 @@ func TestSpeed(t *testing.T) {
 	c := e.channel(t, "big")
 	ctx := context.Background()
 	s, _ := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: c.Stream, Subjects: []string{c.Name}})
-	_ = s
 	for i := 0; i < n; i++ {
 		if _, err := e.js.PublishAsync("big", payload); err != nil {
 			t.Fatal(err)
@@ -37,8 +37,13 @@ func TestSpeed(t *testing.T) {
 	}
 	<-e.js.PublishAsyncComplete()
 
-	// raw STAN read
-	for round := 0; round < 2; round++ {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(0, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for round := 0; round < 3; round++ {
+		c0 := cpu()
 		start := time.Now()
 		got := make(chan struct{})
 		var cnt atomic.Int64
@@ -53,6 +58,16 @@ func TestSpeed(t *testing.T) {
 		<-got
 		raw := time.Since(start)
 		sub.Unsubscribe()
+		c1 := cpu()
+
+		start = time.Now()
+		tr, _ := startStream(ctx, s)
+		for i := 0; i < n; i++ {
+			<-tr.ch
+		}
+		tr.stop()
+		rawJS := time.Since(start)
+		c2 := cpu()
 
 		start = time.Now()
 		r, err := Channel(ctx, e.sc, e.js, "x", &c)
@@ -60,6 +75,8 @@ func TestSpeed(t *testing.T) {
 			t.Fatal(err, r)
 		}
 		v := time.Since(start)
-		t.Logf("raw %v (%.0f/s), verify %v (%.0f/s) ratio %.2f", raw, n/raw.Seconds(), v, n/v.Seconds(), raw.Seconds()/v.Seconds())
+		c3 := cpu()
+		t.Logf("cpu raw %v js %v verify %v", c1-c0, c2-c1, c3-c2)
+		t.Logf("raw %v (%.0f/s), js %v (%.0f/s), verify %v (%.0f/s) ratio %.2f", raw, n/raw.Seconds(), rawJS, n/rawJS.Seconds(), v, n/v.Seconds(), raw.Seconds()/v.Seconds())
 	}
 }
