@@ -186,6 +186,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Report, error) {
 	}
 	defer nc.Close()
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -269,6 +270,10 @@ feed:
 		}
 	}
 	rep.OK = rep.Differences == 0
+	if firstErr == nil && parent.Err() != nil {
+		// Cancelled between channels: what was skipped is unverified.
+		firstErr = fmt.Errorf("verify: %w", parent.Err())
+	}
 	if firstErr != nil {
 		rep.OK = false
 		return rep, firstErr

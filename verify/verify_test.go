@@ -185,6 +185,14 @@ func TestChannels(t *testing.T) {
 					t.Fatal(err)
 				}
 			}},
+		// The stream keeps a deleted last message's sequence as its last:
+		// reading must end on "nothing pending", not wait for it.
+		{name: "deletedlast", publish: 20, first: 1, missing: []uint64{20},
+			mutate: func(t *testing.T, _ plan.Channel, s jetstream.Stream) {
+				if err := s.DeleteMsg(ctx, 20); err != nil {
+					t.Fatal(err)
+				}
+			}},
 		{name: "extra", publish: 20, first: 1, extra: []uint64{21},
 			mutate: func(t *testing.T, c plan.Channel, _ jetstream.Stream) {
 				if _, err := e.js.Publish(ctx, c.Name, []byte("not from STAN")); err != nil {
@@ -290,13 +298,36 @@ func TestChannels(t *testing.T) {
 			chans = append(chans, e.channel(t, tc.name))
 		}
 		rep, err := Run(ctx, e.plan(chans...), e.options(true))
-		if !errors.Is(err, ErrDifferences) || rep.Differences != 3 || len(rep.Channels) != len(cases) {
+		if !errors.Is(err, ErrDifferences) || rep.Differences != 4 || len(rep.Channels) != len(cases) {
 			t.Fatalf("err %v, report %+v", err, rep)
 		}
 		for i, r := range rep.Channels {
 			if r.Channel != cases[i].name {
 				t.Errorf("report %d is channel %q, want plan order", i, r.Channel)
 			}
+		}
+	})
+
+	t.Run("cancelled", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := Run(cctx, e.plan(e.channel(t, "same")), e.options(true)); !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v", err)
+		}
+	})
+
+	t.Run("stalled", func(t *testing.T) {
+		// STAN announced more than it delivers: the merge must end with
+		// a report, not hang.
+		defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
+		idleTimeout = 200 * time.Millisecond
+		c := e.channel(t, "same")
+		r, err := fullChannel(ctx, e.sc, e.js, &c, bounds{known: true, first: 1, last: 25, msgs: 25}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.OK || !strings.Contains(r.Problem, "STAN delivered nothing") || r.Source.Msgs != 20 {
+			t.Errorf("%+v", r)
 		}
 	})
 
