@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/stanmigrate/stanmigrate/internal/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/testenv"
@@ -332,5 +335,48 @@ func TestInterruptExits130WithCheckpointAndRerunCompletes(t *testing.T) {
 	}
 	if r = run(t, envFor(env), "verify", "--plan", planFile); r.code != 0 {
 		t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestDemoExitsZeroEndingWithTheVerificationTable(t *testing.T) {
+	r := run(t, nil, "demo")
+	if r.code != 0 {
+		t.Fatalf("demo: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"stanmigrate plan", "stanmigrate migrate", "EXPECTED START", "verified: 4 channel(s) and 4 consumer(s) identical"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+func TestVerifyExitsOneNamingChannelAndSequenceAfterTampering(t *testing.T) {
+	env := startFixture(t, "core.yaml")
+	planFile := filepath.Join(t.TempDir(), "plan.yaml")
+	if r := run(t, envFor(env), "plan", "-o", planFile); r.code != 0 {
+		t.Fatalf("plan: %s", r.stderr)
+	}
+	if r := run(t, envFor(env), "migrate", "--plan", planFile, "--quiet"); r.code != 0 {
+		t.Fatalf("migrate: %s", r.stderr)
+	}
+	nc, err := nats.Connect(env.Pair.JetStream.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(context.Background(), "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(context.Background(), 333); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, envFor(env), "verify", "--plan", planFile)
+	if r.code != 1 {
+		t.Fatalf("verify after tampering: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, `channel "payments"`) || !strings.Contains(r.stdout, "sequence 333") {
+		t.Errorf("verify output does not name the channel and sequence:\n%s", r.stdout)
 	}
 }
