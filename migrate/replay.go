@@ -20,11 +20,18 @@ import (
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
-var errSTANStalled = errors.New("no message from STAN")
+var (
+	errSTANStalled = errors.New("no message from STAN")
+	// errJump: STAN delivered past the next sequence in the middle of a
+	// subscription. After a server restart that happens while the skipped
+	// messages are still owed as redeliveries, so it is not a gap: resume
+	// with a fresh subscription from the next sequence.
+	errJump = errors.New("STAN skipped ahead mid-subscription")
+)
 
 const (
 	stanAckWait     = 60 * time.Second
-	stallTimeout    = 20 * time.Second
+	stallTimeout    = 10 * time.Second
 	checkpointEvery = time.Second
 	publishTimeout  = 5 * time.Second
 )
@@ -79,9 +86,10 @@ type attempt struct {
 	full   bool
 
 	// callback-goroutine state
-	mu     sync.Mutex
-	next   uint64
-	closed bool
+	mu      sync.Mutex
+	next    uint64
+	closed  bool
+	started bool // a message was handled on this subscription
 
 	inflight  chan item
 	stored    atomic.Uint64
@@ -227,10 +235,18 @@ func (a *attempt) onMsg(m *stan.Msg) {
 	if seq > target {
 		return
 	}
+	if seq > a.next && a.started {
+		a.fail(fmt.Errorf("channel %q: expected sequence %d, got %d: %w", a.c.Name, a.next, seq, errJump))
+		a.closed = true
+		close(a.inflight)
+		return
+	}
+	a.started = true
 	if seq > a.next {
-		// STAN skipped sequences (expired meanwhile, or clustered
-		// gap-fill placeholders). Keep stream sequence == channel
-		// sequence by filling the hole with messages deleted once stored.
+		// The first message of a fresh subscription started past the
+		// requested sequence: those sequences are gone from STAN (expired
+		// meanwhile, or clustered gap-fill). Keep stream sequence ==
+		// channel sequence with placeholders deleted once stored.
 		for s := a.next; s < seq; s++ {
 			if !a.publish(nil, s, true) {
 				return
