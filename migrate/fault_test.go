@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/verify"
@@ -16,18 +15,7 @@ func startLarge(t *testing.T) *testenv.Env {
 	if testing.Short() {
 		t.Skip("fault tests move 200,000 messages")
 	}
-	spec, err := fixture.Load("../testdata/fixtures/large.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	env, err := testenv.Start(ctx, t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(env.Stop)
-	return env
+	return testenv.StartFixture(t, "../testdata/fixtures/large.yaml")
 }
 
 // countingReporter lets a test act once a run has made progress.
@@ -83,7 +71,9 @@ func verifyClean(t *testing.T, ctx context.Context, env *testenv.Env, run func()
 	}
 }
 
-func TestMigrateRecoversFromJetStreamRestartMidRun(t *testing.T) {
+// restartMidRun restarts a server once a migration has made progress;
+// the run must recover by itself and verify clean.
+func restartMidRun(t *testing.T, restart func(env *testenv.Env) error) {
 	env := startLarge(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -97,32 +87,18 @@ func TestMigrateRecoversFromJetStreamRestartMidRun(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := migrate.Run(ctx, p, opts); done <- err }()
 	waitProgress(t, rep, 5000)
-	if err := env.Pair.JetStream.Restart(); err != nil {
+	if err := restart(env); err != nil {
 		t.Fatal(err)
 	}
 	verifyClean(t, ctx, env, func() error { return <-done })
 }
 
+func TestMigrateRecoversFromJetStreamRestartMidRun(t *testing.T) {
+	restartMidRun(t, func(env *testenv.Env) error { return env.Pair.JetStream.Restart() })
+}
+
 func TestMigrateRecoversFromSTANRestartMidRun(t *testing.T) {
-	env := startLarge(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := &countingReporter{msgs: make(chan uint64, 1)}
-	opts := env.MigrateOptions()
-	opts.Reporter = rep
-	done := make(chan error, 1)
-	go func() { _, err := migrate.Run(ctx, p, opts); done <- err }()
-	waitProgress(t, rep, 5000)
-	// Seeded online clients would be recovered by the server anyway; the
-	// point is the migrator's own session and subscriptions.
-	if err := env.Pair.STAN.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	verifyClean(t, ctx, env, func() error { return <-done })
+	restartMidRun(t, func(env *testenv.Env) error { return env.Pair.STAN.Restart() })
 }
 
 // TestVerifyPassesAfterJetStreamRestartOnMigratedStreams guards the

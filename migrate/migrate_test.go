@@ -20,19 +20,7 @@ import (
 )
 
 func startCore(t *testing.T) *testenv.Env {
-	t.Helper()
-	spec, err := fixture.Load("../testdata/fixtures/core.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	env, err := testenv.Start(ctx, t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(env.Stop)
-	return env
+	return testenv.StartFixture(t, "../testdata/fixtures/core.yaml")
 }
 
 func jsConn(t *testing.T, env *testenv.Env) jetstream.JetStream {

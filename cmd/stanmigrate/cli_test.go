@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/embedded"
-	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/testenv"
 )
 
@@ -80,19 +79,7 @@ func envFor(e *testenv.Env) []string {
 }
 
 func startFixture(t *testing.T, name string) *testenv.Env {
-	t.Helper()
-	spec, err := fixture.Load("../../testdata/fixtures/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	env, err := testenv.Start(ctx, t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(env.Stop)
-	return env
+	return testenv.StartFixture(t, "../../testdata/fixtures/"+name)
 }
 
 func TestPlanMigrateVerifyThroughTheBinary(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"testing"
 	"time"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
@@ -74,4 +75,22 @@ func (e *Env) MigrateOptions() migrate.Options {
 		ClusterID: e.Pair.STAN.ClusterID(), Source: e.STAN(), Target: e.Target(),
 		Monitor: e.Monitor(), StateDir: filepath.Join(e.Root, "state"),
 	}
+}
+
+// StartFixture starts an environment seeded from a fixture file for a
+// test, stopped when the test ends.
+func StartFixture(t testing.TB, path string) *Env {
+	t.Helper()
+	spec, err := fixture.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env, err := Start(ctx, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Stop)
+	return env
 }
