@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -40,13 +39,13 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 	if cp.Consumers == nil {
 		cp.Consumers = map[string]ConsumerOutcome{}
 	}
-	var live map[string]*liveDurable
+	var live map[string]plan.Durable
 	if r.o.Monitor != nil {
 		cz, err := r.o.Monitor.Channel(ctx, c.Name)
 		if err != nil {
 			return false, fmt.Errorf("channel %q: read durables: %w", c.Name, err)
 		}
-		live = liveDurables(cz)
+		live = plan.DurablesByKey(cz)
 	}
 	changed := false
 	for i := range c.Durables {
@@ -67,51 +66,7 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 	return changed, nil
 }
 
-type liveDurable struct {
-	lastSent uint64
-	pending  int
-	online   bool
-	clientID string
-}
-
-func liveDurables(cz *monitor.Channelz) map[string]*liveDurable {
-	out := map[string]*liveDurable{}
-	for _, s := range cz.Subscriptions {
-		if !s.IsDurable {
-			continue
-		}
-		key := s.ClientID + ":" + s.DurableName
-		if s.QueueName != "" {
-			key = "queue " + queueKey(s.QueueName)
-		}
-		l := out[key]
-		if l == nil {
-			l = &liveDurable{}
-			out[key] = l
-		}
-		l.lastSent = max(l.lastSent, s.LastSent)
-		l.pending += s.PendingCount
-		if !s.IsOffline {
-			l.online = true
-		}
-		if l.clientID == "" {
-			l.clientID = s.ClientID
-		}
-	}
-	return out
-}
-
-// queueKey turns STAN's "durable:group" into the plan's "group:durable".
-func queueKey(q string) string {
-	for i := 0; i < len(q); i++ {
-		if q[i] == ':' {
-			return q[i+1:] + ":" + q[:i]
-		}
-	}
-	return q
-}
-
-func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, live map[string]*liveDurable) (ConsumerResult, bool, error) {
+func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, live map[string]plan.Durable) (ConsumerResult, bool, error) {
 	out := ConsumerResult{Durable: d.Key(), Consumer: d.Consumer}
 	if existing, err := js.Consumer(ctx, c.Stream, d.Consumer); err == nil {
 		ci := existing.CachedInfo()
@@ -131,11 +86,11 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 	lastSent, pending, online := d.LastSent, d.Pending, d.Online
 	known := false
 	if live != nil {
-		l := live[d.Key()]
-		if l == nil {
+		l, ok := live[d.Key()]
+		if !ok {
 			return out, false, permanent{fmt.Errorf("%s is no longer on STAN: re-run `stanmigrate plan`, or set skip: true for it: %w", d.Describe(c.Name), ErrChannelGone)}
 		}
-		lastSent, pending, online, known = l.lastSent, l.pending, l.online, true
+		lastSent, pending, online, known = l.LastSent, l.Pending, l.Online, true
 	}
 	if online {
 		return out, false, permanent{fmt.Errorf("%s: owner is online: stop the application, then re-run migrate: %w", d.Describe(c.Name), ErrOwnerOnline)}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
@@ -17,6 +20,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
+	"github.com/stanmigrate/stanmigrate/verify"
 )
 
 func startCore(t *testing.T) *testenv.Env {
@@ -219,5 +223,95 @@ func TestMigrateRefusesPlanWithBlockers(t *testing.T) {
 	_, err := migrate.Run(context.Background(), p, migrate.Options{})
 	if !errors.Is(err, migrate.ErrBlocked) {
 		t.Fatalf("want ErrBlocked, got %v", err)
+	}
+}
+
+// TestFrontDroppedAfterPlanningRepositionsTheStream: between plan and
+// migrate, STAN's max_msgs drops the front of "payments" (201..500 becomes
+// 601..900). The stream must start where STAN now does, hold exactly its
+// messages, and a re-run, even without checkpoints, must not mistake the
+// missing front for lost data.
+func TestFrontDroppedAfterPlanningRepositionsTheStream(t *testing.T) {
+	env := startCore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := stan.Connect(env.Pair.STAN.ClusterID(), "late-producer", stan.NatsURL(env.Pair.STAN.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 400; i++ {
+		if err := sc.Publish("payments", []byte(fmt.Sprintf("late-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc.Close()
+	opts := env.MigrateOptions()
+	first, err := migrate.Run(ctx, p, opts)
+	if err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	js := jsConn(t, env)
+	s, err := js.Stream(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.CachedInfo().State; st.FirstSeq != 601 || st.LastSeq != 900 || st.Msgs != 300 || st.NumDeleted != 0 {
+		t.Fatalf("payments stream: %d msgs %d..%d (%d deleted), want 300 msgs 601..900", st.Msgs, st.FirstSeq, st.LastSeq, st.NumDeleted)
+	}
+	verifyClean(t, ctx, env, func() error { return nil })
+	if err := os.RemoveAll(opts.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := migrate.Run(ctx, p, opts)
+	if err != nil || !sum.NothingToDo {
+		t.Fatalf("re-run without checkpoints: err=%v nothing_to_do=%v", err, sum != nil && sum.NothingToDo)
+	}
+	// The running hash, kept while replaying and rebuilt from the stream
+	// when checkpoints are gone, is the content hash verify computes.
+	rep, err := verify.Run(ctx, p, env.VerifyOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, c := range rep.Channels {
+		want[c.Channel] = c.Target.SHA256
+	}
+	for i, c := range sum.Channels {
+		if c.Sum != want[c.Channel] || first.Channels[i].Sum != want[c.Channel] {
+			t.Errorf("channel %q: migrate hashed %s, rebuilt %s; verify hashed the stream as %s", c.Channel, first.Channels[i].Sum, c.Sum, want[c.Channel])
+		}
+	}
+}
+
+func TestMinimalHeadersKeepOnlyMsgIDAndTimestamp(t *testing.T) {
+	env := startCore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Headers = plan.HeadersMinimal
+	if _, err := migrate.Run(ctx, p, env.MigrateOptions()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := jsConn(t, env).Stream(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(ctx, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Header
+	if h.Get("Nats-Msg-Id") != naming.MsgID("test-cluster", "payments", 300) || h.Get(migrate.HdrTimestamp) == "" {
+		t.Fatalf("minimal headers lack the Msg-Id or timestamp: %v", h)
+	}
+	if h.Get(migrate.HdrChannel) != "" || h.Get(migrate.HdrSequence) != "" {
+		t.Fatalf("minimal headers still carry channel or sequence: %v", h)
 	}
 }

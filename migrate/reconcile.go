@@ -32,9 +32,9 @@ func (r *runner) reconcile(ctx context.Context, s jetstream.Stream, c *plan.Chan
 		st = ni.State
 	}
 	if st.LastSeq >= c.FirstSeq {
-		if !cp.Done && st.FirstSeq > c.FirstSeq {
-			return d, permanent{fmt.Errorf("stream %q starts at %d but channel %q starts at %d and no limits were applied yet: the target lost messages (a restart of an affected nats-server release?): delete the stream and re-run: %w",
-				c.Stream, st.FirstSeq, c.Name, c.FirstSeq, ErrStreamLost)}
+		if positioned := max(c.FirstSeq, cp.FirstSeq); !cp.Done && st.FirstSeq > positioned && !r.stanDropped(ctx, c, st.FirstSeq) {
+			return d, permanent{fmt.Errorf("stream %q starts at %d but was positioned at %d and no limits were applied yet: the target lost messages (a restart of an affected nats-server release?): delete the stream and re-run: %w",
+				c.Stream, st.FirstSeq, positioned, ErrStreamLost)}
 		}
 		if st.Msgs+uint64(st.NumDeleted) < st.LastSeq-st.FirstSeq+1 {
 			return d, permanent{fmt.Errorf("stream %q holds %d message(s) for sequences %d..%d: the target lost messages: delete the stream and re-run: %w",
@@ -64,6 +64,17 @@ func (r *runner) reconcile(ctx context.Context, s jetstream.Stream, c *plan.Chan
 	}
 	cp.LastSeq = max(st.LastSeq, c.FirstSeq-1)
 	return d, nil
+}
+
+// stanDropped reports whether STAN itself no longer has the sequences
+// before first (expired or dropped by limits since planning), which is
+// why a stream repositioned past them starts there.
+func (r *runner) stanDropped(ctx context.Context, c *plan.Channel, first uint64) bool {
+	if r.o.Monitor == nil {
+		return false
+	}
+	cz, err := r.o.Monitor.Channel(ctx, c.Name)
+	return err == nil && cz.FirstSeq >= first
 }
 
 // checkOwnership makes sure the last stored message is ours, so foreign
@@ -100,24 +111,15 @@ func (r *runner) rehash(ctx context.Context, s jetstream.Stream, d *digest.Chann
 	}
 	defer it.Stop()
 	for {
-		type res struct {
-			m   jetstream.Msg
-			err error
+		// The stream holds every sequence up to `to`, so silence means a
+		// problem on the target, not the end of the data.
+		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		m, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		if err != nil {
+			return err
 		}
-		ch := make(chan res, 1)
-		go func() { m, err := it.Next(); ch <- res{m, err} }()
-		var got res
-		select {
-		case got = <-ch:
-		case <-time.After(30 * time.Second):
-			return errors.New("timed out reading the stream back")
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if got.err != nil {
-			return got.err
-		}
-		meta, err := got.m.Metadata()
+		meta, err := m.Metadata()
 		if err != nil {
 			return err
 		}
@@ -125,12 +127,12 @@ func (r *runner) rehash(ctx context.Context, s jetstream.Stream, d *digest.Chann
 		if seq > to {
 			return nil
 		}
-		if got.m.Headers().Get(hdrGap) != "" {
+		if m.Headers().Get(hdrGap) != "" {
 			if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 				return err
 			}
 		} else {
-			d.Add(seq, got.m.Subject(), got.m.Data())
+			d.Add(seq, m.Subject(), m.Data())
 		}
 		if seq >= to || meta.NumPending == 0 {
 			return nil

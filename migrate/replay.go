@@ -82,8 +82,15 @@ type attempt struct {
 	fin    *finisher
 	js     jetstream.JetStream
 	sc     *conn.STAN
-	msgID  []byte
 	full   bool
+	// Per-attempt constants for the publish path.
+	idPrefix   string // "<cluster>:<channel>:"
+	maxPayload int64
+	headroom   int64 // bound on what headers and subject add
+	// streamEmpty: nothing stored yet, so a subscription that starts past
+	// the requested sequence repositions the stream instead of filling.
+	streamEmpty bool
+	ctx         context.Context
 
 	// callback-goroutine state
 	mu      sync.Mutex
@@ -104,9 +111,12 @@ type attempt struct {
 	finishedFollow bool
 }
 
-func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, from, target uint64, fin *finisher) *attempt {
-	a := &attempt{r: r, c: c, cp: cp, d: d, from: from, fin: fin, next: from,
-		failed: make(chan struct{}), complete: make(chan struct{}), full: r.p.Headers != plan.HeadersMinimal}
+func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, streamEmpty bool) *attempt {
+	a := &attempt{r: r, c: c, cp: cp, d: d, from: from, fin: fin, next: from, streamEmpty: streamEmpty,
+		failed: make(chan struct{}), complete: make(chan struct{}), full: r.p.Headers != plan.HeadersMinimal,
+		idPrefix:   naming.MsgIDPrefix(r.p.Source.ClusterID, c.Name),
+		maxPayload: r.nc.MaxPayload(),
+		headroom:   int64(plan.HeaderOverhead + 3*len(c.Name) + len(r.p.Source.ClusterID))}
 	a.target.Store(target)
 	a.stored.Store(from - 1)
 	return a
@@ -133,6 +143,7 @@ func (a *attempt) window() int {
 }
 
 func (a *attempt) run(ctx context.Context) error {
+	a.ctx = ctx
 	w := a.window()
 	js, err := jetstream.New(a.r.nc,
 		jetstream.WithPublishAsyncMaxPending(w),
@@ -245,24 +256,44 @@ func (a *attempt) onMsg(m *stan.Msg) {
 	if seq > a.next {
 		// The first message of a fresh subscription started past the
 		// requested sequence: those sequences are gone from STAN (expired
-		// meanwhile, or clustered gap-fill). Keep stream sequence ==
-		// channel sequence with placeholders deleted once stored.
-		for s := a.next; s < seq; s++ {
-			if !a.publish(nil, s, true) {
-				return
-			}
+		// or dropped by limits meanwhile, or clustered gap-fill).
+		if !a.skipTo(seq) {
+			return
 		}
 	}
-	if !a.publish(m, seq, false) {
-		return
+	a.publish(m, seq, false)
+}
+
+// skipTo keeps stream sequence == channel sequence across sequences STAN
+// no longer has: an empty stream is simply repositioned (as when it was
+// created); after stored messages, placeholders fill the hole and are
+// deleted once stored.
+func (a *attempt) skipTo(seq uint64) bool {
+	if a.streamEmpty {
+		s, err := a.js.Stream(a.ctx, a.c.Stream)
+		if err == nil {
+			err = s.Purge(a.ctx, jetstream.WithPurgeSequence(seq))
+		}
+		if err != nil {
+			a.fail(fmt.Errorf("stream %q: reposition at sequence %d (STAN starts there now): %w", a.c.Stream, seq, err))
+			return false
+		}
+		a.cp.FirstSeq = seq
+		a.next = seq
+		return true
 	}
-	a.next = seq + 1
+	for s := a.next; s < seq; s++ {
+		if !a.publish(nil, s, true) {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *attempt) publish(m *stan.Msg, seq uint64, gap bool) bool {
-	nm := &nats.Msg{Subject: a.c.Name, Header: make(nats.Header, 6)}
-	a.msgID = naming.AppendMsgID(a.msgID[:0], a.r.p.Source.ClusterID, a.c.Name, seq)
-	nm.Header[jetstream.MsgIDHeader] = []string{string(a.msgID)}
+	nm := &nats.Msg{Subject: a.c.Name, Header: make(nats.Header, 5)}
+	seqStr := strconv.FormatUint(seq, 10)
+	nm.Header[jetstream.MsgIDHeader] = []string{a.idPrefix + seqStr}
 	nm.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(seq-1, 10)}
 	if gap {
 		nm.Header[hdrGap] = []string{"true"}
@@ -270,12 +301,15 @@ func (a *attempt) publish(m *stan.Msg, seq uint64, gap bool) bool {
 		nm.Data = m.Data
 		if a.full {
 			nm.Header[HdrChannel] = []string{a.c.Name}
-			nm.Header[HdrSequence] = []string{strconv.FormatUint(seq, 10)}
+			nm.Header[HdrSequence] = []string{seqStr}
 		}
 		nm.Header[HdrTimestamp] = []string{time.Unix(0, m.Timestamp).UTC().Format(time.RFC3339Nano)}
-		if max := a.r.nc.MaxPayload(); max > 0 && int64(len(nm.Data)+headerSize(nm.Header)+len(nm.Subject)) > max {
+		// Exact sizing only near the limit: the bound is cheap, the walk
+		// over the headers is not.
+		if a.maxPayload > 0 && int64(len(nm.Data))+a.headroom > a.maxPayload &&
+			int64(len(nm.Data)+headerSize(nm.Header)+len(nm.Subject)) > a.maxPayload {
 			a.fail(permanent{fmt.Errorf("channel %q sequence %d: message of %d bytes does not fit the target's max_payload %d once migration headers are added: raise max_payload on the target: %w",
-				a.c.Name, seq, len(m.Data), max, ErrTooLarge)})
+				a.c.Name, seq, len(m.Data), a.maxPayload, ErrTooLarge)})
 			return false
 		}
 	}

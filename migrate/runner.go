@@ -246,7 +246,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			}
 			r.o.Reporter.Event(ev)
 		}
-		a := r.newAttempt(c, cp, d, last+1, target, fin)
+		a := r.newAttempt(c, cp, d, last+1, target, fin, info.State.Msgs == 0)
 		err = a.run(ctx)
 		res.Copied += a.copied
 		res.Bytes += a.bytes
@@ -282,7 +282,8 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			return res, changed, err
 		}
 	}
-	res.LastSeq = max(target, c.FirstSeq-1)
+	res.FirstSeq = max(c.FirstSeq, cp.FirstSeq)
+	res.LastSeq = max(target, res.FirstSeq-1)
 	if d == nil {
 		d = digest.New()
 	}
@@ -291,7 +292,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 	cp.LastSeq = max(cp.LastSeq, res.LastSeq)
 	cp.Copied += res.Copied
 	cp.Bytes += res.Bytes
-	fch, notes, err := r.finalizeStream(ctx, stream, c)
+	fch, notes, err := r.finalizeStream(ctx, js, stream, c)
 	if err != nil {
 		r.saveCheckpoint(cp, d)
 		return res, changed, err
@@ -435,7 +436,7 @@ func (r *runner) streamConfig(c *plan.Channel, replaying bool) jetstream.StreamC
 
 // finalizeStream applies the planned limits and dedup window once the
 // channel is copied.
-func (r *runner) finalizeStream(ctx context.Context, s jetstream.Stream, c *plan.Channel) (bool, []string, error) {
+func (r *runner) finalizeStream(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, c *plan.Channel) (bool, []string, error) {
 	info, err := s.Info(ctx)
 	if err != nil {
 		return false, nil, fmt.Errorf("stream %q: %w", c.Stream, err)
@@ -454,10 +455,6 @@ func (r *runner) finalizeStream(ctx context.Context, s jetstream.Stream, c *plan
 		return false, notes, nil
 	}
 	cur.MaxMsgs, cur.MaxBytes, cur.MaxAge, cur.Duplicates = want.MaxMsgs, want.MaxBytes, want.MaxAge, want.Duplicates
-	js, err := r.js()
-	if err != nil {
-		return false, notes, err
-	}
 	if _, err := js.UpdateStream(ctx, cur); err != nil {
 		return false, notes, fmt.Errorf("stream %q: apply planned limits: %w", c.Stream, err)
 	}

@@ -118,7 +118,9 @@ func Build(d *Discovery, o Options) *Plan {
 		if lim.MaxAge > 0 {
 			anyAge = true
 		}
-		c.Durables, p.NonDurables = mapSubscriptions(cz, p.NonDurables)
+		var nds []NonDurable
+		c.Durables, nds = Subscriptions(cz)
+		p.NonDurables = append(p.NonDurables, nds...)
 		for _, du := range c.Durables {
 			if du.Online {
 				who := du.ClientID
@@ -177,10 +179,14 @@ func selected(name string, include, exclude []string) bool {
 	return true
 }
 
-// mapSubscriptions turns monitoring entries into durables (one per plain
-// durable, one per queue group) and non-durables.
-func mapSubscriptions(cz *monitor.Channelz, nds []NonDurable) ([]Durable, []NonDurable) {
+// Subscriptions turns a channel's monitoring entries into durables (one
+// per plain durable, one per queue group: the group's furthest last_sent,
+// its members' pending summed, online if any member is) and non-durables.
+// plan maps them; migrate and verify read the durables' current state
+// through it too, so all three agree on what a durable is.
+func Subscriptions(cz *monitor.Channelz) ([]Durable, []NonDurable) {
 	var out []Durable
+	var nds []NonDurable
 	groups := map[string]int{}
 	for _, s := range cz.Subscriptions {
 		switch {
@@ -228,6 +234,16 @@ func mapSubscriptions(cz *monitor.Channelz, nds []NonDurable) ([]Durable, []NonD
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Consumer < out[j].Consumer })
 	return out, nds
+}
+
+// DurablesByKey indexes a channel's current durables by Durable.Key().
+func DurablesByKey(cz *monitor.Channelz) map[string]Durable {
+	ds, _ := Subscriptions(cz)
+	out := make(map[string]Durable, len(ds))
+	for _, d := range ds {
+		out[d.Key()] = d
+	}
+	return out
 }
 
 func checkCollisions(p *Plan, add func(sev, obj, format string, args ...any)) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/atomicfile"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/yamlnode"
 )
 
 // ErrInvalid marks a plan file that cannot be used as written.
@@ -88,32 +89,20 @@ func lineIndex(root *yaml.Node) map[string]int {
 		return out
 	}
 	doc := root.Content[0]
-	chans := mapValue(doc, "channels")
+	chans := yamlnode.Value(doc, "channels")
 	if chans == nil {
 		return out
 	}
 	for i, c := range chans.Content {
 		key := fmt.Sprintf("channels[%d]", i)
 		out[key] = c.Line
-		if ds := mapValue(c, "durables"); ds != nil {
+		if ds := yamlnode.Value(c, "durables"); ds != nil {
 			for j, d := range ds.Content {
 				out[fmt.Sprintf("%s.durables[%d]", key, j)] = d.Line
 			}
 		}
 	}
 	return out
-}
-
-func mapValue(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
 }
 
 // Validate checks what migrate relies on. name prefixes messages

@@ -963,51 +963,15 @@ func pick(lo, hi uint64, n int) []uint64 {
 	return out
 }
 
-// live is a durable as STAN monitoring shows it now.
-type live struct {
-	lastSent uint64
-	pending  int
-	online   bool
-}
-
-// liveDurables indexes a channel's durables by plan.Durable.Key(). A
-// durable queue group shows as one entry per member (or one offline
-// shadow) with queue_name "durable:group"; its position is the furthest
-// any member got.
-func liveDurables(cz *monitor.Channelz) map[string]*live {
-	out := map[string]*live{}
-	if cz == nil {
-		return out
-	}
-	for _, s := range cz.Subscriptions {
-		if s == nil || !s.IsDurable {
-			continue
-		}
-		key := s.ClientID + ":" + s.DurableName
-		if s.QueueName != "" {
-			// STAN forbids ':' in durable names of queue subscribers, so
-			// the first ':' splits durable from group.
-			durable, group, _ := strings.Cut(s.QueueName, ":")
-			key = plan.Durable{QueueGroup: group, Durable: durable}.Key()
-		}
-		l := out[key]
-		if l == nil {
-			l = &live{}
-			out[key] = l
-		}
-		l.lastSent = max(l.lastSent, s.LastSent)
-		l.pending += s.PendingCount
-		l.online = l.online || !s.IsOffline
-	}
-	return out
-}
-
 // consumers checks each planned durable's consumer: it exists, starts
 // where STAN would resume the durable, and carries the planned ack wait
 // and max ack pending.
 func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz *monitor.Channelz, haveMonitor bool) ([]ConsumerReport, error) {
 	var out []ConsumerReport
-	lives := liveDurables(cz)
+	lives := map[string]plan.Durable{}
+	if cz != nil {
+		lives = plan.DurablesByKey(cz)
+	}
 	for i := range c.Durables {
 		d := &c.Durables[i]
 		if d.Skip {
@@ -1016,15 +980,15 @@ func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz 
 		r := ConsumerReport{Channel: c.Name, Stream: c.Stream, Durable: d.Key(), Consumer: d.Consumer}
 		var problems []string
 		say := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-		l := lives[d.Key()]
-		if haveMonitor && l == nil {
+		l, known := lives[d.Key()]
+		if haveMonitor && !known {
 			say("STAN no longer has this durable")
 		}
 
 		cons, err := js.Consumer(ctx, c.Stream, d.Consumer)
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
-			r.Expected = expectedExact(d, l, c)
+			r.Expected = expectedExact(d, l, known, c)
 			say("consumer not found")
 		case err != nil:
 			return nil, fmt.Errorf("consumer %q on stream %q: %w", d.Consumer, c.Stream, err)
@@ -1046,16 +1010,16 @@ func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz 
 					say("metadata %s is %q, not a sequence", migrate.MetaStart, md[migrate.MetaStart])
 				}
 				r.Expected = start
-				if l != nil {
-					if l.online {
+				if known {
+					if l.Online {
 						say("the durable's owner is online on STAN, so its position may have moved since the probe")
 					}
-					if l.pending == 0 && l.lastSent+1 < start {
-						say("STAN has nothing pending and would resume at sequence %d, before the probed start %d", l.lastSent+1, start)
+					if l.Pending == 0 && l.LastSent+1 < start {
+						say("STAN has nothing pending and would resume at sequence %d, before the probed start %d", l.LastSent+1, start)
 					}
 				}
 			} else {
-				r.Expected = expectedExact(d, l, c)
+				r.Expected = expectedExact(d, l, known, c)
 			}
 			if cfg.DeliverPolicy != jetstream.DeliverByStartSequencePolicy {
 				say("delivers by policy %q, not from a start sequence (expected sequence %d)", cfg.DeliverPolicy.String(), r.Expected)
@@ -1081,10 +1045,10 @@ func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz 
 // expectedExact is where STAN resumes a durable with nothing pending.
 // The channel's first sequence is the plan's: migrate positioned the
 // stream and the consumer with it.
-func expectedExact(d *plan.Durable, l *live, c *plan.Channel) uint64 {
+func expectedExact(d *plan.Durable, l plan.Durable, known bool, c *plan.Channel) uint64 {
 	lastSent := d.LastSent
-	if l != nil {
-		lastSent = l.lastSent
+	if known {
+		lastSent = l.LastSent
 	}
 	return max(lastSent+1, c.FirstSeq)
 }

@@ -137,5 +137,3 @@ func (i *interrupts) onFinish(f func()) {
 	i.finish = f
 	i.mu.Unlock()
 }
-
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

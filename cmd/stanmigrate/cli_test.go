@@ -185,8 +185,9 @@ type killPoint struct {
 	delay   time.Duration
 }
 
-// startMigrator runs migrate and returns once it was killed at the point.
-func killMigratorAt(t *testing.T, env []string, args []string, kp killPoint) {
+// killMigratorAt runs migrate until the kill point and reports whether
+// SIGKILL ended it (false: it finished before the point was reached).
+func killMigratorAt(t *testing.T, env []string, args []string, kp killPoint) bool {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -216,7 +217,9 @@ func killMigratorAt(t *testing.T, env []string, args []string, kp killPoint) {
 		time.AfterFunc(kp.delay, kill)
 	}
 	_ = cmd.Wait()
-	kill()
+	once.Do(func() {}) // a trigger firing now would find the process gone
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
 // TestKillNineAtAnyPointThenRerunEndsIdentical kills the migrator with
@@ -255,10 +258,13 @@ func TestKillNineAtAnyPointThenRerunEndsIdentical(t *testing.T) {
 				t.Fatalf("plan: %s", r.stderr)
 			}
 			args := []string{"migrate", "--plan", planFile, "--parallel", "2"}
-			if kp.trigger == "resumed " {
-				killMigratorAt(t, e, args, killPoint{trigger: "started ", n: 1, delay: 400 * time.Millisecond})
+			if kp.trigger == "resumed " &&
+				!killMigratorAt(t, e, args, killPoint{trigger: "started ", n: 1, delay: 400 * time.Millisecond}) {
+				t.Fatal("the partial run before resuming finished before it was killed")
 			}
-			killMigratorAt(t, e, args, kp)
+			if !killMigratorAt(t, e, args, kp) {
+				t.Fatalf("kill point %d (%s) was never reached: the migrator finished first", i, kp.name)
+			}
 			r := run(t, e, args...)
 			if r.code != 0 {
 				t.Fatalf("kill point %d (%s): re-run exit %d\n%s%s", i, kp.name, r.code, r.stdout, r.stderr)
@@ -365,5 +371,71 @@ func TestVerifyExitsOneNamingChannelAndSequenceAfterTampering(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, `channel "payments"`) || !strings.Contains(r.stdout, "sequence 333") {
 		t.Errorf("verify output does not name the channel and sequence:\n%s", r.stdout)
+	}
+}
+
+// TestSecretsAppearNowhere runs plan, migrate, verify and status with
+// recognisable secrets in URLs and flags (the embedded servers have no auth
+// and ignore them) and looks for them in every output and written file.
+func TestSecretsAppearNowhere(t *testing.T) {
+	env := startFixture(t, "core.yaml")
+	const secret = "s3cr3t-Zq7"
+	withUser := func(u string) string { return strings.Replace(u, "://", "://admin:"+secret+"@", 1) }
+	e := []string{
+		"STAN_URL=" + withUser(env.Pair.STAN.URL()),
+		"STAN_CLUSTER=" + env.Pair.STAN.ClusterID(),
+		"STAN_MONITOR=" + withUser(env.Pair.STAN.MonitorURL()),
+		"NATS_URL=" + withUser(env.Pair.JetStream.URL()),
+	}
+	dir := t.TempDir()
+	planFile := filepath.Join(dir, "plan.yaml")
+	flags := []string{"--nats-password", secret + "-flag", "--stan-token", secret + "-token"}
+	var outputs []string
+	for _, args := range [][]string{
+		{"plan", "-o", planFile},
+		{"plan", "-o", "-", "--format", "json"},
+		{"migrate", "--plan", planFile},
+		{"migrate", "--plan", planFile, "--json"},
+		{"verify", "--plan", planFile, "--json"},
+		{"status", "--plan", planFile},
+	} {
+		r := run(t, e, append(args, flags...)...)
+		if r.code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		outputs = append(outputs, r.stdout, r.stderr)
+	}
+	// Failures print URLs too: a wrong cluster id names the server.
+	r := run(t, append(e, "STAN_CLUSTER=nope"), "migrate", "--plan", planFile)
+	outputs = append(outputs, r.stdout, r.stderr)
+	// The URLs are reported, only without their credentials.
+	for _, want := range []string{`"url": "nats://127.0.0.1:`, `"monitor": "http://127.0.0.1:`} {
+		if !strings.Contains(outputs[2], want) {
+			t.Errorf("plan JSON lacks the redacted URL %s:\n%s", want, outputs[2])
+		}
+	}
+	for i, o := range outputs {
+		if strings.Contains(o, secret) {
+			t.Errorf("output %d contains the secret:\n%s", i, o)
+		}
+	}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("%s contains the secret", path)
+		}
+		if fi, _ := d.Info(); fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is readable by others: %v", path, fi.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

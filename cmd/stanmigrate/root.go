@@ -49,14 +49,18 @@ the environment when not given (a flag wins).
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			g.flags = cmd.Flags()
-			return g.resolve()
+			return g.resolve(cmd.Flags())
 		},
 	}
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	pf := root.PersistentFlags()
+	g.addFlags(root.PersistentFlags())
+	root.AddCommand(newPlanCmd(a, g), newMigrateCmd(a, g), newVerifyCmd(a, g), newStatusCmd(a, g), newDemoCmd(a))
+	return root
+}
+
+func (g *globalOptions) addFlags(pf *pflag.FlagSet) {
 	pf.StringVar(&g.stan.URL, "stan-url", defaultSTANURL, "STAN server URL (env STAN_URL)")
 	pf.StringVar(&g.cluster, "cluster", defaultCluster, "STAN cluster id (env STAN_CLUSTER)")
 	pf.StringVar(&g.monitorURL, "stan-monitor", defaultMonitor, "STAN monitoring URL (env STAN_MONITOR)")
@@ -64,8 +68,6 @@ the environment when not given (a flag wins).
 	pf.StringVar(&g.nats.URL, "nats-url", defaultNATSURL, "JetStream server URL (env NATS_URL)")
 	addSideFlags(pf, "stan", &g.stan)
 	addSideFlags(pf, "nats", &g.nats)
-	root.AddCommand(newPlanCmd(a, g), newMigrateCmd(a, g), newVerifyCmd(a, g), newStatusCmd(a, g), newDemoCmd(a))
-	return root
 }
 
 func addSideFlags(pf *pflag.FlagSet, side string, s *conn.Side) {
@@ -82,9 +84,9 @@ func addSideFlags(pf *pflag.FlagSet, side string, s *conn.Side) {
 
 // resolve applies environment variables under the flags, and lets a named
 // context supply the URL when neither flag nor environment did.
-func (g *globalOptions) resolve() error {
+func (g *globalOptions) resolve(flags *pflag.FlagSet) error {
 	pick := func(flag, env string, dst *string, ctxName string) {
-		if g.flags.Changed(flag) {
+		if flags.Changed(flag) {
 			return
 		}
 		if v := os.Getenv(env); v != "" {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/stanmigrate/stanmigrate/internal/report"
@@ -25,7 +27,7 @@ naming the channel and the first differing sequences: made for CI.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if sample < 0 {
-				return usageError{errorf("--sample %d: use a positive number of sequences per channel", sample)}
+				return usageError{fmt.Errorf("--sample %d: use a positive number of sequences per channel", sample)}
 			}
 			ctx := cmd.Context()
 			var p *plan.Plan

@@ -43,3 +43,12 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Fatalf("restored digest diverged: %s vs %s (%d %d %d)", d.Sum(), r.Sum(), r.Count, r.First, r.Last)
 	}
 }
+
+func TestAddDoesNotAllocate(t *testing.T) {
+	d := New()
+	payload := make([]byte, 128)
+	d.Add(1, "orders.eu", payload)
+	if n := testing.AllocsPerRun(100, func() { d.Add(2, "orders.eu", payload) }); n != 0 {
+		t.Fatalf("Add allocates %.0f times per message", n)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -272,6 +271,3 @@ func FreePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
-
-// TempDir makes a directory for a demo run that the caller removes.
-func TempDir(prefix string) (string, error) { return os.MkdirTemp("", prefix) }

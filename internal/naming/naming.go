@@ -56,18 +56,12 @@ func ConsumerName(clientID, durable, queueGroup string) string {
 
 // MsgID is the deduplication id of a migrated message.
 func MsgID(cluster, channel string, seq uint64) string {
-	return cluster + ":" + channel + ":" + strconv.FormatUint(seq, 10)
+	return MsgIDPrefix(cluster, channel) + strconv.FormatUint(seq, 10)
 }
 
-// AppendMsgID appends MsgID to buf without intermediate allocations, for
-// the replay loop.
-func AppendMsgID(buf []byte, cluster, channel string, seq uint64) []byte {
-	buf = append(buf, cluster...)
-	buf = append(buf, ':')
-	buf = append(buf, channel...)
-	buf = append(buf, ':')
-	return strconv.AppendUint(buf, seq, 10)
-}
+// MsgIDPrefix is the part of MsgID shared by every message of a channel,
+// so the replay loop builds each id with a single concatenation.
+func MsgIDPrefix(cluster, channel string) string { return cluster + ":" + channel + ":" }
 
 // Collisions groups names that JetStream (or a case-insensitive file
 // system under the store) would treat as one. Only groups with more than

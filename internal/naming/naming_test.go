@@ -49,7 +49,7 @@ func TestCollisions(t *testing.T) {
 }
 
 func TestMsgID(t *testing.T) {
-	if got := string(AppendMsgID(nil, "c", "orders.eu", 42)); got != MsgID("c", "orders.eu", 42) || got != "c:orders.eu:42" {
+	if got := MsgID("c", "orders.eu", 42); got != MsgIDPrefix("c", "orders.eu")+"42" || got != "c:orders.eu:42" {
 		t.Fatalf("MsgID mismatch: %q", got)
 	}
 }
