@@ -25,6 +25,10 @@ const (
 	MetaQueue    = metaPrefix + "queue_group"
 	MetaStart    = metaPrefix + "start_seq"
 	MetaPosition = metaPrefix + "position"
+	// MetaSettled is "no" while migrate reproduces STAN's acknowledged set
+	// on a new consumer and "yes" once done; a consumer left at "no" by a
+	// crash is migrate's own half-built artifact and is rebuilt.
+	MetaSettled = metaPrefix + "settled"
 )
 
 // Position values recorded on consumers.
@@ -53,32 +57,48 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 		if d.Skip {
 			continue
 		}
-		out, created, err := r.consumer(ctx, js, c, d, live)
+		out, created, err := r.consumer(ctx, js, c, d, live, cp)
 		if err != nil {
 			return changed, err
 		}
 		changed = changed || created
-		cp.Consumers[d.Key()] = ConsumerOutcome{Consumer: d.Consumer, StartSeq: out.StartSeq, Position: out.Position, Pending: out.Pending, Created: true}
+		prev := cp.Consumers[d.Key()]
+		cp.Consumers[d.Key()] = ConsumerOutcome{Consumer: d.Consumer, StartSeq: out.StartSeq, Position: out.Position,
+			Pending: out.Pending, LastSent: prev.LastSent, Probed: prev.Probed, Acked: out.Acked, SeenAgain: out.SeenAgain, Created: true}
 		res.Consumers = append(res.Consumers, out)
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "consumer",
-			Message: fmt.Sprintf("%s %q for %s at sequence %d (%s)", out.Status, d.Consumer, d.Key(), out.StartSeq, out.Position)})
+		msg := fmt.Sprintf("%s %q for %s at sequence %d (%s)", out.Status, d.Consumer, d.Key(), out.StartSeq, out.Position)
+		switch {
+		case out.Acked > 0:
+			msg += fmt.Sprintf(", %d message(s) STAN had acknowledged past the start acked, %d pending redelivered", out.Acked, len(out.Pending))
+		case out.SeenAgain > 0:
+			msg += fmt.Sprintf(", up to %d message(s) STAN had acknowledged will be delivered again (at-least-once)", out.SeenAgain)
+		}
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "consumer", Message: msg})
 	}
 	return changed, nil
 }
 
-func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, live map[string]plan.Durable) (ConsumerResult, bool, error) {
+func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, live map[string]plan.Durable, cp *Checkpoint) (ConsumerResult, bool, error) {
 	out := ConsumerResult{Durable: d.Key(), Consumer: d.Consumer}
-	if existing, err := js.Consumer(ctx, c.Stream, d.Consumer); err == nil {
-		ci := existing.CachedInfo()
+	if ci, err := ConsumerInfo(ctx, js, c.Stream, d.Consumer); err == nil {
 		if ci.Config.Metadata[MetaChannel] != c.Name || ci.Config.Metadata[MetaDurable] != d.Durable ||
 			ci.Config.Metadata[MetaQueue] != d.QueueGroup {
 			return out, false, permanent{fmt.Errorf("consumer %q on stream %q exists but was not created by stanmigrate for %s: remove it or rename the consumer in the plan: %w",
 				d.Consumer, c.Stream, d.Describe(c.Name), ErrConflict)}
 		}
-		out.StartSeq = ci.Config.OptStartSeq
-		out.Position = ci.Config.Metadata[MetaPosition]
-		out.Status = "existing"
-		return out, false, nil
+		if ci.Config.Metadata[MetaSettled] != "no" {
+			prev := cp.Consumers[d.Key()]
+			out.StartSeq = ci.Config.OptStartSeq
+			out.Position = ci.Config.Metadata[MetaPosition]
+			out.Pending, out.Acked, out.SeenAgain = prev.Pending, prev.Acked, prev.SeenAgain
+			out.Status = "existing"
+			return out, false, nil
+		}
+		// A run died while acknowledging on this consumer: nobody has
+		// consumed from it, so build it again from the recorded probe.
+		if err := js.DeleteConsumer(ctx, c.Stream, d.Consumer); err != nil {
+			return out, false, fmt.Errorf("remove half-built consumer %q on stream %q: %w", d.Consumer, c.Stream, err)
+		}
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return out, false, fmt.Errorf("consumer %q on stream %q: %w", d.Consumer, c.Stream, err)
 	}
@@ -97,18 +117,44 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 	}
 	out.StartSeq = max(lastSent+1, c.FirstSeq)
 	out.Position = PositionExact
-	if pending > 0 || !known {
-		seqs, err := r.probe(ctx, c, d)
+	if prev, ok := cp.Consumers[d.Key()]; ok && prev.Probed {
+		// An earlier run probed already. Probing again would see the
+		// messages the first probe was sent as pending too, so the
+		// first answer is the true one.
+		lastSent, out.Pending, out.Position = prev.LastSent, prev.Pending, PositionProbed
+	} else if pending > 0 || !known {
+		pr, err := r.probe(ctx, c, d)
 		if err != nil {
 			return out, false, err
 		}
 		out.Position = PositionProbed
-		out.Pending = seqs
-		if len(seqs) > 0 {
-			out.StartSeq = max(seqs[0], c.FirstSeq)
+		out.Pending = pr.pending
+		if !known && pr.lastSent > 0 {
+			lastSent = pr.lastSent
+		}
+		if n := len(pr.pending); n > 0 {
+			lastSent = max(lastSent, pr.pending[n-1])
+		}
+		cp.Consumers[d.Key()] = ConsumerOutcome{Consumer: d.Consumer, Position: PositionProbed, Pending: pr.pending, LastSent: lastSent, Probed: true}
+		if err := r.state.Save(cp); err != nil {
+			return out, false, fmt.Errorf("record the probe of %s: %w", d.Describe(c.Name), err)
 		}
 	}
-	cfg := jetstream.ConsumerConfig{
+	if len(out.Pending) > 0 {
+		out.StartSeq = max(out.Pending[0], c.FirstSeq)
+	}
+	// Between the start and last_sent lie the pending messages, which
+	// STAN would redeliver, and the ones it had acknowledged.
+	acked := uint64(0)
+	if lastSent >= out.StartSeq {
+		acked = lastSent - out.StartSeq + 1 - uint64(countIn(out.Pending, out.StartSeq, lastSent))
+	}
+	settle := acked > 0 && !r.o.AtLeastOnce
+	if acked > 0 && r.o.AtLeastOnce {
+		out.SeenAgain = acked
+	}
+
+	final := jetstream.ConsumerConfig{
 		Durable:       d.Consumer,
 		Description:   "migrated from " + d.Describe(c.Name),
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
@@ -125,19 +171,40 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 			MetaPosition: out.Position,
 		},
 	}
-	var err error
 	if d.Mode == plan.ModePush {
-		cfg.DeliverSubject = d.DeliverTo
-		cfg.DeliverGroup = d.QueueGroup
-		_, err = js.CreatePushConsumer(ctx, c.Stream, cfg)
-	} else {
-		_, err = js.CreateConsumer(ctx, c.Stream, cfg)
+		final.DeliverSubject = d.DeliverTo
+		final.DeliverGroup = d.QueueGroup
 	}
+	if !settle {
+		var err error
+		if d.Mode == plan.ModePush {
+			_, err = js.CreatePushConsumer(ctx, c.Stream, final)
+		} else {
+			_, err = js.CreateConsumer(ctx, c.Stream, final)
+		}
+		if err != nil {
+			return out, false, fmt.Errorf("create consumer %q on stream %q for %s: %w", d.Consumer, c.Stream, d.Describe(c.Name), err)
+		}
+		out.Status = "created"
+		return out, true, nil
+	}
+	n, err := r.settle(ctx, js, c, d, final, lastSent, out.Pending)
 	if err != nil {
-		return out, false, fmt.Errorf("create consumer %q on stream %q for %s: %w", d.Consumer, c.Stream, d.Describe(c.Name), err)
+		return out, true, fmt.Errorf("consumer %q on stream %q for %s: reproduce STAN's acknowledged set: %w", d.Consumer, c.Stream, d.Describe(c.Name), err)
 	}
+	out.Acked = n
 	out.Status = "created"
 	return out, true, nil
+}
+
+func countIn(sorted []uint64, lo, hi uint64) int {
+	n := 0
+	for _, s := range sorted {
+		if s >= lo && s <= hi {
+			n++
+		}
+	}
+	return n
 }
 
 // probe learns a durable's unacknowledged sequences by resuming it the way
@@ -146,14 +213,21 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 // whatever the resuming subscriber asks for), manual acks, never acking.
 // STAN redelivers every pending message in ascending order. Close, never
 // Unsubscribe: Unsubscribe would delete the durable.
-func (r *runner) probe(ctx context.Context, c *plan.Channel, d *plan.Durable) ([]uint64, error) {
+// probeResult is what a probe learned: the pending set, and last_sent as
+// the sequence before the first new message STAN sent (0 if none came).
+type probeResult struct {
+	pending  []uint64
+	lastSent uint64
+}
+
+func (r *runner) probe(ctx context.Context, c *plan.Channel, d *plan.Durable) (probeResult, error) {
 	clientID := d.ClientID
 	if d.QueueGroup != "" {
 		clientID = "stanmigrate-probe-" + nuid.Next()[:10]
 	}
 	sc, err := conn.ConnectSTAN(ctx, r.o.Source, r.o.ClusterID, clientID, nil)
 	if err != nil {
-		return nil, fmt.Errorf("probe %s: %w", d.Describe(c.Name), err)
+		return probeResult{}, fmt.Errorf("probe %s: %w", d.Describe(c.Name), err)
 	}
 	defer sc.Close()
 	got := make(chan *stan.Msg, d.MaxInflight+16)
@@ -174,9 +248,13 @@ func (r *runner) probe(ctx context.Context, c *plan.Channel, d *plan.Durable) ([
 		_, err = sc.SC.Subscribe(c.Name, cb, opts...)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("probe %s: resume durable: %v: is the owner still connected? %w", d.Describe(c.Name), err, ErrOwnerOnline)
+		return probeResult{}, fmt.Errorf("probe %s: resume durable: %v: is the owner still connected? %w", d.Describe(c.Name), err, ErrOwnerOnline)
 	}
 	var seqs []uint64
+	done := func(lastSent uint64) (probeResult, error) {
+		slices.Sort(seqs)
+		return probeResult{pending: slices.Compact(seqs), lastSent: lastSent}, nil
+	}
 	idle := time.NewTimer(2 * time.Second)
 	defer idle.Stop()
 	for {
@@ -185,20 +263,34 @@ func (r *runner) probe(ctx context.Context, c *plan.Channel, d *plan.Durable) ([
 			if !m.Redelivered {
 				// New messages follow the redelivered ones: the pending
 				// set is complete.
-				slices.Sort(seqs)
-				return slices.Compact(seqs), nil
+				return done(m.Sequence - 1)
 			}
 			seqs = append(seqs, m.Sequence)
 			if len(seqs) >= d.Pending && d.Pending > 0 {
-				slices.Sort(seqs)
-				return slices.Compact(seqs), nil
+				return done(0)
 			}
 			idle.Reset(time.Second)
 		case <-idle.C:
-			slices.Sort(seqs)
-			return slices.Compact(seqs), nil
+			return done(0)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return probeResult{}, ctx.Err()
 		}
 	}
+}
+
+// ConsumerInfo reads a consumer's info whether it is pull or push (the
+// client library opens each kind through its own call).
+func ConsumerInfo(ctx context.Context, js jetstream.JetStream, stream, name string) (*jetstream.ConsumerInfo, error) {
+	c, err := js.Consumer(ctx, stream, name)
+	if err == nil {
+		return c.CachedInfo(), nil
+	}
+	if !errors.Is(err, jetstream.ErrNotPullConsumer) {
+		return nil, err
+	}
+	pc, err := js.PushConsumer(ctx, stream, name)
+	if err != nil {
+		return nil, err
+	}
+	return pc.CachedInfo(), nil
 }

@@ -118,7 +118,13 @@ type ConsumerResult struct {
 	StartSeq uint64   `json:"start_seq"`
 	Position string   `json:"position"`
 	Pending  []uint64 `json:"pending,omitempty"`
-	Status   string   `json:"status"` // created, existing
+	// Acked is how many messages STAN had acknowledged past the start
+	// that migrate acknowledged on the consumer (exact state).
+	Acked uint64 `json:"acked,omitempty"`
+	// SeenAgain is how many messages STAN had acknowledged the
+	// application will receive again (AtLeastOnce).
+	SeenAgain uint64 `json:"seen_again,omitempty"`
+	Status    string `json:"status"` // created, existing
 }
 
 // Run executes the plan. On cancellation it drains in-flight publishes,

@@ -47,7 +47,14 @@ type ConsumerOutcome struct {
 	StartSeq uint64   `json:"start_seq"`
 	Position string   `json:"position"`
 	Pending  []uint64 `json:"pending,omitempty"`
-	Created  bool     `json:"created"`
+	// LastSent and Probed record a probe's answer before the consumer
+	// exists: a probe moves the durable on STAN, so a re-run must not
+	// probe again.
+	LastSent  uint64 `json:"last_sent,omitempty"`
+	Probed    bool   `json:"probed,omitempty"`
+	Acked     uint64 `json:"acked,omitempty"`
+	SeenAgain uint64 `json:"seen_again,omitempty"`
+	Created   bool   `json:"created"`
 }
 
 // State is a directory of checkpoints, one file per stream.

@@ -985,7 +985,7 @@ func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz 
 			say("STAN no longer has this durable")
 		}
 
-		cons, err := js.Consumer(ctx, c.Stream, d.Consumer)
+		ci, err := migrate.ConsumerInfo(ctx, js, c.Stream, d.Consumer)
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
 			r.Expected = expectedExact(d, l, known, c)
@@ -993,7 +993,7 @@ func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz 
 		case err != nil:
 			return nil, fmt.Errorf("consumer %q on stream %q: %w", d.Consumer, c.Stream, err)
 		default:
-			cfg := cons.CachedInfo().Config
+			cfg := ci.Config
 			md := cfg.Metadata
 			r.Actual = cfg.OptStartSeq
 			r.Position = md[migrate.MetaPosition]

@@ -24,6 +24,7 @@ type migrateOptions struct {
 	quiet     bool
 	status    bool
 	window    int
+	positions string
 }
 
 // defaultStateDir keeps checkpoints beside the plan they belong to.
@@ -63,6 +64,9 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 				report.Status(a.stdout, cps)
 				return nil
 			}
+			if o.positions != "exact" && o.positions != "lowest-unacked" {
+				return usageError{fmt.Errorf("--positions is %q: use exact or lowest-unacked", o.positions)}
+			}
 			if o.untilIdle > 0 && !o.follow {
 				return usageError{errors.New("--until-idle needs --follow")}
 			}
@@ -89,17 +93,18 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 				})
 			}
 			sum, err := migrate.Run(ctx, p, migrate.Options{
-				ClusterID:  g.cluster,
-				Source:     g.stan,
-				Target:     g.nats,
-				Monitor:    g.monitor(),
-				StateDir:   o.stateDir,
-				Parallel:   o.parallel,
-				Window:     o.window,
-				Follow:     o.follow,
-				Finish:     finish,
-				IdleFinish: o.untilIdle,
-				Reporter:   prog,
+				ClusterID:   g.cluster,
+				Source:      g.stan,
+				Target:      g.nats,
+				Monitor:     g.monitor(),
+				StateDir:    o.stateDir,
+				Parallel:    o.parallel,
+				Window:      o.window,
+				Follow:      o.follow,
+				Finish:      finish,
+				IdleFinish:  o.untilIdle,
+				AtLeastOnce: o.positions == "lowest-unacked",
+				Reporter:    prog,
 			})
 			prog.Close()
 			if sum != nil {
@@ -119,6 +124,7 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 	f.StringVar(&o.stateDir, "state", "", "checkpoint directory (default: beside the plan, <plan>.state)")
 	f.IntVar(&o.parallel, "parallel", 0, "channels migrated at once (default: number of CPUs)")
 	f.IntVar(&o.window, "window", 0, "publishes awaiting a JetStream ack per channel (default 8192, also capped at 32 MiB)")
+	f.StringVar(&o.positions, "positions", "exact", "consumer state: exact (ack what STAN had acknowledged past the start, redeliver only the pending) or lowest-unacked (at-least-once: start at the lowest unacknowledged sequence, acknowledged messages past it are delivered again)")
 	f.BoolVar(&o.follow, "follow", false, "keep tailing new messages until Ctrl-C or --until-idle, then finish")
 	f.DurationVar(&o.untilIdle, "until-idle", 0, "with --follow: finish a channel after this long without a new message")
 	f.BoolVar(&o.json, "json", false, "print the summary as JSON (no progress output)")

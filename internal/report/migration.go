@@ -22,7 +22,14 @@ func Migration(w io.Writer, s *migrate.Summary) {
 		}
 		var cons []string
 		for _, k := range c.Consumers {
-			cons = append(cons, fmt.Sprintf("%s@%d (%s, %s)", k.Consumer, k.StartSeq, k.Position, k.Status))
+			extra := ""
+			switch {
+			case k.Acked > 0:
+				extra = fmt.Sprintf(", %d acked, %d pending", k.Acked, len(k.Pending))
+			case k.SeenAgain > 0:
+				extra = fmt.Sprintf(", %d seen again", k.SeenAgain)
+			}
+			cons = append(cons, fmt.Sprintf("%s@%d (%s, %s%s)", k.Consumer, k.StartSeq, k.Position, k.Status, extra))
 		}
 		cs := strings.Join(cons, "; ")
 		if cs == "" {
