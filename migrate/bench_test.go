@@ -200,7 +200,7 @@ func rawPublish(b *testing.B, target *embedded.JetStream, chans []string, per in
 // pipelined is the naive ceiling for a correct migrator: read STAN,
 // publish asynchronously, ack STAN when JetStream acked. No headers, no
 // sequence expectations, no checkpoints.
-func pipelined(b *testing.B, env *testenv.Env, target *embedded.JetStream, chans []string, per int) time.Duration {
+func pipelined(b testing.TB, env *testenv.Env, target *embedded.JetStream, chans []string, per int) time.Duration {
 	nc, err := nats.Connect(target.URL())
 	if err != nil {
 		b.Fatal(err)

@@ -62,7 +62,6 @@ func (f *finisher) finished() bool {
 
 // item is one publish awaiting its JetStream ack.
 type item struct {
-	fut  jetstream.PubAckFuture
 	msg  *stan.Msg
 	seq  uint64
 	gap  bool
@@ -81,6 +80,7 @@ type attempt struct {
 	target atomic.Uint64
 	fin    *finisher
 	js     jetstream.JetStream
+	pub    *publisher
 	sc     *conn.STAN
 	full   bool
 	// Per-attempt constants for the publish path.
@@ -100,7 +100,9 @@ type attempt struct {
 
 	inflight  chan item
 	stored    atomic.Uint64
-	lastMsgAt atomic.Int64
+	// received counts deliveries; the supervising loop notices when it
+	// stops moving (cheaper than reading the clock per message).
+	received atomic.Uint64
 	failOnce  sync.Once
 	failErr   error
 	failed    chan struct{}
@@ -145,13 +147,17 @@ func (a *attempt) window() int {
 func (a *attempt) run(ctx context.Context) error {
 	a.ctx = ctx
 	w := a.window()
-	js, err := jetstream.New(a.r.nc,
-		jetstream.WithPublishAsyncMaxPending(w),
-		jetstream.WithPublishAsyncTimeout(publishTimeout))
+	js, err := jetstream.New(a.r.nc)
 	if err != nil {
 		return err
 	}
 	a.js = js
+	pub, err := newPublisher(a.r.nc, w)
+	if err != nil {
+		return err
+	}
+	defer pub.close()
+	a.pub = pub
 	sc, err := a.r.stanConn(ctx)
 	if err != nil {
 		return err
@@ -163,7 +169,7 @@ func (a *attempt) run(ctx context.Context) error {
 		defer close(ackerDone)
 		a.acker(ctx)
 	}()
-	a.lastMsgAt.Store(time.Now().UnixNano())
+	lastCount, lastMsgAt := uint64(0), time.Now()
 	sub, err := sc.SC.Subscribe(a.c.Name, a.onMsg,
 		stan.StartAtSequence(a.from),
 		stan.SetManualAckMode(),
@@ -189,8 +195,11 @@ loop:
 		case <-a.complete:
 			break loop
 		case <-tick.C:
+			if n := a.received.Load(); n != lastCount {
+				lastCount, lastMsgAt = n, time.Now()
+			}
+			idle := time.Since(lastMsgAt)
 			if a.r.o.Follow && a.target.Load() == ^uint64(0) {
-				idle := time.Since(time.Unix(0, a.lastMsgAt.Load()))
 				if a.fin.finished() || (a.fin.idle > 0 && idle >= a.fin.idle) {
 					a.fin.done.Store(true)
 					a.finishedFollow = true
@@ -198,7 +207,7 @@ loop:
 				}
 				continue
 			}
-			if time.Since(time.Unix(0, a.lastMsgAt.Load())) > stallTimeout {
+			if idle > stallTimeout {
 				result = fmt.Errorf("channel %q: no message from STAN for %v at sequence %d: %w", a.c.Name, stallTimeout, a.stored.Load()+1, errSTANStalled)
 				break loop
 			}
@@ -235,7 +244,7 @@ func (a *attempt) onMsg(m *stan.Msg) {
 		return
 	}
 	seq := m.Sequence
-	a.lastMsgAt.Store(time.Now().UnixNano())
+	a.received.Add(1)
 	if seq < a.next {
 		if seq <= a.stored.Load() {
 			_ = m.Ack()
@@ -291,34 +300,38 @@ func (a *attempt) skipTo(seq uint64) bool {
 }
 
 func (a *attempt) publish(m *stan.Msg, seq uint64, gap bool) bool {
-	nm := &nats.Msg{Subject: a.c.Name, Header: make(nats.Header, 5)}
+	p := a.pub
 	seqStr := strconv.FormatUint(seq, 10)
-	nm.Header[jetstream.MsgIDHeader] = []string{a.idPrefix + seqStr}
-	nm.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(seq-1, 10)}
+	p.set(jetstream.MsgIDHeader, a.idPrefix+seqStr)
+	p.set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(seq-1, 10))
+	var data []byte
 	if gap {
-		nm.Header[hdrGap] = []string{"true"}
+		p.set(hdrGap, "true")
+		p.del(HdrChannel)
+		p.del(HdrSequence)
+		p.del(HdrTimestamp)
 	} else {
-		nm.Data = m.Data
+		data = m.Data
+		p.del(hdrGap)
 		if a.full {
-			nm.Header[HdrChannel] = []string{a.c.Name}
-			nm.Header[HdrSequence] = []string{seqStr}
+			p.set(HdrChannel, a.c.Name)
+			p.set(HdrSequence, seqStr)
 		}
-		nm.Header[HdrTimestamp] = []string{time.Unix(0, m.Timestamp).UTC().Format(time.RFC3339Nano)}
+		p.set(HdrTimestamp, time.Unix(0, m.Timestamp).UTC().Format(time.RFC3339Nano))
 		// Exact sizing only near the limit: the bound is cheap, the walk
 		// over the headers is not.
-		if a.maxPayload > 0 && int64(len(nm.Data))+a.headroom > a.maxPayload &&
-			int64(len(nm.Data)+headerSize(nm.Header)+len(nm.Subject)) > a.maxPayload {
+		if a.maxPayload > 0 && int64(len(data))+a.headroom > a.maxPayload &&
+			int64(len(data)+headerSize(p.hdr)+len(a.c.Name)) > a.maxPayload {
 			a.fail(permanent{fmt.Errorf("channel %q sequence %d: message of %d bytes does not fit the target's max_payload %d once migration headers are added: raise max_payload on the target: %w",
 				a.c.Name, seq, len(m.Data), a.maxPayload, ErrTooLarge)})
 			return false
 		}
 	}
-	fut, err := a.js.PublishMsgAsync(nm)
-	if err != nil {
+	if err := p.publish(a.c.Name, seq, seqStr, data); err != nil {
 		a.fail(fmt.Errorf("channel %q sequence %d: publish: %w", a.c.Name, seq, err))
 		return false
 	}
-	it := item{fut: fut, msg: m, seq: seq, gap: gap}
+	it := item{msg: m, seq: seq, gap: gap}
 	if m != nil {
 		it.size = len(m.Data)
 	}
@@ -340,7 +353,26 @@ func headerSize(h nats.Header) int {
 // acker resolves publishes in order: only after JetStream stored a
 // message is it acknowledged on STAN and counted in the checkpoint.
 func (a *attempt) acker(ctx context.Context) {
+	// Checkpoints are written (with two fsyncs) by a goroutine of their
+	// own: in the acker they stalled the pipeline once a second. A
+	// snapshot the saver is too busy to take is skipped; the next one
+	// supersedes it, and the final save below is synchronous.
+	saves := make(chan Checkpoint, 1)
+	saverDone := make(chan struct{})
+	go func() {
+		defer close(saverDone)
+		for snap := range saves {
+			_ = a.r.state.Save(&snap)
+		}
+	}()
+	defer func() {
+		close(saves)
+		<-saverDone
+		a.r.saveCheckpoint(a.cp, a.d)
+	}()
 	lastSave := time.Now()
+	timer := time.NewTimer(publishTimeout)
+	defer timer.Stop()
 	var progMsgs, progBytes uint64
 	flushProgress := func() {
 		if progMsgs > 0 {
@@ -354,11 +386,7 @@ func (a *attempt) acker(ctx context.Context) {
 		if broken {
 			continue
 		}
-		var err error
-		select {
-		case <-it.fut.Ok():
-		case err = <-it.fut.Err():
-		}
+		err := a.pub.await(it.seq, timer, publishTimeout)
 		if err != nil {
 			broken = true
 			a.fail(a.classifyPublishErr(it.seq, err))
@@ -380,18 +408,26 @@ func (a *attempt) acker(ctx context.Context) {
 		}
 		a.stored.Store(it.seq)
 		a.cp.LastSeq = it.seq
-		if progMsgs >= 512 {
-			flushProgress()
+		// The clock and the progress callback every 512 messages, or
+		// when the pipeline runs dry (a trickle while following).
+		if progMsgs < 512 && len(a.inflight) > 0 && !it.gap && it.seq < a.target.Load() {
+			continue
 		}
+		flushProgress()
 		if time.Since(lastSave) >= checkpointEvery {
-			a.r.saveCheckpoint(a.cp, a.d)
+			snap := *a.cp
+			if snap.SetDigest(a.d) == nil {
+				select {
+				case saves <- snap:
+				default:
+				}
+			}
 			lastSave = time.Now()
 		}
 		if it.seq >= a.target.Load() {
 			a.compOnce.Do(func() { close(a.complete) })
 		}
 	}
-	a.r.saveCheckpoint(a.cp, a.d)
 }
 
 func (a *attempt) deleteGap(ctx context.Context, seq uint64) error {
