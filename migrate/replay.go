@@ -98,16 +98,16 @@ type attempt struct {
 	closed  bool
 	started bool // a message was handled on this subscription
 
-	inflight  chan item
-	stored    atomic.Uint64
+	inflight chan item
+	stored   atomic.Uint64
 	// received counts deliveries; the supervising loop notices when it
 	// stops moving (cheaper than reading the clock per message).
 	received atomic.Uint64
-	failOnce  sync.Once
-	failErr   error
-	failed    chan struct{}
-	complete  chan struct{}
-	compOnce  sync.Once
+	failOnce sync.Once
+	failErr  error
+	failed   chan struct{}
+	complete chan struct{}
+	compOnce sync.Once
 
 	copied, bytes  uint64
 	finishedFollow bool
