@@ -3,7 +3,9 @@ package plan
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +32,9 @@ type Discovery struct {
 	Channels      []*monitor.Channelz
 	MaxPayload    int64
 	Target        TargetState
+	// Offline is set by DiscoverDir (a stopped server's store directory):
+	// exact durable positions and the channels it cannot read.
+	Offline *Offline
 }
 
 // TargetState is what already exists on the JetStream side.
@@ -38,25 +43,49 @@ type TargetState struct {
 	Version    string
 	MaxPayload int64
 	Streams    []ExistingStream
-	// Account limits (-1 or 0 = unlimited).
-	MaxStreams   int
-	MaxConsumers int
-	MaxStorage   int64
-	UsedStorage  uint64
+	// Account limits (-1 or 0 = unlimited). JetStream applies
+	// MaxConsumers per stream, not to the account as a whole.
+	MaxStreams          int
+	MaxConsumers        int
+	MaxStorage          int64
+	MaxAckPending       int
+	StoreMaxStreamBytes int64
+	MaxBytesRequired    bool
+	UsedStorage         uint64
+	ReservedStorage     uint64
 }
 
 // ExistingStream summarises a stream found on the target.
 type ExistingStream struct {
-	Name     string
-	Subjects []string
-	Storage  string
-	Replicas int
-	Msgs     uint64
-	FirstSeq uint64
-	LastSeq  uint64
+	Name      string
+	Subjects  []string
+	Storage   string // "file" or "memory"
+	Replicas  int
+	Retention string // "limits", "interest" or "workqueue"
+	Sealed    bool
+	Metadata  map[string]string
+	Msgs      uint64
+	FirstSeq  uint64
+	LastSeq   uint64
 	// FirstMsgID is the Nats-Msg-Id of the first stored message, which
 	// tells our own earlier run apart from foreign data.
 	FirstMsgID string
+	// Consumers are read only for streams a channel maps to.
+	Consumers []ExistingConsumer
+}
+
+// ExistingConsumer summarises a consumer found on a stream of the target.
+type ExistingConsumer struct {
+	Name           string
+	AckPolicy      string // as jetstream.AckPolicy.String: "AckExplicit", ...
+	AckWait        Duration
+	MaxAckPending  int
+	DeliverSubject string
+	DeliverGroup   string
+	FilterSubject  string
+	DeliverPolicy  string // as jetstream.DeliverPolicy.String: "by_start_sequence", ...
+	OptStartSeq    uint64
+	Metadata       map[string]string
 }
 
 // Options shape the mapping.
@@ -90,7 +119,10 @@ func Build(d *Discovery, o Options) *Plan {
 	add := func(sev, obj, format string, args ...any) {
 		p.Findings = append(p.Findings, Finding{Severity: sev, Object: obj, Message: fmt.Sprintf(format, args...)})
 	}
-	anyAge := false
+	anyAge, anySubs := false, false
+	if d.Offline != nil {
+		d.Offline.report(add)
+	}
 	for _, cz := range d.Channels {
 		if !selected(cz.Name, o.Include, o.Exclude) {
 			p.Excluded = append(p.Excluded, cz.Name)
@@ -118,8 +150,19 @@ func Build(d *Discovery, o Options) *Plan {
 		if lim.MaxAge > 0 {
 			anyAge = true
 		}
+		if lim.MaxSubscriptions > 0 {
+			anySubs = true
+		}
+		if lim.MaxBytes > 0 {
+			if need := cz.Bytes + uint64(cz.Msgs)*uint64(HeaderOverhead+3*len(cz.Name)); need > uint64(lim.MaxBytes) {
+				add(Info, fmt.Sprintf("channel %q", cz.Name), "JetStream counts headers and subjects in max_bytes: the copied messages take about %d bytes, over STAN's max_bytes %d, so migrate raises the stream's max_bytes to what they take", need, lim.MaxBytes)
+			}
+		}
 		var nds []NonDurable
 		c.Durables, nds = Subscriptions(cz)
+		if d.Offline != nil {
+			d.Offline.apply(&c, add)
+		}
 		p.NonDurables = append(p.NonDurables, nds...)
 		for _, du := range c.Durables {
 			if du.Online {
@@ -140,6 +183,9 @@ func Build(d *Discovery, o Options) *Plan {
 	}
 	if anyAge {
 		add(Info, "max_age", "JetStream counts max_age from the migration time, not from the original STAN timestamps (kept in the Nats-Streaming-Timestamp header): messages live longer than they would have on STAN")
+	}
+	if anySubs {
+		add(Info, "max_subscriptions", "STAN's max_subscriptions becomes the stream's max_consumers: STAN counted every subscription, JetStream counts consumers (one per durable or durable queue group)")
 	}
 	checkCollisions(p, add)
 	checkTarget(p, d, add)
@@ -251,21 +297,50 @@ func checkCollisions(p *Plan, add func(sev, obj, format string, args ...any)) {
 	for _, c := range p.Channels {
 		names[c.Name] = c.Stream
 	}
-	for _, owners := range naming.Collisions(names) {
-		add(Blocker, "channels "+strings.Join(owners, ", "), "map to the same stream name %q (JetStream names collide, case included): rename the streams in the plan", names[owners[0]])
+	groups := naming.Collisions(names)
+	folds := make([]string, 0, len(groups))
+	for k := range groups {
+		folds = append(folds, k)
+	}
+	sort.Strings(folds)
+	for _, k := range folds {
+		owners := groups[k]
+		var streams []string
+		for _, o := range owners {
+			if !slices.Contains(streams, names[o]) {
+				streams = append(streams, names[o])
+			}
+		}
+		if len(streams) == 1 {
+			add(Blocker, "channels "+strings.Join(owners, ", "), "map to the same stream name %q: rename the streams in the plan", streams[0])
+			continue
+		}
+		add(Blocker, "channels "+strings.Join(owners, ", "), "map to stream names %s, which differ only in case (one stream to JetStream tooling and on case-insensitive file systems): rename the streams in the plan", quoted(streams))
 	}
 	for _, c := range p.Channels {
 		cons := map[string][]string{}
+		var order []string
 		for _, d := range c.Durables {
 			k := strings.ToLower(d.Consumer)
+			if _, ok := cons[k]; !ok {
+				order = append(order, k)
+			}
 			cons[k] = append(cons[k], d.Key())
 		}
-		for _, ks := range cons {
-			if len(ks) > 1 {
+		for _, k := range order {
+			if ks := cons[k]; len(ks) > 1 {
 				add(Blocker, fmt.Sprintf("channel %q", c.Name), "durables %s map to the same consumer name: rename the consumers in the plan", strings.Join(ks, ", "))
 			}
 		}
 	}
+}
+
+func quoted(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
 }
 
 func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args ...any)) {
@@ -292,46 +367,198 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 		}
 	}
 	existing := map[string]ExistingStream{}
+	// Channel names are literal subjects: they overlap a literal subject
+	// only by being equal, so only wildcard subjects need a scan, and
+	// planning stays linear in channels however many streams exist.
+	type owned struct{ stream, subject string }
+	literal := map[string][]owned{}
+	var wildcards []owned
 	for _, s := range t.Streams {
 		existing[strings.ToLower(s.Name)] = s
-	}
-	var streams, consumers int
-	var bytes uint64
-	for _, c := range p.Channels {
-		streams++
-		consumers += len(c.Durables)
-		bytes += c.Bytes
-		obj := fmt.Sprintf("stream %q (channel %q)", c.Stream, c.Name)
-		if es, ok := existing[strings.ToLower(c.Stream)]; ok {
-			prefix := d.ClusterID + ":" + c.Name + ":"
-			switch {
-			case es.Name != c.Stream:
-				add(Blocker, obj, "a stream %q already exists on the target (names differ only in case): rename the stream in the plan", es.Name)
-			case len(es.Subjects) != 1 || es.Subjects[0] != c.Name:
-				add(Blocker, obj, "already exists on the target with subjects %v, not [%s]: remove it or rename the stream in the plan", es.Subjects, c.Name)
-			case es.Msgs > 0 && !strings.HasPrefix(es.FirstMsgID, prefix):
-				add(Blocker, obj, "already exists on the target and holds %d message(s) not written by stanmigrate for this channel: remove it or rename the stream in the plan", es.Msgs)
-			default:
-				add(Info, obj, "already exists on the target with this channel's data (%d message(s), last sequence %d): migrate resumes it", es.Msgs, es.LastSeq)
+		for _, subj := range s.Subjects {
+			if strings.ContainsAny(subj, "*>") {
+				wildcards = append(wildcards, owned{s.Name, subj})
+			} else {
+				literal[subj] = append(literal[subj], owned{s.Name, subj})
 			}
-			continue
 		}
-		for _, es := range t.Streams {
-			for _, subj := range es.Subjects {
-				if naming.SubjectsOverlap(subj, c.Name) {
-					add(Blocker, obj, "subject %q overlaps stream %q (subject %q) on the target: remove that stream or change its subjects", c.Name, es.Name, subj)
+	}
+	var newStreams int
+	var dataBytes, reserve uint64
+	var overAccountConsumers, overConsumerLimit, overAckPending []string
+	for _, c := range p.Channels {
+		replicas := uint64(max(c.Replicas, 1))
+		over := uint64(HeaderOverhead + 3*len(c.Name))
+		dataBytes += (c.Bytes + c.Msgs*over) * replicas
+		if c.Limits.MaxBytes > 0 {
+			reserve += uint64(c.Limits.MaxBytes) * replicas
+		}
+		if t.MaxConsumers > 0 {
+			if c.Limits.MaxConsumers > t.MaxConsumers {
+				overConsumerLimit = append(overConsumerLimit, c.Name)
+			}
+			if len(c.Durables) > t.MaxConsumers {
+				overAccountConsumers = append(overAccountConsumers, fmt.Sprintf("%s (%d)", c.Name, len(c.Durables)))
+			}
+		}
+		if t.MaxAckPending > 0 {
+			for _, du := range c.Durables {
+				if du.MaxInflight > t.MaxAckPending {
+					overAckPending = append(overAckPending, fmt.Sprintf("%s (%d)", du.Describe(c.Name), du.MaxInflight))
 				}
 			}
 		}
+		obj := fmt.Sprintf("stream %q (channel %q)", c.Stream, c.Name)
+		es, ok := existing[strings.ToLower(c.Stream)]
+		if !ok {
+			newStreams++
+			for _, o := range literal[c.Name] {
+				add(Blocker, obj, "subject %q overlaps stream %q (subject %q) on the target: remove that stream or change its subjects", c.Name, o.stream, o.subject)
+			}
+			for _, o := range wildcards {
+				if naming.SubjectsOverlap(o.subject, c.Name) {
+					add(Blocker, obj, "subject %q overlaps stream %q (subject %q) on the target: remove that stream or change its subjects", c.Name, o.stream, o.subject)
+				}
+			}
+			continue
+		}
+		if checkExistingStream(p, d, c, es, obj, add) {
+			checkExistingConsumers(c, es, add)
+		}
 	}
-	if t.MaxStreams > 0 && streams+len(t.Streams) > t.MaxStreams {
-		add(Blocker, "target account", "the plan needs %d streams but the account allows %d (%d in use): raise the account's stream limit", streams, t.MaxStreams, len(t.Streams))
+	if t.MaxStreams > 0 && newStreams+len(t.Streams) > t.MaxStreams {
+		add(Blocker, "target account", "the plan creates %d stream(s) but the account allows %d and %d exist: raise the account's max_streams", newStreams, t.MaxStreams, len(t.Streams))
 	}
-	if t.MaxStorage > 0 && uint64(t.MaxStorage) < t.UsedStorage+bytes {
-		add(Blocker, "target account", "the plan needs about %d bytes of storage but the account has %d left: raise the account's storage limit", bytes, uint64(t.MaxStorage)-t.UsedStorage)
+	if t.MaxStorage > 0 {
+		if free := uint64(t.MaxStorage) - min(t.UsedStorage, uint64(t.MaxStorage)); dataBytes > free {
+			add(Blocker, "target account", "the plan needs about %d bytes of file storage (messages plus migration headers) but the account has %d left of %d: raise the account's max_file (max_storage)", dataBytes, free, t.MaxStorage)
+		}
+		if free := uint64(t.MaxStorage) - min(t.ReservedStorage, uint64(t.MaxStorage)); reserve > free {
+			add(Blocker, "target account", "the streams' max_bytes limits carried over from STAN reserve %d bytes but the account has %d unreserved of %d: JetStream refuses the limits once the data is copied; raise the account's max_file or lower max_bytes in the plan", reserve, free, t.MaxStorage)
+		}
 	}
-	if t.MaxConsumers > 0 && consumers > t.MaxConsumers {
-		add(Blocker, "target account", "the plan needs %d consumers but the account allows %d: raise the account's consumer limit", consumers, t.MaxConsumers)
+	if len(overConsumerLimit) > 0 {
+		add(Blocker, "target account", "%d stream(s) carry STAN's max_subscriptions as max_consumers above the account's limit of %d consumers per stream, which JetStream refuses (%s): raise the account's max_consumers or lower max_consumers in the plan", len(overConsumerLimit), t.MaxConsumers, sample(overConsumerLimit))
+	}
+	if len(overAccountConsumers) > 0 {
+		add(Blocker, "target account", "the account allows %d consumer(s) per stream but channel(s) %s have more durables: raise the account's max_consumers or skip durables in the plan", t.MaxConsumers, sample(overAccountConsumers))
+	}
+	if len(overAckPending) > 0 {
+		add(Blocker, "target account", "the account allows max_ack_pending %d but %s: raise the account's max_ack_pending or lower max_inflight in the plan", t.MaxAckPending, sample(overAckPending))
+	}
+	if t.MaxBytesRequired {
+		add(Blocker, "target account", "the account requires max_bytes on every stream (max_bytes_required) and stanmigrate copies without a byte limit: lift the requirement for the migration")
+	}
+	if t.StoreMaxStreamBytes > 0 {
+		var big []string
+		for _, c := range p.Channels {
+			if c.Limits.MaxBytes > t.StoreMaxStreamBytes {
+				big = append(big, c.Name)
+			}
+		}
+		if len(big) > 0 {
+			add(Blocker, "target account", "the account caps a stream at %d bytes (max_stream_bytes) and %d stream(s) would carry a larger max_bytes from STAN (%s): raise the account's cap or set max_bytes in the plan", t.StoreMaxStreamBytes, len(big), sample(big))
+		}
+	}
+}
+
+// sample names the first few items of a list for a message.
+func sample(items []string) string {
+	const n = 5
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
+}
+
+// checkExistingStream decides whether a stream already on the target can
+// be resumed. It reports false when it is a conflict.
+func checkExistingStream(p *Plan, d *Discovery, c Channel, es ExistingStream, obj string, add func(sev, obj, format string, args ...any)) bool {
+	prefix := d.ClusterID + ":" + c.Name + ":"
+	var diffs []string
+	if es.Storage != "" && !strings.EqualFold(es.Storage, c.Storage) {
+		diffs = append(diffs, fmt.Sprintf("storage %s (plan: %s)", es.Storage, c.Storage))
+	}
+	if es.Replicas != 0 && es.Replicas != c.Replicas {
+		diffs = append(diffs, fmt.Sprintf("%d replica(s) (plan: %d)", es.Replicas, c.Replicas))
+	}
+	if es.Retention != "" && es.Retention != "limits" {
+		diffs = append(diffs, fmt.Sprintf("%s retention (plan: limits)", es.Retention))
+	}
+	if es.Sealed {
+		diffs = append(diffs, "sealed")
+	}
+	// Streams we create record their origin (migrate's stream metadata).
+	if ch, cl := es.Metadata["stanmigrate.channel"], es.Metadata["stanmigrate.cluster"]; (ch != "" || cl != "") && (ch != c.Name || cl != d.ClusterID) {
+		diffs = append(diffs, fmt.Sprintf("created by stanmigrate for channel %q of cluster %q", ch, cl))
+	}
+	switch {
+	case es.Name != c.Stream:
+		add(Blocker, obj, "a stream %q already exists on the target (names differ only in case): rename the stream in the plan", es.Name)
+	case len(es.Subjects) != 1 || es.Subjects[0] != c.Name:
+		add(Blocker, obj, "already exists on the target with subjects %v, not [%s]: remove it or rename the stream in the plan", es.Subjects, c.Name)
+	case es.Msgs > 0 && !strings.HasPrefix(es.FirstMsgID, prefix):
+		add(Blocker, obj, "already exists on the target and holds %d message(s) not written by stanmigrate for this channel: remove it or rename the stream in the plan", es.Msgs)
+	case len(diffs) > 0:
+		add(Blocker, obj, "already exists on the target with a different configuration: %s: remove it or align the plan", strings.Join(diffs, ", "))
+	default:
+		add(Info, obj, "already exists on the target with this channel's data (%d message(s), last sequence %d): migrate resumes it", es.Msgs, es.LastSeq)
+		return true
+	}
+	return false
+}
+
+// checkExistingConsumers compares consumers already on a resumable stream
+// with the consumers the plan would create: one of ours with the same
+// settings is reused, anything else under the same name is a conflict.
+func checkExistingConsumers(c Channel, es ExistingStream, add func(sev, obj, format string, args ...any)) {
+	byName := map[string]ExistingConsumer{}
+	for _, ec := range es.Consumers {
+		byName[strings.ToLower(ec.Name)] = ec
+	}
+	for _, du := range c.Durables {
+		if du.Skip {
+			continue
+		}
+		ec, ok := byName[strings.ToLower(du.Consumer)]
+		if !ok {
+			continue
+		}
+		obj := fmt.Sprintf("consumer %q on stream %q (%s)", du.Consumer, c.Stream, du.Describe(c.Name))
+		// Consumers we create record their origin (migrate's metadata keys).
+		md := ec.Metadata
+		if ec.Name != du.Consumer || md["stanmigrate.channel"] != c.Name || md["stanmigrate.durable"] != du.Durable || md["stanmigrate.queue_group"] != du.QueueGroup {
+			add(Blocker, obj, "a consumer %q already exists on the target but was not created by stanmigrate for this durable: remove it or rename the consumer in the plan", ec.Name)
+			continue
+		}
+		var diffs []string
+		if ec.AckPolicy != "AckExplicit" {
+			diffs = append(diffs, "ack policy "+ec.AckPolicy+" (plan: explicit)")
+		}
+		if ec.AckWait != du.AckWait {
+			diffs = append(diffs, fmt.Sprintf("ack_wait %v (plan: %v)", ec.AckWait, du.AckWait))
+		}
+		if ec.MaxAckPending != du.MaxInflight {
+			diffs = append(diffs, fmt.Sprintf("max_ack_pending %d (plan: max_inflight %d)", ec.MaxAckPending, du.MaxInflight))
+		}
+		wantDeliver, wantGroup := "", ""
+		if du.Mode == ModePush {
+			wantDeliver, wantGroup = du.DeliverTo, du.QueueGroup
+		}
+		if ec.DeliverSubject != wantDeliver || ec.DeliverGroup != wantGroup {
+			diffs = append(diffs, fmt.Sprintf("deliver subject %q group %q (plan: %s mode, %q %q)", ec.DeliverSubject, ec.DeliverGroup, du.Mode, wantDeliver, wantGroup))
+		}
+		if ec.FilterSubject != "" && ec.FilterSubject != c.Name {
+			diffs = append(diffs, fmt.Sprintf("filter %q", ec.FilterSubject))
+		}
+		if du.Position == PositionExact && (ec.DeliverPolicy != "by_start_sequence" || ec.OptStartSeq != du.StartSeq) {
+			diffs = append(diffs, fmt.Sprintf("starts at %s %d (the durable's position is %d)", ec.DeliverPolicy, ec.OptStartSeq, du.StartSeq))
+		}
+		if len(diffs) > 0 {
+			add(Blocker, obj, "already exists on the target with a different configuration: %s: remove it (migrate re-creates it) or align the plan", strings.Join(diffs, ", "))
+			continue
+		}
+		add(Info, obj, "already exists on the target with this durable's settings: migrate reuses it")
 	}
 }
 

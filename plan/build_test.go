@@ -18,7 +18,10 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // discovery is a STAN deployment with every kind of finding: a collision,
 // an online owner, pending durables, a queue group, a non-durable, an
-// existing foreign stream and an overlapping one, an affected server.
+// existing foreign stream, an overlapping one and one with other storage,
+// a resumable stream with one reusable and one conflicting consumer, a
+// per-stream consumer limit too small, a byte limit the headers exceed,
+// an affected server.
 func discovery() *plan.Discovery {
 	sub := func(client, durable, queue string, offline bool, lastSent uint64, pending int) *monitor.Subscriptionz {
 		return &monitor.Subscriptionz{ClientID: client, DurableName: durable, QueueName: queue, IsDurable: durable != "" || strings.Contains(queue, ":"),
@@ -29,7 +32,10 @@ func discovery() *plan.Discovery {
 		MaxPayload: 1 << 20,
 		Limits: monitor.StoreLimits{
 			ChannelLimits: monitor.ChannelLimits{MaxMsgs: 1000000, MaxAge: 24 * time.Hour},
-			PerChannel:    map[string]*monitor.ChannelLimits{"orders.*": {MaxMsgs: 5000, MaxAge: 72 * time.Hour}},
+			PerChannel: map[string]*monitor.ChannelLimits{
+				"orders.*": {MaxMsgs: 5000, MaxAge: 72 * time.Hour, MaxSubscriptions: 50},
+				"invoices": {MaxMsgs: 1000000, MaxBytes: 2000},
+			},
 		},
 		Channels: []*monitor.Channelz{
 			{Name: "orders.eu", Msgs: 5000, Bytes: 1 << 20, FirstSeq: 1001, LastSeq: 6000, Subscriptions: []*monitor.Subscriptionz{
@@ -44,13 +50,39 @@ func discovery() *plan.Discovery {
 			}},
 			{Name: "sessions", FirstSeq: 51, LastSeq: 50},
 			{Name: "legacy.x", Msgs: 5, Bytes: 500, FirstSeq: 1, LastSeq: 5},
+			{Name: "invoices", Msgs: 10, Bytes: 1500, FirstSeq: 1, LastSeq: 10, Subscriptions: []*monitor.Subscriptionz{
+				sub("billing", "issuer", "", true, 10, 0),
+				sub("ledger", "posting", "", true, 4, 0),
+			}},
 		},
-		Target: plan.TargetState{URL: "nats://js:4222", Version: "2.11.1", MaxPayload: 1 << 20,
+		Target: plan.TargetState{URL: "nats://js:4222", Version: "2.11.1", MaxPayload: 1 << 20, MaxConsumers: 2,
 			Streams: []plan.ExistingStream{
 				{Name: "payments", Subjects: []string{"payments"}, Msgs: 4, FirstSeq: 1, LastSeq: 4, FirstMsgID: "other:payments:1"},
 				{Name: "ARCHIVE", Subjects: []string{"legacy.>"}},
+				{Name: "sessions", Subjects: []string{"sessions"}, Storage: "memory", Replicas: 1, Retention: "limits"},
+				{Name: "invoices", Subjects: []string{"invoices"}, Storage: "file", Replicas: 1, Retention: "limits",
+					Metadata: map[string]string{"stanmigrate.channel": "invoices", "stanmigrate.cluster": "prod"},
+					Msgs:     10, FirstSeq: 1, LastSeq: 10, FirstMsgID: "prod:invoices:1",
+					Consumers: []plan.ExistingConsumer{
+						ourConsumer("invoices", "billing", "issuer", "billing_issuer", 11, func(c *plan.ExistingConsumer) { c.AckWait = plan.Duration(5 * time.Second) }),
+						ourConsumer("invoices", "ledger", "posting", "ledger_posting", 5, nil),
+					}},
 			}},
 	}
+}
+
+// ourConsumer is a consumer as migrate creates it for a plain durable
+// with discovery()'s max_inflight 100 and ack_wait 30s; change adjusts it.
+func ourConsumer(channel, client, durable, name string, start uint64, change func(*plan.ExistingConsumer)) plan.ExistingConsumer {
+	c := plan.ExistingConsumer{
+		Name: name, AckPolicy: "AckExplicit", AckWait: plan.Duration(30 * time.Second), MaxAckPending: 100,
+		DeliverPolicy: "by_start_sequence", OptStartSeq: start,
+		Metadata: map[string]string{"stanmigrate.channel": channel, "stanmigrate.client_id": client, "stanmigrate.durable": durable, "stanmigrate.queue_group": ""},
+	}
+	if change != nil {
+		change(&c)
+	}
+	return c
 }
 
 func TestBuildFindings(t *testing.T) {
@@ -64,6 +96,13 @@ func TestBuildFindings(t *testing.T) {
 		{plan.Warning, `client "dashboard"`, "will not be migrated"},
 		{plan.Warning, "channel(s)", "max_payload"},
 		{plan.Info, `durable "trail"`, "probed at migrate time"},
+		{plan.Blocker, `stream "sessions"`, "different configuration: storage memory (plan: file)"},
+		{plan.Blocker, `consumer "billing_issuer"`, "ack_wait 5s (plan: 30s)"},
+		{plan.Info, `consumer "ledger_posting"`, "migrate reuses it"},
+		{plan.Info, `stream "invoices"`, "migrate resumes it"},
+		{plan.Blocker, "target account", "1 stream(s) carry STAN's max_subscriptions as max_consumers above the account's limit of 2"},
+		{plan.Info, `channel "invoices"`, "raises the stream's max_bytes"},
+		{plan.Info, "max_subscriptions", "JetStream counts consumers"},
 	}
 	for _, w := range want {
 		found := false
@@ -95,13 +134,15 @@ func TestSelectionRecordsWhatWasLeftOut(t *testing.T) {
 	for _, c := range p.Channels {
 		got = append(got, c.Name)
 	}
-	if strings.Join(got, ",") != "orders.eu,payments" || strings.Join(p.Excluded, ",") != "orders_eu,sessions,legacy.x" {
+	if strings.Join(got, ",") != "orders.eu,payments" || strings.Join(p.Excluded, ",") != "orders_eu,sessions,legacy.x,invoices" {
 		t.Fatalf("selected %v, excluded %v", got, p.Excluded)
 	}
 }
 
 func TestReportGolden(t *testing.T) {
-	p := plan.Build(discovery(), plan.Options{Now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)})
+	d := discovery()
+	d.Channels = append(d.Channels, &monitor.Channelz{Name: "scratch.tmp", Msgs: 3, Bytes: 30, FirstSeq: 1, LastSeq: 3})
+	p := plan.Build(d, plan.Options{Exclude: []string{"scratch.*"}, Now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)})
 	for _, format := range []string{report.Table, report.JSON, report.Markdown} {
 		t.Run(format, func(t *testing.T) {
 			var buf bytes.Buffer

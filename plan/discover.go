@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/naming"
 )
 
 // Config says where the servers are.
@@ -55,7 +57,11 @@ func Discover(ctx context.Context, cfg Config) (*Discovery, error) {
 	if vz, err := cfg.Monitor.Varz(ctx); err == nil {
 		d.MaxPayload = vz.MaxPayload
 	}
-	t, err := DiscoverTarget(ctx, cfg.Target, srv.ClusterID)
+	wanted := make([]string, len(chans))
+	for i, c := range chans {
+		wanted[i] = naming.StreamName(c.Name)
+	}
+	t, err := DiscoverTarget(ctx, cfg.Target, wanted)
 	if err != nil {
 		return nil, err
 	}
@@ -73,8 +79,13 @@ func sourceErr(err error) error {
 	return err
 }
 
-// DiscoverTarget reads the target's version, limits and streams.
-func DiscoverTarget(ctx context.Context, side conn.Side, clusterID string) (*TargetState, error) {
+// DiscoverTarget reads the target's version, account limits and streams.
+// Streams whose name matches one of wanted (case folded; nil means every
+// stream) are read in depth: their first message's Msg-Id, which tells an
+// earlier run of ours apart from foreign data, and their consumers. Other
+// streams only need their subjects, so the cost stays one listing however
+// many foreign streams the target holds. It only reads.
+func DiscoverTarget(ctx context.Context, side conn.Side, wanted []string) (*TargetState, error) {
 	nc, js, err := conn.JetStream(ctx, side, "stanmigrate-plan")
 	if err != nil {
 		return nil, err
@@ -85,7 +96,7 @@ func DiscoverTarget(ctx context.Context, side conn.Side, clusterID string) (*Tar
 		Version:    nc.ConnectedServerVersion(),
 		MaxPayload: nc.MaxPayload(),
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	ai, err := js.AccountInfo(cctx)
 	if err != nil {
@@ -94,18 +105,30 @@ func DiscoverTarget(ctx context.Context, side conn.Side, clusterID string) (*Tar
 	t.MaxStreams = ai.Limits.MaxStreams
 	t.MaxConsumers = ai.Limits.MaxConsumers
 	t.MaxStorage = ai.Limits.MaxStore
+	t.MaxAckPending = ai.Limits.MaxAckPending
+	t.StoreMaxStreamBytes = ai.Limits.StoreMaxStreamBytes
+	t.MaxBytesRequired = ai.Limits.MaxBytesRequired
 	t.UsedStorage = ai.Store
+	t.ReservedStorage = ai.ReservedStore
+	deep := func(string) bool { return true }
+	if wanted != nil {
+		set := make(map[string]bool, len(wanted))
+		for _, w := range wanted {
+			set[strings.ToLower(w)] = true
+		}
+		deep = func(name string) bool { return set[strings.ToLower(name)] }
+	}
 	lister := js.ListStreams(cctx)
 	for si := range lister.Info() {
 		es := ExistingStream{
-			Name: si.Config.Name, Subjects: si.Config.Subjects, Storage: si.Config.Storage.String(),
-			Replicas: si.Config.Replicas, Msgs: si.State.Msgs, FirstSeq: si.State.FirstSeq, LastSeq: si.State.LastSeq,
+			Name: si.Config.Name, Subjects: si.Config.Subjects, Storage: strings.ToLower(si.Config.Storage.String()),
+			Replicas: si.Config.Replicas, Retention: strings.ToLower(si.Config.Retention.String()), Sealed: si.Config.Sealed,
+			Metadata: si.Config.Metadata,
+			Msgs:     si.State.Msgs, FirstSeq: si.State.FirstSeq, LastSeq: si.State.LastSeq,
 		}
-		if si.State.Msgs > 0 {
-			if s, err := js.Stream(cctx, si.Config.Name); err == nil {
-				if m, err := s.GetMsg(cctx, si.State.FirstSeq); err == nil {
-					es.FirstMsgID = m.Header.Get(jetstream.MsgIDHeader)
-				}
+		if deep(es.Name) {
+			if err := readStream(cctx, js, &es); err != nil {
+				return nil, err
 			}
 		}
 		t.Streams = append(t.Streams, es)
@@ -114,4 +137,36 @@ func DiscoverTarget(ctx context.Context, side conn.Side, clusterID string) (*Tar
 		return nil, fmt.Errorf("list streams on the target: %w", err)
 	}
 	return t, nil
+}
+
+// readStream fills in what Build needs to decide between reuse and
+// conflict: the first message's Msg-Id and the consumers.
+func readStream(ctx context.Context, js jetstream.JetStream, es *ExistingStream) error {
+	s, err := js.Stream(ctx, es.Name)
+	if err != nil {
+		return fmt.Errorf("stream %q on the target: %w", es.Name, err)
+	}
+	if es.Msgs > 0 {
+		if m, err := s.GetMsg(ctx, es.FirstSeq); err == nil {
+			es.FirstMsgID = m.Header.Get(jetstream.MsgIDHeader)
+		}
+	}
+	cl := s.ListConsumers(ctx)
+	for ci := range cl.Info() {
+		c := ci.Config
+		ec := ExistingConsumer{
+			Name: ci.Name, AckPolicy: c.AckPolicy.String(), AckWait: Duration(c.AckWait),
+			MaxAckPending: c.MaxAckPending, DeliverSubject: c.DeliverSubject, DeliverGroup: c.DeliverGroup,
+			FilterSubject: c.FilterSubject, DeliverPolicy: c.DeliverPolicy.String(), OptStartSeq: c.OptStartSeq,
+			Metadata: c.Metadata,
+		}
+		if len(c.FilterSubjects) > 0 {
+			ec.FilterSubject = strings.Join(c.FilterSubjects, " ")
+		}
+		es.Consumers = append(es.Consumers, ec)
+	}
+	if err := cl.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
+		return fmt.Errorf("list consumers of stream %q on the target: %w", es.Name, err)
+	}
+	return nil
 }

@@ -49,6 +49,7 @@ type Source struct {
 	Monitor       string `yaml:"monitor,omitempty" json:"monitor,omitempty"`
 	ServerVersion string `yaml:"server_version,omitempty" json:"server_version,omitempty"`
 	MaxPayload    int64  `yaml:"max_payload,omitempty" json:"max_payload,omitempty"`
+	Auth          *Auth  `yaml:"auth,omitempty" json:"auth,omitempty"`
 }
 
 // Target describes the JetStream side.
@@ -56,6 +57,26 @@ type Target struct {
 	URL           string `yaml:"url,omitempty" json:"url,omitempty"`
 	ServerVersion string `yaml:"server_version,omitempty" json:"server_version,omitempty"`
 	MaxPayload    int64  `yaml:"max_payload,omitempty" json:"max_payload,omitempty"`
+	Auth          *Auth  `yaml:"auth,omitempty" json:"auth,omitempty"`
+}
+
+// Auth says how to reach one side securely, by reference only: file
+// paths, a NATS CLI context name, and the names of environment variables
+// holding a user, password or token — never a secret's value. migrate and
+// verify use it when no security flag is given for that side.
+type Auth struct {
+	Context     string `yaml:"context,omitempty" json:"context,omitempty"`
+	Creds       string `yaml:"creds,omitempty" json:"creds,omitempty"`
+	NKey        string `yaml:"nkey,omitempty" json:"nkey,omitempty"`
+	UserEnv     string `yaml:"user_env,omitempty" json:"user_env,omitempty"`
+	PasswordEnv string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	TokenEnv    string `yaml:"token_env,omitempty" json:"token_env,omitempty"`
+	TLSCert     string `yaml:"tls_cert,omitempty" json:"tls_cert,omitempty"`
+	TLSKey      string `yaml:"tls_key,omitempty" json:"tls_key,omitempty"`
+	TLSCA       string `yaml:"tls_ca,omitempty" json:"tls_ca,omitempty"`
+	// MonitorCA is the CA of an https:// STAN monitoring endpoint (source
+	// only; default: TLSCA).
+	MonitorCA string `yaml:"monitor_ca,omitempty" json:"monitor_ca,omitempty"`
 }
 
 // Channel maps one STAN channel onto one stream.

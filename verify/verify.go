@@ -28,6 +28,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/stanstore"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
@@ -82,6 +83,13 @@ type Options struct {
 	// monitoring (first and last sequences are then learned by
 	// subscribing, and durable positions come from the plan).
 	Monitor *monitor.Client
+	// Store, when set, is the STAN side: a stopped server's store
+	// directory (stanstore.Open) read directly instead of through a
+	// connection, so Source and Monitor are unused. Each durable's start
+	// is then checked against the exact one its stored pending set gives,
+	// and a channel the directory cannot read is reported as a difference
+	// while the other channels are verified.
+	Store *stanstore.Store
 	// Sample > 0 checks that many random sequences per channel by direct
 	// get on the stream and a one-message STAN subscription, instead of
 	// streaming every message. Counts and first/last are still compared
@@ -223,15 +231,19 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Report, error) {
 				if ctx.Err() != nil {
 					continue
 				}
-				if sc == nil {
-					s, err := conn.ConnectSTAN(ctx, o.Source, o.ClusterID, "stanmigrate-verify-"+nuid.Next(), nil)
-					if err != nil {
-						fail(err)
-						continue
+				src := source{st: o.Store}
+				if o.Store == nil {
+					if sc == nil {
+						s, err := conn.ConnectSTAN(ctx, o.Source, o.ClusterID, "stanmigrate-verify-"+nuid.Next(), nil)
+						if err != nil {
+							fail(err)
+							continue
+						}
+						sc = s
 					}
-					sc = s
+					src.sc = sc.SC
 				}
-				cr, cons, err := verifyChannel(ctx, sc.SC, js, chans[i], &o)
+				cr, cons, err := verifyChannel(ctx, src, js, chans[i], &o)
 				if err != nil {
 					fail(fmt.Errorf("verify channel %q (stream %q): %w", chans[i].Name, chans[i].Stream, err))
 					continue
@@ -296,12 +308,19 @@ type bounds struct {
 
 func (b bounds) empty() bool { return b.gone || b.last == 0 || b.last < b.first }
 
-func verifyChannel(ctx context.Context, sc stan.Conn, js jetstream.JetStream, c *plan.Channel, o *Options) (*ChannelReport, []ConsumerReport, error) {
+func verifyChannel(ctx context.Context, src source, js jetstream.JetStream, c *plan.Channel, o *Options) (*ChannelReport, []ConsumerReport, error) {
 	var (
-		b  bounds
-		cz *monitor.Channelz
+		b      bounds
+		cz     *monitor.Channelz
+		starts map[string]uint64
 	)
-	if o.Monitor != nil {
+	if o.Store != nil {
+		var broken error
+		b, cz, starts, broken = dirBounds(o.Store, c.Name)
+		if broken != nil {
+			return unreadable(c, broken), nil, nil
+		}
+	} else if o.Monitor != nil {
 		var err error
 		cz, err = o.Monitor.Channel(ctx, c.Name)
 		switch {
@@ -320,14 +339,17 @@ func verifyChannel(ctx context.Context, sc stan.Conn, js jetstream.JetStream, c 
 		err error
 	)
 	if o.Sample > 0 {
-		cr, err = sampleChannel(ctx, sc, js, c, b, o.Sample, o.Progress)
+		cr, err = sampleChannel(ctx, src, js, c, b, o.Sample, o.Progress)
 	} else {
-		cr, err = fullChannel(ctx, sc, js, c, b, o.Progress)
+		cr, err = fullChannel(ctx, src, js, c, b, o.Progress)
 	}
 	if err != nil {
+		if src.st != nil && errors.Is(err, stanstore.ErrBroken) {
+			return unreadable(c, err), nil, nil
+		}
 		return nil, nil, err
 	}
-	cons, err := consumers(ctx, js, c, cz, o.Monitor != nil)
+	cons, err := consumers(ctx, js, c, cz, o.Monitor != nil || o.Store != nil, starts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -338,7 +360,7 @@ func verifyChannel(ctx context.Context, sc stan.Conn, js jetstream.JetStream, c 
 // channel's first and last sequence by subscribing (no monitoring).
 // clusterID only names the source in errors.
 func Channel(ctx context.Context, stanConn stan.Conn, js jetstream.JetStream, clusterID string, c *plan.Channel) (*ChannelReport, error) {
-	cr, err := fullChannel(ctx, stanConn, js, c, bounds{}, nil)
+	cr, err := fullChannel(ctx, source{sc: stanConn}, js, c, bounds{}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("verify channel %q of cluster %q (stream %q): %w", c.Name, clusterID, c.Stream, err)
 	}
@@ -423,6 +445,11 @@ type stanReader struct {
 	ch   chan *stan.Msg
 	done chan struct{}
 	sub  stan.Subscription
+	// ended is closed by a store directory reader after its last
+	// message was handed over (err says why it stopped early); nil for a
+	// subscription, which only falls silent.
+	ended chan struct{}
+	err   error
 }
 
 func startSTAN(sc stan.Conn, channel string, window int) (*stanReader, error) {
@@ -447,7 +474,12 @@ func (r *stanReader) stop() {
 		return
 	}
 	close(r.done)
-	_ = r.sub.Unsubscribe()
+	if r.sub != nil {
+		_ = r.sub.Unsubscribe()
+	}
+	if r.ended != nil {
+		<-r.ended
+	}
 }
 
 // streamReader feeds a stream's messages, in sequence order, to the merger.
@@ -519,9 +551,24 @@ func (m *merger) nextSTAN(ctx context.Context) (*stan.Msg, error) {
 			select {
 			case msg = <-m.sr.ch:
 				m.timer.Stop()
+			case <-m.sr.ended:
+				m.timer.Stop()
+				// Everything sent before the end is already queued.
+				select {
+				case msg = <-m.sr.ch:
+				default:
+					m.stanDone = true
+					if m.sr.err != nil {
+						return nil, m.sr.err
+					}
+					if m.stanPrev < m.stanLast {
+						m.rep.notes = append(m.rep.notes, fmt.Sprintf("the STAN directory holds nothing after sequence %d though the channel's last sequence is %d", m.stanPrev, m.stanLast))
+					}
+					return nil, nil
+				}
 			case <-m.timer.C:
 				m.stanDone = true
-				if !m.sc.NatsConn().IsConnected() {
+				if m.sc != nil && !m.sc.NatsConn().IsConnected() {
 					return nil, fmt.Errorf("STAN connection lost after sequence %d", m.stanPrev)
 				}
 				m.rep.notes = append(m.rep.notes, fmt.Sprintf("STAN delivered nothing for %v after sequence %d though the channel's last sequence was %d",
@@ -719,8 +766,9 @@ func parseNum(s string) (uint64, bool) {
 // fullChannel streams both sides in sequence order and merges them, in
 // memory bounded by STAN's window, the stream's pull batch and two small
 // queues, whatever the channel's size.
-func fullChannel(ctx context.Context, sc stan.Conn, js jetstream.JetStream, c *plan.Channel, b bounds, progress func(string, uint64)) (*ChannelReport, error) {
+func fullChannel(ctx context.Context, src source, js jetstream.JetStream, c *plan.Channel, b bounds, progress func(string, uint64)) (*ChannelReport, error) {
 	r := &ChannelReport{Channel: c.Name, Stream: c.Stream}
+	sc := src.sc
 	if !b.known {
 		var err error
 		if b, err = learnBounds(ctx, sc, c); err != nil {
@@ -736,7 +784,12 @@ func fullChannel(ctx context.Context, sc stan.Conn, js jetstream.JetStream, c *p
 	m.timer = time.NewTimer(idleTimeout)
 	m.timer.Stop()
 	if !b.empty() {
-		if m.sr, err = startSTAN(sc, c.Name, inflight(b, c)); err != nil {
+		if src.st != nil {
+			m.sr, err = startDir(src.st, c.Name, b.first)
+		} else {
+			m.sr, err = startSTAN(sc, c.Name, inflight(b, c))
+		}
+		if err != nil {
 			return nil, err
 		}
 		defer m.sr.stop()
@@ -819,8 +872,9 @@ func shape(s Side) string {
 
 // sampleChannel compares counts and first/last in full, and n random
 // sequences message by message.
-func sampleChannel(ctx context.Context, sc stan.Conn, js jetstream.JetStream, c *plan.Channel, b bounds, n int, progress func(string, uint64)) (*ChannelReport, error) {
+func sampleChannel(ctx context.Context, src source, js jetstream.JetStream, c *plan.Channel, b bounds, n int, progress func(string, uint64)) (*ChannelReport, error) {
 	r := &ChannelReport{Channel: c.Name, Stream: c.Stream}
+	sc := src.sc
 	if !b.known {
 		var err error
 		if b, err = learnBounds(ctx, sc, c); err != nil {
@@ -884,7 +938,12 @@ func sampleChannel(ctx context.Context, sc stan.Conn, js jetstream.JetStream, c 
 	for _, seq := range seqs {
 		var sm *stan.Msg
 		if !b.empty() && seq >= b.first && seq <= b.last {
-			m, err := oneMsg(ctx, sc, c.Name, sampleTimeout, stan.StartAtSequence(seq))
+			var m *stan.Msg
+			if src.st != nil {
+				m, err = oneDirMsg(src.st, c.Name, seq)
+			} else {
+				m, err = oneMsg(ctx, sc, c.Name, sampleTimeout, stan.StartAtSequence(seq))
+			}
 			if err != nil {
 				return nil, fmt.Errorf("read sequence %d: %w", seq, err)
 			}
@@ -966,7 +1025,11 @@ func pick(lo, hi uint64, n int) []uint64 {
 // consumers checks each planned durable's consumer: it exists, starts
 // where STAN would resume the durable, and carries the planned ack wait
 // and max ack pending.
-func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz *monitor.Channelz, haveMonitor bool) ([]ConsumerReport, error) {
+//
+// starts, when not nil, holds each durable's exact start (by Key), known
+// from the store directory's pending sets: it is then the expected start
+// whatever the consumer recorded.
+func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz *monitor.Channelz, haveMonitor bool, starts map[string]uint64) ([]ConsumerReport, error) {
 	var out []ConsumerReport
 	lives := map[string]plan.Durable{}
 	if cz != nil {
@@ -984,11 +1047,15 @@ func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz 
 		if haveMonitor && !known {
 			say("STAN no longer has this durable")
 		}
+		exact, haveExact := starts[d.Key()]
 
 		ci, err := migrate.ConsumerInfo(ctx, js, c.Stream, d.Consumer)
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
 			r.Expected = expectedExact(d, l, known, c)
+			if haveExact {
+				r.Expected = exact
+			}
 			say("consumer not found")
 		case err != nil:
 			return nil, fmt.Errorf("consumer %q on stream %q: %w", d.Consumer, c.Stream, err)
@@ -1001,7 +1068,12 @@ func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz 
 				say("its metadata names channel %q, durable %q, queue group %q: it was not made for this durable",
 					md[migrate.MetaChannel], md[migrate.MetaDurable], md[migrate.MetaQueue])
 			}
-			if r.Position == migrate.PositionProbed {
+			switch {
+			case haveExact:
+				// The store's pending set gives the lowest
+				// unacknowledged sequence exactly.
+				r.Expected = exact
+			case r.Position == migrate.PositionProbed:
 				// A probe found the lowest unacknowledged sequence,
 				// which monitoring cannot show; trust the recorded start
 				// while STAN's durable still agrees with it.
@@ -1018,7 +1090,7 @@ func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz 
 						say("STAN has nothing pending and would resume at sequence %d, before the probed start %d", l.LastSent+1, start)
 					}
 				}
-			} else {
+			default:
 				r.Expected = expectedExact(d, l, known, c)
 			}
 			if cfg.DeliverPolicy != jetstream.DeliverByStartSequencePolicy {

@@ -322,7 +322,7 @@ func TestChannels(t *testing.T) {
 		defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
 		idleTimeout = 200 * time.Millisecond
 		c := e.channel(t, "same")
-		r, err := fullChannel(ctx, e.sc, e.js, &c, bounds{known: true, first: 1, last: 25, msgs: 25}, nil)
+		r, err := fullChannel(ctx, source{sc: e.sc}, e.js, &c, bounds{known: true, first: 1, last: 25, msgs: 25}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

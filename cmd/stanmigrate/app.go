@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
@@ -74,6 +75,7 @@ func exitCode(err error) int {
 		errors.Is(err, conn.ErrAuth),
 		errors.Is(err, conn.ErrPermission),
 		errors.Is(err, conn.ErrTLS),
+		errors.Is(err, monitor.ErrTLS),
 		errors.Is(err, conn.ErrWrongCluster),
 		errors.Is(err, conn.ErrNoJetStream),
 		errors.Is(err, conn.ErrBadConfig):

@@ -75,6 +75,9 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 			var err error
 			if o.planFile != "" {
 				p, err = plan.Load(o.planFile)
+				if err == nil {
+					err = g.applyPlanAuth(p)
+				}
 			} else {
 				p, err = makePlan(ctx, g, &planOptions{replicas: 1, headers: plan.HeadersFull})
 				if err == nil {

@@ -19,6 +19,7 @@ type planOptions struct {
 	format   string
 	replicas int
 	headers  string
+	dir      dirOptions // offline source (standir.go)
 }
 
 func newPlanCmd(a *app, g *globalOptions) *cobra.Command {
@@ -30,10 +31,13 @@ func newPlanCmd(a *app, g *globalOptions) *cobra.Command {
 channel to a stream and every durable to a consumer, writes the plan file and
 prints a dry-run report: what will be created, how much data, what is risky or
 blocked. It changes nothing on either server.
-
+` + dirHelp + `
 ` + exitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.dir.resolve(cmd.Flags()); err != nil {
+				return err
+			}
 			switch o.format {
 			case report.Table, report.JSON, report.Markdown:
 			default:
@@ -63,12 +67,16 @@ blocked. It changes nothing on either server.
 	f.StringArrayVar(&o.exclude, "exclude", nil, "leave out channels matching this glob (repeatable)")
 	f.StringVar(&o.format, "format", report.Table, "report format: table, json or markdown")
 	f.IntVar(&o.replicas, "replicas", 1, "stream replicas on the target (1, 3 or 5)")
+	o.dir.addFlags(f)
 	f.StringVar(&o.headers, "headers", plan.HeadersFull, "migration headers: full (Msg-Id, channel, sequence, timestamp) or minimal (Msg-Id, timestamp)")
 	return cmd
 }
 
 // makePlan discovers both servers and maps them with the given options.
 func makePlan(ctx context.Context, g *globalOptions, o *planOptions) (*plan.Plan, error) {
+	if o.dir.dir != "" {
+		return planFromDir(ctx, g, o)
+	}
 	mon := g.monitor()
 	if mon == nil {
 		return nil, usageError{errors.New("planning needs the STAN monitoring endpoint (--stan-monitor); without it, write the plan file by hand (see README) and pass it to migrate with --plan")}
@@ -85,7 +93,12 @@ func makePlan(ctx context.Context, g *globalOptions, o *planOptions) (*plan.Plan
 	if err != nil {
 		return nil, err
 	}
-	return plan.Build(d, plan.Options{
+	p := plan.Build(d, plan.Options{
 		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Headers: o.headers, Now: time.Now(),
-	}), nil
+	})
+	// References only (paths, a context name): migrate and verify reuse
+	// them when no security flag is given.
+	p.Source.Auth = authRefs(g.stan, g.monitorCA)
+	p.Target.Auth = authRefs(g.nats, "")
+	return p, nil
 }

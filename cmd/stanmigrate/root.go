@@ -2,13 +2,17 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/plan"
 )
 
 // Defaults from the spec.
@@ -25,7 +29,11 @@ type globalOptions struct {
 	cluster    string
 	monitorURL string
 	noMonitor  bool
-	flags      *pflag.FlagSet
+	// The monitoring endpoint over HTTPS: CA (default: --stan-tls-ca) and
+	// an optional client certificate.
+	monitorCA, monitorCert, monitorKey string
+	monitorHTTP                        *http.Client
+	flags                              *pflag.FlagSet
 }
 
 func newRootCmd(a *app) *cobra.Command {
@@ -43,7 +51,10 @@ and proves the result identical.
   stanmigrate demo      the whole job on embedded servers
 
 Connection flags read STAN_URL, STAN_CLUSTER, STAN_MONITOR and NATS_URL from
-the environment when not given (a flag wins).
+the environment when not given (a flag wins). Each side is secured on its own
+(--stan-… / --nats-…): user and password, token, NKey seed file, credentials
+file, TLS CA, client certificate and key, or a saved NATS CLI context; a plan
+file's source.auth / target.auth references apply when no such flag is given.
 
 ` + exitCodesHelp,
 		SilenceUsage:  true,
@@ -64,6 +75,9 @@ func (g *globalOptions) addFlags(pf *pflag.FlagSet) {
 	pf.StringVar(&g.stan.URL, "stan-url", defaultSTANURL, "STAN server URL (env STAN_URL)")
 	pf.StringVar(&g.cluster, "cluster", defaultCluster, "STAN cluster id (env STAN_CLUSTER)")
 	pf.StringVar(&g.monitorURL, "stan-monitor", defaultMonitor, "STAN monitoring URL (env STAN_MONITOR)")
+	pf.StringVar(&g.monitorCA, "stan-monitor-ca", "", "CA certificate of an https:// monitoring endpoint (default: --stan-tls-ca)")
+	pf.StringVar(&g.monitorCert, "stan-monitor-cert", "", "client certificate for the monitoring endpoint (behind a proxy that asks for one)")
+	pf.StringVar(&g.monitorKey, "stan-monitor-key", "", "key of --stan-monitor-cert")
 	pf.BoolVar(&g.noMonitor, "no-monitor", false, "STAN runs without monitoring: list channels and durables in the plan by hand")
 	pf.StringVar(&g.nats.URL, "nats-url", defaultNATSURL, "JetStream server URL (env NATS_URL)")
 	addSideFlags(pf, "stan", &g.stan)
@@ -85,6 +99,7 @@ func addSideFlags(pf *pflag.FlagSet, side string, s *conn.Side) {
 // resolve applies environment variables under the flags, and lets a named
 // context supply the URL when neither flag nor environment did.
 func (g *globalOptions) resolve(flags *pflag.FlagSet) error {
+	g.flags = flags
 	pick := func(flag, env string, dst *string, ctxName string) {
 		if flags.Changed(flag) {
 			return
@@ -104,6 +119,26 @@ func (g *globalOptions) resolve(flags *pflag.FlagSet) error {
 	if g.cluster == "" {
 		return usageError{fmt.Errorf("--cluster is empty: pass the STAN cluster id")}
 	}
+	return g.resolveMonitorTLS()
+}
+
+// resolveMonitorTLS prepares the HTTP client for an https:// monitoring
+// endpoint: its CA defaults to the STAN side's (one server, one
+// certificate, in the usual setup).
+func (g *globalOptions) resolveMonitorTLS() error {
+	ca := g.monitorCA
+	if ca == "" {
+		ca = g.stan.TLSCA
+	}
+	if ca == "" && g.monitorCert == "" && g.monitorKey == "" {
+		g.monitorHTTP = nil
+		return nil
+	}
+	hc, err := monitor.HTTPClient(ca, g.monitorCert, g.monitorKey)
+	if err != nil {
+		return fmt.Errorf("STAN monitoring TLS settings (--stan-monitor-ca, --stan-monitor-cert, --stan-monitor-key): %w: %w", err, conn.ErrBadConfig)
+	}
+	g.monitorHTTP = hc
 	return nil
 }
 
@@ -111,5 +146,103 @@ func (g *globalOptions) monitor() *monitor.Client {
 	if g.noMonitor || g.monitorURL == "" {
 		return nil
 	}
-	return monitor.New(g.monitorURL, nil)
+	return monitor.New(g.monitorURL, g.monitorHTTP)
+}
+
+// securityFlags are a side's flags that say how to authenticate and
+// encrypt; giving any of them replaces the plan's auth block for the side.
+func securityFlags(side string) []string {
+	names := []string{"context", "creds", "nkey", "user", "password", "token", "tls-cert", "tls-key", "tls-ca"}
+	if side == "stan" {
+		names = append(names, "monitor-ca", "monitor-cert", "monitor-key")
+	}
+	for i, n := range names {
+		names[i] = side + "-" + n
+	}
+	return names
+}
+
+// authRefs is what a plan records about a side's security: references
+// (absolute file paths, a context name), never a user, password or token.
+func authRefs(s conn.Side, monitorCA string) *plan.Auth {
+	a := plan.Auth{Context: s.Context, Creds: absPath(s.Creds), NKey: absPath(s.NKey),
+		TLSCert: absPath(s.TLSCert), TLSKey: absPath(s.TLSKey), TLSCA: absPath(s.TLSCA), MonitorCA: absPath(monitorCA)}
+	if a == (plan.Auth{}) {
+		return nil
+	}
+	return &a
+}
+
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// envName is what an environment variable name looks like; anything else
+// in an *_env field is likely a secret pasted in by mistake.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// applyPlanAuth fills each side's security settings from the plan's auth
+// block when no security flag was given for that side (flags win, as a
+// whole: a plan's credentials never mix with a flag's).
+func (g *globalOptions) applyPlanAuth(p *plan.Plan) error {
+	if err := g.applyAuth("stan", "STAN_URL", "source.auth", &g.stan, p.Source.Auth); err != nil {
+		return err
+	}
+	if err := g.applyAuth("nats", "NATS_URL", "target.auth", &g.nats, p.Target.Auth); err != nil {
+		return err
+	}
+	return g.resolveMonitorTLS()
+}
+
+func (g *globalOptions) applyAuth(side, urlEnv, where string, s *conn.Side, a *plan.Auth) error {
+	if a == nil {
+		return nil
+	}
+	for _, f := range securityFlags(side) {
+		if g.flags != nil && g.flags.Changed(f) {
+			return nil
+		}
+	}
+	if side == "nats" && a.MonitorCA != "" {
+		return fmt.Errorf("plan %s.monitor_ca: only the source has a monitoring endpoint: move it to source.auth: %w", where, plan.ErrInvalid)
+	}
+	fromEnv := func(field, name string, dst *string) error {
+		if name == "" {
+			return nil
+		}
+		// Never quote the field's value: it may be a secret pasted in the
+		// wrong place.
+		if !envName.MatchString(name) {
+			return fmt.Errorf("plan %s.%s must name an environment variable (letters, digits, _), never hold the value itself: %w", where, field, plan.ErrInvalid)
+		}
+		v := os.Getenv(name)
+		if v == "" {
+			return fmt.Errorf("plan %s.%s: the environment variable it names is not set: export it, or pass --%s-… flags: %w", where, field, side, conn.ErrBadConfig)
+		}
+		*dst = v
+		return nil
+	}
+	*s = conn.Side{Name: s.Name, URL: s.URL, Context: a.Context, Creds: a.Creds, NKey: a.NKey,
+		TLSCert: a.TLSCert, TLSKey: a.TLSKey, TLSCA: a.TLSCA}
+	for _, e := range []struct {
+		field, name string
+		dst         *string
+	}{{"user_env", a.UserEnv, &s.User}, {"password_env", a.PasswordEnv, &s.Password}, {"token_env", a.TokenEnv, &s.Token}} {
+		if err := fromEnv(e.field, e.name, e.dst); err != nil {
+			return err
+		}
+	}
+	if a.Context != "" && (g.flags == nil || !g.flags.Changed(side+"-url")) && os.Getenv(urlEnv) == "" {
+		s.URL = "" // the context's URL
+	}
+	if side == "stan" {
+		g.monitorCA = a.MonitorCA
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ func newVerifyCmd(a *app, g *globalOptions) *cobra.Command {
 	var planFile string
 	var asJSON bool
 	var sample, parallel int
+	var dir dirOptions
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Compare every channel with its stream and every durable with its consumer",
@@ -22,10 +23,13 @@ func newVerifyCmd(a *app, g *globalOptions) *cobra.Command {
 (sequence, subject, payload) and each message; then each consumer's start
 against its durable's position. It only reads. Exit code 1 on any difference,
 naming the channel and the first differing sequences: made for CI.
-
+` + dirHelp + `
 ` + exitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := dir.resolve(cmd.Flags()); err != nil {
+				return err
+			}
 			if sample < 0 {
 				return usageError{fmt.Errorf("--sample %d: use a positive number of sequences per channel", sample)}
 			}
@@ -34,16 +38,29 @@ naming the channel and the first differing sequences: made for CI.
 			var err error
 			if planFile != "" {
 				p, err = plan.Load(planFile)
+				if err == nil {
+					err = g.applyPlanAuth(p)
+				}
 			} else {
-				p, err = makePlan(ctx, g, &planOptions{replicas: 1, headers: plan.HeadersFull})
+				p, err = makePlan(ctx, g, &planOptions{replicas: 1, headers: plan.HeadersFull, dir: dir})
 			}
 			if err != nil {
 				return err
 			}
-			rep, err := verify.Run(ctx, p, verify.Options{
+			o := verify.Options{
 				ClusterID: g.cluster, Source: g.stan, Target: g.nats, Monitor: g.monitor(),
 				Sample: sample, Parallel: parallel,
-			})
+			}
+			if dir.dir != "" {
+				st, _, err := dir.open(ctx, p.Source.ClusterID)
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				skipUnreadable(a.stderr, p, st, dir.skipBroken)
+				o.Store, o.Monitor = st, nil
+			}
+			rep, err := verify.Run(ctx, p, o)
 			if rep != nil {
 				if asJSON {
 					if jerr := report.JSONTo(a.stdout, rep); jerr != nil {
@@ -61,5 +78,6 @@ naming the channel and the first differing sequences: made for CI.
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.IntVar(&sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
 	f.IntVar(&parallel, "parallel", 0, "channels verified at once (default: number of CPUs)")
+	dir.addFlags(f)
 	return cmd
 }

@@ -5,10 +5,13 @@ package conn
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jsm.go/natscontext"
@@ -45,21 +48,42 @@ type Side struct {
 	TLSCA    string
 }
 
+// flag is the command-line prefix of the side's settings, for advice.
+func (s Side) flag() string {
+	if s.Name == "STAN" {
+		return "--stan-"
+	}
+	return "--nats-"
+}
+
+// hasAuth reports whether the side's own settings name credentials.
+func (s Side) hasAuth() bool {
+	return s.Creds != "" || s.NKey != "" || s.User != "" || s.Password != "" || s.Token != ""
+}
+
 // Resolved returns the URL to dial and the nats options, layering the
-// side's own settings over a saved NATS CLI context when one is named.
+// side's own settings over a saved NATS CLI context when one is named:
+// the context supplies the URL when the side has none, and its
+// credentials unless the side names its own (then the context's are
+// dropped, so a flag's user never travels with the context's JWT); a
+// client certificate or CA given on the side replaces the context's.
 func (s Side) Resolved() (string, []nats.Option, error) {
 	var opts []nats.Option
 	u := s.URL
 	if s.Context != "" {
 		nctx, err := natscontext.New(s.Context, true)
 		if err != nil {
-			return "", nil, fmt.Errorf("%s: load NATS context %q: %v: %w", s.Name, s.Context, err, ErrBadConfig)
+			return "", nil, fmt.Errorf("%s: load NATS context %q: %v: check %scontext (contexts live in ~/.config/nats/context, see `nats context ls`): %w",
+				s.Name, s.Context, err, s.flag(), ErrBadConfig)
 		}
 		copts, err := nctx.NATSOptions()
 		if err != nil {
 			return "", nil, fmt.Errorf("%s: NATS context %q: %v: %w", s.Name, s.Context, err, ErrBadConfig)
 		}
 		opts = append(opts, copts...)
+		if s.hasAuth() {
+			opts = append(opts, withoutCredentials)
+		}
 		if u == "" {
 			u = nctx.ServerURL()
 		}
@@ -67,13 +91,24 @@ func (s Side) Resolved() (string, []nats.Option, error) {
 	if u == "" {
 		u = nats.DefaultURL
 	}
+	files := []struct{ flag, path string }{
+		{"creds", s.Creds}, {"nkey", s.NKey}, {"tls-cert", s.TLSCert}, {"tls-key", s.TLSKey}, {"tls-ca", s.TLSCA},
+	}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return "", nil, fmt.Errorf("%s server %s: %s%s %s: %w: %w", s.Name, Redact(u), s.flag(), f.flag, f.path, errors.Unwrap(err), ErrBadConfig)
+		}
+	}
 	if s.Creds != "" {
 		opts = append(opts, nats.UserCredentials(s.Creds))
 	}
 	if s.NKey != "" {
 		o, err := nats.NkeyOptionFromSeed(s.NKey)
 		if err != nil {
-			return "", nil, fmt.Errorf("%s: nkey seed file %q: %v: %w", s.Name, s.NKey, err, ErrBadConfig)
+			return "", nil, fmt.Errorf("%s server %s: %snkey %s is not an NKey seed file: %v: %w", s.Name, Redact(u), s.flag(), s.NKey, err, ErrBadConfig)
 		}
 		opts = append(opts, o)
 	}
@@ -85,7 +120,7 @@ func (s Side) Resolved() (string, []nats.Option, error) {
 	}
 	if s.TLSCert != "" || s.TLSKey != "" {
 		if s.TLSCert == "" || s.TLSKey == "" {
-			return "", nil, fmt.Errorf("%s: client certificate needs both --tls-cert and --tls-key: %w", s.Name, ErrBadConfig)
+			return "", nil, fmt.Errorf("%s server %s: a client certificate needs both %stls-cert and %stls-key: %w", s.Name, Redact(u), s.flag(), s.flag(), ErrBadConfig)
 		}
 		opts = append(opts, nats.ClientCert(s.TLSCert, s.TLSKey))
 	}
@@ -93,6 +128,15 @@ func (s Side) Resolved() (string, []nats.Option, error) {
 		opts = append(opts, nats.RootCAs(s.TLSCA))
 	}
 	return u, opts, nil
+}
+
+// withoutCredentials drops whatever credentials earlier options (a
+// context's) set, before the side's own are applied.
+func withoutCredentials(o *nats.Options) error {
+	o.User, o.Password, o.UserInfo = "", "", nil
+	o.Token, o.TokenHandler = "", nil
+	o.Nkey, o.UserJWT, o.SignatureCB = "", nil, nil
+	return nil
 }
 
 // Redact removes userinfo from URLs (a comma-separated list is allowed),
@@ -122,6 +166,9 @@ func ConnectNATS(ctx context.Context, s Side, clientName string, extra ...nats.O
 		return nil, err
 	}
 	opts = append(opts,
+		// nats.go prints asynchronous errors by default; the command
+		// reports them itself (see PermissionErr).
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
 		nats.Name(clientName),
 		nats.Timeout(5*time.Second),
 		nats.MaxReconnects(-1),
@@ -140,21 +187,121 @@ func ConnectNATS(ctx context.Context, s Side, clientName string, extra ...nats.O
 // side, the server (without credentials) and what to check.
 func Classify(s Side, u string, err error) error {
 	where := fmt.Sprintf("%s server %s", s.Name, Redact(u))
+	p := s.flag()
 	msg := strings.ToLower(err.Error())
 	switch {
-	case errors.Is(err, nats.ErrAuthorization), strings.Contains(msg, "authorization violation"),
-		strings.Contains(msg, "authentication"), strings.Contains(msg, "user authentication"):
-		return fmt.Errorf("%s: %v: check the credentials for the %s side: %w", where, err, s.Name, ErrAuth)
-	case strings.Contains(msg, "permissions violation"):
-		return fmt.Errorf("%s: %v: the user lacks a publish or subscribe permission: %w", where, err, ErrPermission)
-	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509") || strings.Contains(msg, "certificate") ||
-		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted):
-		return fmt.Errorf("%s: %v: check the CA, client certificate and key: %w", where, err, ErrTLS)
+	case errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAccountAuthExpired),
+		strings.Contains(msg, "authentication expired"):
+		return fmt.Errorf("%s: %w: the credentials have expired (%v): renew the user JWT (%screds or the context's)",
+			where, ErrAuth, err, p)
+	case errors.Is(err, nats.ErrAuthRevoked), strings.Contains(msg, "authentication revoked"):
+		return fmt.Errorf("%s: %w: the credentials were revoked (%v): ask for a new user JWT (%screds)",
+			where, ErrAuth, err, p)
+	case errors.Is(err, nats.ErrAuthorization), strings.Contains(msg, "authorization violation"):
+		// On connect the server says "Authorization Violation" for every
+		// credential it does not accept: this is authentication.
+		return fmt.Errorf("%s: %w: the server rejected the credentials (%v): check %suser/%spassword, %stoken, %snkey, %screds or the context's credentials for the %s side",
+			where, ErrAuth, err, p, p, p, p, p, s.Name)
+	case errors.Is(err, nats.ErrPermissionViolation), strings.Contains(msg, "permissions violation"):
+		return fmt.Errorf("%s: %w (authorization violation): %v: %s", where, ErrPermission, err, permissionAdvice(s, err))
+	}
+	if advice := tlsAdvice(s, err); advice != "" {
+		return fmt.Errorf("%s: %w: %v: %s", where, ErrTLS, err, advice)
+	}
+	switch {
 	case errors.Is(err, nats.ErrNoServers), strings.Contains(msg, "connection refused"), strings.Contains(msg, "no such host"),
 		strings.Contains(msg, "i/o timeout"), errors.Is(err, nats.ErrTimeout):
 		return fmt.Errorf("%s: %v: is the server running and the URL right? %w", where, err, ErrUnreachable)
 	}
 	return fmt.Errorf("%s: %w", where, err)
+}
+
+// tlsAdvice says what to fix for a TLS failure, "" when err is not one.
+func tlsAdvice(s Side, err error) string {
+	p := s.flag()
+	msg := strings.ToLower(err.Error())
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	switch {
+	case errors.Is(err, nats.ErrSecureConnWanted):
+		return fmt.Sprintf("the server does not offer TLS: check the URL, or drop %stls-ca/%stls-cert", p, p)
+	case errors.Is(err, nats.ErrSecureConnRequired):
+		return fmt.Sprintf("the server requires TLS: pass %stls-ca with the CA that signed its certificate", p)
+	case strings.Contains(msg, "remote error: tls:"), strings.Contains(msg, "closed by remote after tls handshake"):
+		// The server's alert, or (TLS 1.3, when the alert loses the race
+		// with our first write) its hanging up: it did not accept our
+		// client certificate.
+		if strings.Contains(msg, "expired") {
+			return fmt.Sprintf("the server rejected the client certificate as expired: renew %stls-cert", p)
+		}
+		return fmt.Sprintf("the server requires a client certificate signed by a CA it trusts: check %stls-cert and %stls-key", p, p)
+	case errors.As(err, &unknown):
+		return fmt.Sprintf("the server's certificate is not signed by a CA this side trusts: pass that CA with %stls-ca", p)
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "renew the server's certificate (or check the clocks)"
+	case errors.As(err, &host):
+		return "connect with a host name the server's certificate lists"
+	case errors.As(err, &invalid), errors.Is(err, nats.ErrTLS), strings.Contains(msg, "x509:"), strings.Contains(msg, "tls:"):
+		return fmt.Sprintf("check %stls-ca, %stls-cert and %stls-key", p, p, p)
+	}
+	return ""
+}
+
+// permissionAdvice names what the side's user needs.
+func permissionAdvice(s Side, err error) string {
+	msg := strings.ToLower(err.Error())
+	switch {
+	case strings.Contains(msg, "$js.api"):
+		return "the JetStream API is denied: grant the user publish on $JS.API.> (and subscribe on _INBOX.>)"
+	case s.Name == "STAN":
+		return "grant the user publish on _STAN.> and _INBOX.>, and subscribe on _INBOX.> (the STAN protocol's subjects)"
+	case strings.Contains(msg, "subscription"):
+		return "grant the user subscribe on _INBOX.> (replies from JetStream)"
+	}
+	return "grant the user publish on the channels' subjects, $JS.API.> and $JS.ACK.>, and subscribe on _INBOX.>"
+}
+
+// PermissionErr returns the permission violation the server reported on
+// nc, classified for the side, or nil. A denied publish or subscribe is
+// reported asynchronously, so a request that timed out may have been
+// denied: callers ask here before treating a timeout as transient.
+func PermissionErr(s Side, nc *nats.Conn) error {
+	if nc == nil {
+		return nil
+	}
+	return permissionErr(s, nc.ConnectedUrlRedacted(), nc)
+}
+
+func permissionErr(s Side, u string, nc *nats.Conn) error {
+	last := nc.LastError()
+	if last == nil || !errors.Is(last, nats.ErrPermissionViolation) {
+		return nil
+	}
+	return Classify(s, u, last)
+}
+
+// failOnPermissionError calls abort once nc records a permission
+// violation, until the returned stop is called.
+func failOnPermissionError(nc *nats.Conn, abort func()) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if errors.Is(nc.LastError(), nats.ErrPermissionViolation) {
+					abort()
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
 }
 
 // STAN is a NATS Streaming connection with the NATS connection under it
@@ -189,12 +336,26 @@ func ConnectSTAN(ctx context.Context, s Side, clusterID, clientID string, lost s
 	if lost != nil {
 		opts = append(opts, stan.SetConnectionLostHandler(lost))
 	}
+	// A denied publish or subscribe is only reported asynchronously and
+	// would leave stan.Connect waiting for a reply that never comes:
+	// closing the connection on the report ends the wait at once.
+	u := nc.ConnectedUrlRedacted()
+	stop := failOnPermissionError(nc, func() { nc.Close() })
 	sc, err := stan.Connect(clusterID, clientID, opts...)
+	stop()
+	if err == nil && nc.IsClosed() {
+		// Denied just as the session came up: it cannot work.
+		_ = sc.Close()
+		err = nats.ErrConnectionClosed
+	}
 	if err != nil {
-		nc.Close()
-		u, _, _ := s.Resolved()
+		defer nc.Close()
+		if perr := permissionErr(s, u, nc); perr != nil {
+			// A denied publish or subscribe looks like a missing server.
+			return nil, perr
+		}
 		if errors.Is(err, stan.ErrConnectReqTimeout) {
-			return nil, fmt.Errorf("STAN server %s: no answer for cluster id %q: check --cluster (the server's -cid): %w",
+			return nil, fmt.Errorf("STAN server %s: cluster id %q: %w: check --cluster (the server's -cid), and that the user's account is the one STAN runs in",
 				Redact(u), clusterID, ErrWrongCluster)
 		}
 		return nil, Classify(s, u, err)
@@ -226,17 +387,24 @@ func JetStream(ctx context.Context, s Side, clientName string, extra ...nats.Opt
 func CheckJetStream(ctx context.Context, s Side, nc *nats.Conn, js jetstream.JetStream) error {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	// A denied request times out; the server's report ends it early.
+	stop := failOnPermissionError(nc, cancel)
 	_, err := js.AccountInfo(cctx)
+	stop()
 	if err == nil {
 		return nil
 	}
+	if perr := PermissionErr(s, nc); perr != nil {
+		return perr
+	}
 	where := fmt.Sprintf("%s server %s", s.Name, Redact(nc.ConnectedUrlRedacted()))
 	switch {
-	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
-		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
-		return fmt.Errorf("%s: JetStream is not enabled for this account: start nats-server with -js (or enable JetStream for the account): %w", where, ErrNoJetStream)
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		return fmt.Errorf("%s: %w for this account: enable JetStream for the user's account (account limits), or connect as a user of an account that has it", where, ErrNoJetStream)
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+		return fmt.Errorf("%s: %w for this account: start nats-server with -js, or enable JetStream for the user's account: %v", where, ErrNoJetStream, err)
 	case strings.Contains(strings.ToLower(err.Error()), "permissions violation"):
-		return fmt.Errorf("%s: JetStream API denied: %v: grant the user $JS.API.>: %w", where, err, ErrPermission)
+		return fmt.Errorf("%s: %w (authorization violation): JetStream API denied: %v: grant the user publish on $JS.API.>", where, ErrPermission, err)
 	}
 	return fmt.Errorf("%s: JetStream account info: %w", where, err)
 }
