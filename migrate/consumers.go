@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/stanstore"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -44,7 +45,14 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 		cp.Consumers = map[string]ConsumerOutcome{}
 	}
 	var live map[string]plan.Durable
-	if r.o.Monitor != nil {
+	var stored map[string]stanstore.Durable
+	if r.o.Offline != nil {
+		ch, err := r.offlineChannel(c)
+		if err != nil {
+			return false, err
+		}
+		live, stored = plan.DurablesByKey(plan.Channelz(ch)), offlineDurables(ch)
+	} else if r.o.Monitor != nil {
 		cz, err := r.o.Monitor.Channel(ctx, c.Name)
 		if err != nil {
 			return false, fmt.Errorf("channel %q: read durables: %w", c.Name, err)
@@ -57,7 +65,7 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 		if d.Skip {
 			continue
 		}
-		out, created, err := r.consumer(ctx, js, c, d, live, cp)
+		out, created, err := r.consumer(ctx, js, c, d, live, stored, cp)
 		if err != nil {
 			return changed, err
 		}
@@ -78,7 +86,7 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 	return changed, nil
 }
 
-func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, live map[string]plan.Durable, cp *Checkpoint) (ConsumerResult, bool, error) {
+func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, live map[string]plan.Durable, stored map[string]stanstore.Durable, cp *Checkpoint) (ConsumerResult, bool, error) {
 	out := ConsumerResult{Durable: d.Key(), Consumer: d.Consumer}
 	if ci, err := ConsumerInfo(ctx, js, c.Stream, d.Consumer); err == nil {
 		if ci.Config.Metadata[MetaChannel] != c.Name || ci.Config.Metadata[MetaDurable] != d.Durable ||
@@ -117,7 +125,16 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 	}
 	out.StartSeq = max(lastSent+1, c.FirstSeq)
 	out.Position = PositionExact
-	if prev, ok := cp.Consumers[d.Key()]; ok && prev.Probed {
+	if sd, ok := stored[d.Key()]; ok {
+		// The store files hold the pending set: nothing to probe. Only
+		// what is still in the channel can be delivered again.
+		lastSent, out.Position = sd.LastSent, PositionStored
+		for _, s := range sd.Pending {
+			if s >= c.FirstSeq {
+				out.Pending = append(out.Pending, s)
+			}
+		}
+	} else if prev, ok := cp.Consumers[d.Key()]; ok && prev.Probed {
 		// An earlier run probed already. Probing again would see the
 		// messages the first probe was sent as pending too, so the
 		// first answer is the true one.

@@ -70,6 +70,10 @@ func (r *runner) reconcile(ctx context.Context, s jetstream.Stream, c *plan.Chan
 // before first (expired or dropped by limits since planning), which is
 // why a stream repositioned past them starts there.
 func (r *runner) stanDropped(ctx context.Context, c *plan.Channel, first uint64) bool {
+	if r.o.Offline != nil {
+		ch, err := r.offlineChannel(c)
+		return err == nil && ch.FirstSeq >= first
+	}
 	if r.o.Monitor == nil {
 		return false
 	}

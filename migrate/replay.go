@@ -158,11 +158,6 @@ func (a *attempt) run(ctx context.Context) error {
 	}
 	defer pub.close()
 	a.pub = pub
-	sc, err := a.r.stanConn(ctx)
-	if err != nil {
-		return err
-	}
-	a.sc = sc
 	a.inflight = make(chan item, w)
 	ackerDone := make(chan struct{})
 	go func() {
@@ -170,15 +165,32 @@ func (a *attempt) run(ctx context.Context) error {
 		a.acker(ctx)
 	}()
 	lastCount, lastMsgAt := uint64(0), time.Now()
-	sub, err := sc.SC.Subscribe(a.c.Name, a.onMsg,
-		stan.StartAtSequence(a.from),
-		stan.SetManualAckMode(),
-		stan.MaxInflight(w),
-		stan.AckWait(stanAckWait))
-	if err != nil {
-		a.stop()
-		<-ackerDone
-		return fmt.Errorf("channel %q: subscribe from sequence %d: %w", a.c.Name, a.from, err)
+	var sub stan.Subscription
+	readerDone := make(chan struct{})
+	if st := a.r.o.Offline; st != nil {
+		go func() {
+			defer close(readerDone)
+			a.readStore(st)
+		}()
+	} else {
+		close(readerDone)
+		sc, err := a.r.stanConn(ctx)
+		if err == nil {
+			a.sc = sc
+			sub, err = sc.SC.Subscribe(a.c.Name, a.onMsg,
+				stan.StartAtSequence(a.from),
+				stan.SetManualAckMode(),
+				stan.MaxInflight(w),
+				stan.AckWait(stanAckWait))
+			if err != nil {
+				err = fmt.Errorf("channel %q: subscribe from sequence %d: %w", a.c.Name, a.from, err)
+			}
+		}
+		if err != nil {
+			a.stop()
+			<-ackerDone
+			return err
+		}
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -216,7 +228,10 @@ loop:
 	a.stop()
 	// Closing a non-durable subscription only drops the migrator's own
 	// cursor; the channel and every durable stay as they were.
-	_ = sub.Unsubscribe()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
+	<-readerDone
 	<-ackerDone
 	if result == nil && a.failErr != nil {
 		result = a.failErr
@@ -399,7 +414,9 @@ func (a *attempt) acker(ctx context.Context) {
 				continue
 			}
 		} else {
-			_ = it.msg.Ack()
+			if it.msg.Sub != nil { // nil: read from a store directory
+				_ = it.msg.Ack()
+			}
 			a.d.Add(it.seq, it.msg.Subject, it.msg.Data)
 			a.copied++
 			a.bytes += uint64(it.size)

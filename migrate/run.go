@@ -18,6 +18,7 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/stanstore"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -30,6 +31,8 @@ var (
 	ErrStorage     = errors.New("target storage or stream limit reached")
 	ErrOwnerOnline = errors.New("durable owner is online")
 	ErrStreamLost  = errors.New("stream lost messages")
+	// ErrUnreadable: the offline source cannot read a channel's files.
+	ErrUnreadable = errors.New("channel unreadable in the STAN directory")
 )
 
 // Options configure a run. Source and Target connection details never end
@@ -61,6 +64,11 @@ type Options struct {
 	Reporter    Reporter
 	// ClientID for the migrator's own STAN session (default: unique).
 	ClientID string
+	// Offline reads a stopped STAN server's store directory instead of
+	// a running server (Source and Monitor are then unused). The caller
+	// opens and closes it. A channel it cannot read fails with
+	// ErrUnreadable unless the plan skips it.
+	Offline *stanstore.Store
 }
 
 // Reporter receives progress. Implementations must be safe for use from
@@ -169,7 +177,15 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Summary, error) {
 	if err := r.checkTarget(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := r.stanConn(ctx); err != nil {
+	if o.Offline != nil {
+		if o.Follow {
+			return nil, fmt.Errorf("--follow needs a running STAN server: a store directory does not grow: %w", conn.ErrBadConfig)
+		}
+		if o.Offline.ClusterID() != p.Source.ClusterID {
+			return nil, fmt.Errorf("the STAN directory %s belongs to cluster %q, the plan to %q: use the matching plan or directory: %w",
+				o.Offline.Dir(), o.Offline.ClusterID(), p.Source.ClusterID, conn.ErrWrongCluster)
+		}
+	} else if _, err := r.stanConn(ctx); err != nil {
 		return nil, err
 	}
 	defer r.closeSTAN()

@@ -116,6 +116,14 @@ func (r *runner) closeSTAN() {
 
 // checkChannels refuses a plan naming channels STAN no longer has.
 func (r *runner) checkChannels(ctx context.Context, chans []*plan.Channel) error {
+	if r.o.Offline != nil {
+		for _, c := range chans {
+			if _, err := r.offlineChannel(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if r.o.Monitor == nil {
 		return nil
 	}
@@ -138,6 +146,10 @@ func (r *runner) checkChannels(ctx context.Context, chans []*plan.Channel) error
 
 // lastSeqNow is the channel's last sequence at this moment.
 func (r *runner) lastSeqNow(ctx context.Context, c *plan.Channel) (uint64, error) {
+	if r.o.Offline != nil {
+		ch, err := r.offlineChannel(c)
+		return ch.LastSeq, err
+	}
 	if r.o.Monitor != nil {
 		cz, err := r.o.Monitor.Channel(ctx, c.Name)
 		if errors.Is(err, monitor.ErrNotFound) {

@@ -1068,13 +1068,17 @@ func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cz 
 				say("its metadata names channel %q, durable %q, queue group %q: it was not made for this durable",
 					md[migrate.MetaChannel], md[migrate.MetaDurable], md[migrate.MetaQueue])
 			}
+			if md[migrate.MetaSettled] == "no" {
+				say("migrate stopped while reproducing STAN's acknowledged set on it: re-run migrate")
+			}
 			switch {
 			case haveExact:
 				// The store's pending set gives the lowest
 				// unacknowledged sequence exactly.
 				r.Expected = exact
-			case r.Position == migrate.PositionProbed:
-				// A probe found the lowest unacknowledged sequence,
+			case r.Position == migrate.PositionProbed || r.Position == migrate.PositionStored:
+				// A probe (or the store files, for a migration from a
+				// directory) gave the lowest unacknowledged sequence,
 				// which monitoring cannot show; trust the recorded start
 				// while STAN's durable still agrees with it.
 				start, err := strconv.ParseUint(md[migrate.MetaStart], 10, 64)

@@ -71,6 +71,7 @@ func exitCode(err error) int {
 		errors.Is(err, plan.ErrInvalid),
 		errors.Is(err, migrate.ErrBlocked),
 		errors.Is(err, migrate.ErrChannelGone),
+		errors.Is(err, migrate.ErrUnreadable),
 		errors.Is(err, conn.ErrUnreachable),
 		errors.Is(err, conn.ErrAuth),
 		errors.Is(err, conn.ErrPermission),

@@ -25,6 +25,7 @@ type migrateOptions struct {
 	status    bool
 	window    int
 	positions string
+	dir       dirOptions // offline source (standir.go)
 }
 
 // defaultStateDir keeps checkpoints beside the plan they belong to.
@@ -49,7 +50,7 @@ the streams stand. Without --plan it plans with defaults first.
 With --follow it keeps tailing the channels after the history is copied: the
 first Ctrl-C (or --until-idle) means "finish": a final catch-up, then the
 consumers. A second Ctrl-C stops with the checkpoint saved.
-
+` + dirHelp + `
 ` + exitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,6 +64,12 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 				}
 				report.Status(a.stdout, cps)
 				return nil
+			}
+			if err := o.dir.resolve(cmd.Flags()); err != nil {
+				return err
+			}
+			if o.dir.dir != "" && o.follow {
+				return usageError{errors.New("--follow needs a running STAN server: a store directory does not grow")}
 			}
 			if o.positions != "exact" && o.positions != "lowest-unacked" {
 				return usageError{fmt.Errorf("--positions is %q: use exact or lowest-unacked", o.positions)}
@@ -79,13 +86,34 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 					err = g.applyPlanAuth(p)
 				}
 			} else {
-				p, err = makePlan(ctx, g, &planOptions{replicas: 1, headers: plan.HeadersFull})
+				p, err = makePlan(ctx, g, &planOptions{replicas: 1, headers: plan.HeadersFull, dir: o.dir})
 				if err == nil {
 					err = plan.Save(filepath.Join(o.stateDir, "plan.yaml"), p)
 				}
 			}
 			if err != nil {
 				return err
+			}
+			mo := migrate.Options{
+				ClusterID:   g.cluster,
+				Source:      g.stan,
+				Target:      g.nats,
+				Monitor:     g.monitor(),
+				StateDir:    o.stateDir,
+				Parallel:    o.parallel,
+				Window:      o.window,
+				Follow:      o.follow,
+				IdleFinish:  o.untilIdle,
+				AtLeastOnce: o.positions == "lowest-unacked",
+			}
+			if o.dir.dir != "" {
+				st, _, err := o.dir.open(ctx, g.explicitCluster())
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				skipUnreadable(a.stderr, p, st, o.dir.skipBroken)
+				mo.Offline, mo.Monitor, mo.ClusterID = st, nil, st.ClusterID()
 			}
 			prog := newProgress(a.stderr, a.terminal, o.quiet || o.json)
 			finish := make(chan struct{})
@@ -95,20 +123,8 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 					close(finish)
 				})
 			}
-			sum, err := migrate.Run(ctx, p, migrate.Options{
-				ClusterID:   g.cluster,
-				Source:      g.stan,
-				Target:      g.nats,
-				Monitor:     g.monitor(),
-				StateDir:    o.stateDir,
-				Parallel:    o.parallel,
-				Window:      o.window,
-				Follow:      o.follow,
-				Finish:      finish,
-				IdleFinish:  o.untilIdle,
-				AtLeastOnce: o.positions == "lowest-unacked",
-				Reporter:    prog,
-			})
+			mo.Finish, mo.Reporter = finish, prog
+			sum, err := migrate.Run(ctx, p, mo)
 			prog.Close()
 			if sum != nil {
 				if o.json {
@@ -128,6 +144,7 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 	f.IntVar(&o.parallel, "parallel", 0, "channels migrated at once (default: number of CPUs)")
 	f.IntVar(&o.window, "window", 0, "publishes awaiting a JetStream ack per channel (default 8192, also capped at 32 MiB)")
 	f.StringVar(&o.positions, "positions", "exact", "consumer state: exact (ack what STAN had acknowledged past the start, redeliver only the pending) or lowest-unacked (at-least-once: start at the lowest unacknowledged sequence, acknowledged messages past it are delivered again)")
+	o.dir.addFlags(f)
 	f.BoolVar(&o.follow, "follow", false, "keep tailing new messages until Ctrl-C or --until-idle, then finish")
 	f.DurationVar(&o.untilIdle, "until-idle", 0, "with --follow: finish a channel after this long without a new message")
 	f.BoolVar(&o.json, "json", false, "print the summary as JSON (no progress output)")
