@@ -341,6 +341,19 @@ func (r *runner) saveCheckpoint(cp *Checkpoint, d *digest.Channel) {
 // backoff waits before the next attempt: capped exponential, and gives up
 // after about two minutes of consecutive failures.
 func (r *runner) backoff(ctx context.Context, attempt int, ev Event, cause error) error {
+	// A denied publish or subscribe only shows as a timeout; the server
+	// told the connection why, and no retry will change it.
+	if perr := conn.PermissionErr(r.o.Target, r.nc); perr != nil {
+		return perr
+	}
+	r.stanMu.Lock()
+	sc := r.stan
+	r.stanMu.Unlock()
+	if sc != nil {
+		if perr := conn.PermissionErr(r.o.Source, sc.NC); perr != nil {
+			return perr
+		}
+	}
 	if attempt >= 40 {
 		return fmt.Errorf("giving up after %d attempts: %w", attempt, cause)
 	}

@@ -295,7 +295,9 @@ func DurablesByKey(cz *monitor.Channelz) map[string]Durable {
 func checkCollisions(p *Plan, add func(sev, obj, format string, args ...any)) {
 	names := map[string]string{}
 	for _, c := range p.Channels {
-		names[c.Name] = c.Stream
+		if !c.Skip {
+			names[c.Name] = c.Stream
+		}
 	}
 	groups := naming.Collisions(names)
 	folds := make([]string, 0, len(groups))
@@ -352,7 +354,7 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 		var risky []string
 		for _, c := range p.Channels {
 			over := HeaderOverhead + 3*int64(len(c.Name))
-			if c.Msgs == 0 || d.MaxPayload+over <= t.MaxPayload {
+			if c.Skip || c.Msgs == 0 || d.MaxPayload+over <= t.MaxPayload {
 				continue
 			}
 			if avg := int64(c.Bytes / c.Msgs); avg+over > t.MaxPayload {
@@ -387,9 +389,17 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 	var dataBytes, reserve uint64
 	var overAccountConsumers, overConsumerLimit, overAckPending []string
 	for _, c := range p.Channels {
+		if c.Skip {
+			continue
+		}
 		replicas := uint64(max(c.Replicas, 1))
 		over := uint64(HeaderOverhead + 3*len(c.Name))
-		dataBytes += (c.Bytes + c.Msgs*over) * replicas
+		cost := (c.Bytes + c.Msgs*over) * replicas
+		if es, ok := existing[strings.ToLower(c.Stream)]; ok && c.Msgs > 0 {
+			// What an earlier run stored already counts as used storage.
+			cost = cost / c.Msgs * (c.Msgs - min(es.Msgs, c.Msgs))
+		}
+		dataBytes += cost
 		if c.Limits.MaxBytes > 0 {
 			reserve += uint64(c.Limits.MaxBytes) * replicas
 		}

@@ -67,12 +67,17 @@ func captureState(t *testing.T, env *testenv.Env) serverState {
 		t.Fatal(err)
 	}
 	for _, c := range chans {
+		// STAN lists a channel's subscriptions in no fixed order.
+		sort.Slice(c.Subscriptions, func(i, j int) bool { return c.Subscriptions[i].Inbox < c.Subscriptions[j].Inbox })
 		b, _ := json.Marshal(c)
 		s.STAN = append(s.STAN, "channel "+string(b))
 	}
 	var clients stand.Clientsz
 	getJSON(t, env.Pair.STAN.MonitorURL()+"/streaming/clientsz?subs=1", &clients)
 	for _, c := range clients.Clients {
+		for _, subs := range c.Subscriptions {
+			sort.Slice(subs, func(i, j int) bool { return subs[i].Inbox < subs[j].Inbox })
+		}
 		b, _ := json.Marshal(c)
 		s.STAN = append(s.STAN, "client "+string(b))
 	}

@@ -477,6 +477,8 @@ func TestSecurityFailuresExitTwoWithTheirOwnMessage(t *testing.T) {
 		{Username: "loader", Password: "loader-" + secret},
 		{Username: "nojs", Password: "nojs-" + secret, Permissions: &natsd.Permissions{
 			Publish: &natsd.SubjectPermission{Deny: []string{"$JS.API.>"}}}},
+		{Username: "nochan", Password: "nochan-" + secret, Permissions: &natsd.Permissions{
+			Publish: &natsd.SubjectPermission{Deny: []string{secChannel}}}},
 	}
 	srv := startSecure(t,
 		secureSide{server: src, internal: embedded.Client{User: "stan", Password: "stan-" + secret, CA: certs.CA},
@@ -536,6 +538,11 @@ func TestSecurityFailuresExitTwoWithTheirOwnMessage(t *testing.T) {
 			[]string{"STAN server", hostOf(srv.stan.URL()), "--stan-user/--stan-password"}},
 		{"JetStream: API denied", perm, nil, []string{"plan", "-o", "-", "--nats-user", "nojs", "--nats-password", "nojs-" + secret},
 			[]string{"JetStream server", hostOf(srv.js.URL()), "authorization violation", "$JS.API.>"}},
+		// The JetStream API is allowed, so this only shows once migrate
+		// publishes: it must stop at once, not retry for minutes.
+		{"JetStream: publish on the channel's subject denied", perm, nil,
+			[]string{"migrate", "--quiet", "--nats-user", "nochan", "--nats-password", "nochan-" + secret},
+			[]string{"JetStream server", hostOf(srv.js.URL()), "authorization violation"}},
 		{"STAN: publish denied", perm, nil, []string{"migrate", "--stan-user", "nopub", "--stan-password", "nopub-" + secret},
 			[]string{"STAN server", hostOf(srv.stan.URL()), "authorization violation", "_STAN.>"}},
 		{"JetStream: expired certificate", tlsFail, []string{"NATS_URL=" + expired.URL()}, []string{"plan", "-o", "-"},
