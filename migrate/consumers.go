@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -95,6 +96,10 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 				d.Consumer, c.Stream, d.Describe(c.Name), ErrConflict)}
 		}
 		if ci.Config.Metadata[MetaSettled] != "no" {
+			if diff := configDiff(ci.Config, d); diff != "" {
+				return out, false, permanent{fmt.Errorf("consumer %q on stream %q for %s exists with %s: remove the consumer or align the plan, then re-run migrate: %w",
+					d.Consumer, c.Stream, d.Describe(c.Name), diff, ErrConflict)}
+			}
 			prev := cp.Consumers[d.Key()]
 			out.StartSeq = ci.Config.OptStartSeq
 			out.Position = ci.Config.Metadata[MetaPosition]
@@ -198,6 +203,10 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 			_, err = js.CreatePushConsumer(ctx, c.Stream, final)
 		} else {
 			_, err = js.CreateConsumer(ctx, c.Stream, final)
+		}
+		if isLimitErr(err) {
+			return out, false, permanent{fmt.Errorf("create consumer %q on stream %q for %s: %v: the target account's limits are reached: raise them, then re-run migrate: %w",
+				d.Consumer, c.Stream, d.Describe(c.Name), err, ErrStorage)}
 		}
 		if err != nil {
 			return out, false, fmt.Errorf("create consumer %q on stream %q for %s: %w", d.Consumer, c.Stream, d.Describe(c.Name), err)
@@ -310,4 +319,25 @@ func ConsumerInfo(ctx context.Context, js jetstream.JetStream, stream, name stri
 		return nil, err
 	}
 	return pc.CachedInfo(), nil
+}
+
+// configDiff says how an existing consumer differs from what the plan
+// asks for ("" if it does not), so a re-run never silently keeps a
+// consumer with another ack wait, window or delivery.
+func configDiff(cfg jetstream.ConsumerConfig, d *plan.Durable) string {
+	var diffs []string
+	if d.AckWait > 0 && cfg.AckWait != d.AckWait.D() {
+		diffs = append(diffs, fmt.Sprintf("ack wait %v (the plan says %v)", cfg.AckWait, d.AckWait.D()))
+	}
+	if d.MaxInflight > 0 && cfg.MaxAckPending != d.MaxInflight {
+		diffs = append(diffs, fmt.Sprintf("max ack pending %d (the plan's max_inflight is %d)", cfg.MaxAckPending, d.MaxInflight))
+	}
+	wantSubject, wantGroup := "", ""
+	if d.Mode == plan.ModePush {
+		wantSubject, wantGroup = d.DeliverTo, d.QueueGroup
+	}
+	if cfg.DeliverSubject != wantSubject || cfg.DeliverGroup != wantGroup {
+		diffs = append(diffs, fmt.Sprintf("deliver subject %q group %q (the plan says %q %q)", cfg.DeliverSubject, cfg.DeliverGroup, wantSubject, wantGroup))
+	}
+	return strings.Join(diffs, ", ")
 }

@@ -18,8 +18,16 @@ import (
 // died may have landed after its last checkpoint.
 func (r *runner) reconcile(ctx context.Context, s jetstream.Stream, c *plan.Channel, cp *Checkpoint, info *jetstream.StreamInfo, d *digest.Channel) (*digest.Channel, error) {
 	st := info.State
-	if st.Msgs == 0 && st.LastSeq+1 < c.FirstSeq {
-		// Position the empty stream so that its next sequence is the
+	if st.Msgs > 0 && st.LastSeq+1 < c.FirstSeq {
+		// Messages that all lie before the channel's first sequence:
+		// someone else's data (a conflict), or ours from a run before
+		// STAN dropped them, which the purge below lets go.
+		if err := r.checkOwnership(ctx, s, c, st.LastSeq); err != nil {
+			return d, err
+		}
+	}
+	if st.LastSeq+1 < c.FirstSeq {
+		// Position the stream so that its next sequence is the
 		// channel's first (purge works on every server version; the
 		// first_seq stream setting loses data on some, see plan).
 		if err := s.Purge(ctx, jetstream.WithPurgeSequence(c.FirstSeq)); err != nil {

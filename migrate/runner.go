@@ -396,7 +396,10 @@ func (r *runner) ensureStream(ctx context.Context, js jetstream.JetStream, c *pl
 		if ctx.Err() != nil {
 			return nil, false, ctx.Err()
 		}
-		if isPermanent(err) || attempt > 20 || isLimitErr(err) {
+		if isLimitErr(err) {
+			return nil, false, permanent{fmt.Errorf("create stream %q for channel %q: %v: the target account's limits are reached: raise them or free space, then re-run migrate: %w", c.Stream, c.Name, err, ErrStorage)}
+		}
+		if isPermanent(err) || attempt > 20 {
 			return nil, false, fmt.Errorf("create stream %q for channel %q: %w", c.Stream, c.Name, err)
 		}
 		if err := r.backoff(ctx, attempt, Event{Channel: c.Name, Stream: c.Stream}, err); err != nil {
@@ -493,7 +496,17 @@ func isLimitErr(err error) bool {
 	if err == nil {
 		return false
 	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeMaximumConsumersLimit, 10027 /* maximum number of streams */, 10047 /* insufficient storage */ :
+			return true
+		}
+	}
 	m := strings.ToLower(err.Error())
+	if strings.Contains(m, "maximum number of streams") || strings.Contains(m, "maximum consumers") {
+		return true
+	}
 	return strings.Contains(m, "insufficient resources") || strings.Contains(m, "maximum bytes") ||
 		strings.Contains(m, "maximum messages") || strings.Contains(m, "storage resources exceeded") ||
 		strings.Contains(m, "no space")
