@@ -172,7 +172,7 @@ func Build(d *Discovery, o Options) *Plan {
 				}
 				add(Blocker, du.Describe(c.Name), "owner is online (client id %s): stop the application before migrating; its position moves while it consumes and cannot be probed", who)
 			} else if du.Position == PositionProbe {
-				add(Info, du.Describe(c.Name), "%d message(s) unacknowledged: the exact start is probed at migrate time (the application will see them again, as STAN would redeliver them)", du.Pending)
+				add(Info, du.Describe(c.Name), "%d message(s) unacknowledged: the exact start is probed at migrate time; the application sees these again, as STAN would redeliver them, and nothing it had acknowledged (migrate acks those on the consumer; with --positions lowest-unacked it would also see again the acknowledged ones after the start)", du.Pending)
 			}
 		}
 		p.Channels = append(p.Channels, c)
