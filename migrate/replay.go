@@ -137,7 +137,7 @@ func (a *attempt) window() int {
 	w := a.r.o.Window
 	if a.c.Msgs > 0 {
 		avg := int(a.c.Bytes/a.c.Msgs) + 1
-		if byBytes := a.r.o.WindowBytes / avg; byBytes < w {
+		if byBytes := a.r.windowBytes / avg; byBytes < w {
 			w = byBytes
 		}
 	}

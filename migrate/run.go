@@ -51,7 +51,8 @@ type Options struct {
 	// Window bounds publishes awaiting a JetStream ack per channel, and so
 	// the unacknowledged STAN messages held in memory.
 	Window int
-	// WindowBytes bounds the same window in bytes, for large messages.
+	// WindowBytes bounds the payload bytes in flight across all channels
+	// replaying at once (each gets an equal share), for large messages.
 	WindowBytes int
 	// Follow keeps tailing channels until Finish is closed (or IdleFinish
 	// passes without a new message), then catches up and finishes.
@@ -148,7 +149,10 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Summary, error) {
 		o.Reporter = nopReporter{}
 	}
 	if o.Parallel <= 0 {
-		o.Parallel = runtime.NumCPU()
+		// Each channel is one sequential pipeline (ordered by sequence);
+		// several at once keep both servers busy. Memory is bounded by
+		// WindowBytes across them, not per channel.
+		o.Parallel = max(runtime.NumCPU(), 8)
 	}
 	if o.Window <= 0 {
 		o.Window = 8192
@@ -193,6 +197,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Summary, error) {
 	if err := r.checkChannels(ctx, chans); err != nil {
 		return nil, err
 	}
+	r.windowBytes = max(o.WindowBytes/max(min(o.Parallel, len(chans)), 1), 1<<20)
 	var totalMsgs, totalBytes uint64
 	for _, c := range chans {
 		totalMsgs += c.Msgs

@@ -41,6 +41,9 @@ type runner struct {
 	state State
 	nc    *nats.Conn
 
+	// windowBytes is each channel's share of Options.WindowBytes.
+	windowBytes int
+
 	stanMu   sync.Mutex
 	stan     *conn.STAN
 	stanLost bool
