@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,7 +28,9 @@ import (
 //	go test ./migrate -run '^$' -bench Throughput -benchtime 1x
 //
 // Each sub-benchmark moves the whole data set once per iteration and
-// reports msgs/s and MB/s.
+// reports msgs/s and MB/s; each shape then logs one Markdown table row
+// (the README's table) with migrate as a share of the pipelined ceiling
+// and verify as a share of the raw STAN read.
 func BenchmarkThroughput(b *testing.B) {
 	for _, size := range []int{128, 1024, 65536} {
 		for _, channels := range []int{1, 8} {
@@ -55,10 +58,27 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 	defer env.Stop()
 	total := channels * perChannel
 	bytes := float64(total * size)
+	// rates keeps each sub-benchmark's msgs/s, keyed by its last name
+	// element, for the summary row printed at the end.
+	rates := map[string]float64{}
 	report := func(b *testing.B, d time.Duration) {
 		b.ReportMetric(float64(total)/d.Seconds(), "msgs/s")
 		b.ReportMetric(bytes/d.Seconds()/1e6, "MB/s")
+		name := b.Name()
+		rates[name[strings.LastIndex(name, "/")+1:]] = float64(total) / d.Seconds()
 	}
+	defer func() {
+		if rates["migrate"] == 0 || rates["verify"] == 0 {
+			return
+		}
+		mbs := func(k string) string { return fmt.Sprintf("%.0f MB/s", rates[k]*float64(size)/1e6) }
+		pct := func(k, of string) string { return fmt.Sprintf("%.0f%%", 100*rates[k]/rates[of]) }
+		b.Logf("| %d B, %d ch | %.0fk (%s) | %.0fk | %.0fk (%s) | **%.0fk** (%s, **%s**) | %.0fk (%s) | **%.0fk** (**%s** of raw read) |",
+			size, channels, rates["raw-stan-read"]/1e3, mbs("raw-stan-read"), rates["raw-js-publish"]/1e3,
+			rates["pipelined"]/1e3, mbs("pipelined"), rates["migrate"]/1e3, mbs("migrate"), pct("migrate", "pipelined"),
+			rates["migrate-minimal-headers"]/1e3, pct("migrate-minimal-headers", "pipelined"),
+			rates["verify"]/1e3, pct("verify", "raw-stan-read"))
+	}()
 	// Targets live in the parent's temporary directory: a sub-benchmark's
 	// own is removed when it ends, and verify reads the migrated target.
 	root := b.TempDir()
