@@ -47,13 +47,14 @@ func unreadable(c *plan.Channel, err error) *ChannelReport {
 // startDir feeds a channel's messages from the store directory to the
 // merger, from sequence from on, through the same hand-off a
 // subscription uses.
-func startDir(st *stanstore.Store, channel string, from uint64) (*stanReader, error) {
+func startDir(st *stanstore.Store, channel string, from uint64, feedLen int) (*stanReader, error) {
 	it, err := st.Messages(channel, from)
 	if err != nil {
 		return nil, fmt.Errorf("read channel %q from the STAN directory: %w", channel, err)
 	}
-	r := &stanReader{ch: make(chan *stan.Msg, queueLen), done: make(chan struct{}), ended: make(chan struct{})}
+	r := &stanReader{feed: newFeed[*stan.Msg](feedLen), ended: make(chan struct{}), exited: make(chan struct{})}
 	go func() {
+		defer close(r.exited)
 		defer close(r.ended)
 		defer it.Close()
 		for {
@@ -65,9 +66,7 @@ func startDir(st *stanstore.Store, channel string, from uint64) (*stanReader, er
 				r.err = err
 				return
 			}
-			select {
-			case r.ch <- &stan.Msg{MsgProto: *m}:
-			case <-r.done:
+			if !r.feed.put(&stan.Msg{MsgProto: *m}) {
 				return
 			}
 		}

@@ -2,10 +2,11 @@
 // its stream (counts, first and last sequence, a content hash per message
 // and per channel) and every durable with the consumer that replaced it.
 //
-// It only reads. On STAN it uses non-durable subscriptions of its own; on
-// JetStream it reads through ordered consumers (ephemeral, removed when
-// done) and direct gets, and never acks, creates or changes anything
-// durable. It never prints and never exits: results come back as a Report.
+// It only reads. On STAN it uses non-durable subscriptions of its own,
+// which it never acks (see stanReader); on JetStream it reads through
+// ordered consumers (ephemeral, removed when done) and direct gets, and
+// never acks, creates or changes anything durable. It never prints and
+// never exits: results come back as a Report.
 package verify
 
 import (
@@ -53,18 +54,23 @@ var (
 )
 
 const (
-	// STAN holds at most MaxInflight unacknowledged messages per
-	// subscription in the client; the window is sized by bytes too so large
-	// messages cannot blow memory.
-	maxInflight   = 8192
-	minInflight   = 64
+	// STAN sends a subscription at most MaxInflight messages it has not
+	// seen acknowledged; verify reads in windows of that many (see
+	// stanReader), sized by bytes so that large messages cannot blow
+	// memory, and large enough that the subscription churn stays rare.
+	maxWindow     = 65536
+	minWindow     = 64
 	inflightBytes = 32 << 20
-	// queueLen is the hand-off between a client callback and the merger.
-	// Small on purpose: STAN's own window is the buffer, this only smooths
-	// scheduling, and a full queue blocks the callback so STAN backpressures.
-	queueLen = 512
+	msgOverhead   = 512 // bytes the client holds per message besides the payload
+	// A hand-off to the merger holds at most maxFeed messages or about
+	// feedBytes. From STAN they count against the window; from a stream
+	// they come on top of its pull; a store directory has no other bound.
+	maxFeed   = 1024
+	minFeed   = 16
+	feedBytes = 4 << 20
 	// stanAckWait only matters if the merger stalls longer than it: STAN
-	// then redelivers, and the merger skips sequences it has seen.
+	// then redelivers a window, and the reader skips sequences it has
+	// seen. verify never acks.
 	stanAckWait = 60 * time.Second
 	// listed is how many differing sequences of each kind a report names.
 	listed = 10
@@ -381,8 +387,25 @@ func learnBounds(ctx context.Context, sc stan.Conn, c *plan.Channel) (bounds, er
 		// Everything the plan saw has expired since.
 		return bounds{first: c.LastSeq + 1, last: c.LastSeq}, nil
 	}
-	// first is learned from the first message the read delivers.
+	// first is learned from the first message the read delivers, or by
+	// learnFirst.
 	return bounds{first: 1, last: m.Sequence}, nil
+}
+
+// learnFirst finds the first sequence of a channel that learnBounds found
+// not empty.
+func learnFirst(ctx context.Context, sc stan.Conn, c *plan.Channel, b bounds, wait time.Duration) (bounds, error) {
+	if b.empty() {
+		return b, nil
+	}
+	m, err := oneMsg(ctx, sc, c.Name, wait, stan.DeliverAllAvailable())
+	if err != nil {
+		return bounds{}, fmt.Errorf("learn first sequence: %w", err)
+	}
+	if m != nil && m.Sequence <= b.last {
+		b.first = m.Sequence
+	}
+	return b, nil
 }
 
 // oneMsg subscribes at a start position and returns the first message
@@ -426,98 +449,44 @@ func openStream(ctx context.Context, js jetstream.JetStream, name string) (jetst
 	return s, &st, nil
 }
 
-// inflight sizes STAN's window so that it holds about inflightBytes.
-func inflight(b bounds, c *plan.Channel) int {
+// msgCost is what the client holds per message of the channel: its
+// average payload plus msgOverhead; 0 when nothing says.
+func msgCost(b bounds, c *plan.Channel) uint64 {
 	msgs, size := b.msgs, b.bytes
 	if !b.known {
 		msgs, size = c.Msgs, c.Bytes
 	}
-	w := maxInflight
-	if msgs > 0 {
-		avg := size/msgs + 1
-		w = int(min(uint64(maxInflight), inflightBytes/avg))
+	if msgs == 0 {
+		return 0
 	}
-	return max(w, minInflight)
+	return size/msgs + msgOverhead
 }
 
-// stanReader feeds a channel's messages, in sequence order, to the merger.
-type stanReader struct {
-	ch   chan *stan.Msg
-	done chan struct{}
-	sub  stan.Subscription
-	// ended is closed by a store directory reader after its last
-	// message was handed over (err says why it stopped early); nil for a
-	// subscription, which only falls silent.
-	ended chan struct{}
-	err   error
+// window sizes STAN's windows so that the open ones hold about
+// inflightBytes.
+func window(cost uint64) int {
+	if cost == 0 {
+		return maxWindow
+	}
+	return int(max(min(maxWindow, inflightBytes/stanDepth/cost), minWindow))
 }
 
-func startSTAN(sc stan.Conn, channel string, window int) (*stanReader, error) {
-	r := &stanReader{ch: make(chan *stan.Msg, queueLen), done: make(chan struct{})}
-	var err error
-	// Auto-ack happens after the callback returns, so a blocked callback
-	// holds STAN at its window: that is the backpressure.
-	r.sub, err = sc.Subscribe(channel, func(m *stan.Msg) {
-		select {
-		case r.ch <- m:
-		case <-r.done:
-		}
-	}, stan.DeliverAllAvailable(), stan.MaxInflight(window), stan.AckWait(stanAckWait))
-	if err != nil {
-		return nil, fmt.Errorf("subscribe to channel %q: %w", channel, err)
+// feedLimit sizes a hand-off to the merger so that it holds about
+// feedBytes.
+func feedLimit(cost uint64) int {
+	if cost == 0 {
+		return maxFeed
 	}
-	return r, nil
-}
-
-func (r *stanReader) stop() {
-	if r == nil {
-		return
-	}
-	close(r.done)
-	if r.sub != nil {
-		_ = r.sub.Unsubscribe()
-	}
-	if r.ended != nil {
-		<-r.ended
-	}
-}
-
-// streamReader feeds a stream's messages, in sequence order, to the merger.
-type streamReader struct {
-	ch   chan jetstream.Msg
-	done chan struct{}
-	cc   jetstream.ConsumeContext
-}
-
-func startStream(ctx context.Context, s jetstream.Stream) (*streamReader, error) {
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return nil, fmt.Errorf("ordered consumer: %w", err)
-	}
-	r := &streamReader{ch: make(chan jetstream.Msg, queueLen), done: make(chan struct{})}
-	r.cc, err = cons.Consume(func(m jetstream.Msg) {
-		select {
-		case r.ch <- m:
-		case <-r.done:
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read stream: %w", err)
-	}
-	return r, nil
-}
-
-func (r *streamReader) stop() {
-	if r == nil {
-		return
-	}
-	close(r.done)
-	r.cc.Stop()
+	return int(max(min(maxFeed, feedBytes/cost), minFeed))
 }
 
 // merger walks both sides in sequence order. Everything per message runs
 // on its goroutine, hashing included, so the client callbacks only hand
 // messages over.
+//
+// While both sides agree, ds and dt are one digest, fed once per pair: the
+// two hashes are over the same bytes until the first difference, where
+// the digest is forked and each side goes on alone.
 type merger struct {
 	rep     *ChannelReport
 	channel string
@@ -543,45 +512,31 @@ type merger struct {
 // side is finished (read to the end, or silent for idleTimeout).
 func (m *merger) nextSTAN(ctx context.Context) (*stan.Msg, error) {
 	for {
-		var msg *stan.Msg
-		select {
-		case msg = <-m.sr.ch:
-		default:
-			m.timer.Reset(idleTimeout)
-			select {
-			case msg = <-m.sr.ch:
-				m.timer.Stop()
-			case <-m.sr.ended:
-				m.timer.Stop()
-				// Everything sent before the end is already queued.
-				select {
-				case msg = <-m.sr.ch:
-				default:
-					m.stanDone = true
-					if m.sr.err != nil {
-						return nil, m.sr.err
-					}
-					if m.stanPrev < m.stanLast {
-						m.rep.notes = append(m.rep.notes, fmt.Sprintf("the STAN directory holds nothing after sequence %d though the channel's last sequence is %d", m.stanPrev, m.stanLast))
-					}
-					return nil, nil
-				}
-			case <-m.timer.C:
-				m.stanDone = true
-				if m.sc != nil && !m.sc.NatsConn().IsConnected() {
-					return nil, fmt.Errorf("STAN connection lost after sequence %d", m.stanPrev)
-				}
-				m.rep.notes = append(m.rep.notes, fmt.Sprintf("STAN delivered nothing for %v after sequence %d though the channel's last sequence was %d",
-					idleTimeout, m.stanPrev, m.stanLast))
-				return nil, nil
-			case <-ctx.Done():
-				m.timer.Stop()
-				return nil, ctx.Err()
+		msg, why, err := m.sr.feed.next(ctx, m.timer, m.sr.ended)
+		switch {
+		case err != nil:
+			return nil, err
+		case why == sourceEnded:
+			m.stanDone = true
+			if m.sr.err != nil {
+				return nil, m.sr.err
 			}
+			if m.stanPrev < m.stanLast {
+				m.rep.notes = append(m.rep.notes, fmt.Sprintf("the STAN directory holds nothing after sequence %d though the channel's last sequence is %d", m.stanPrev, m.stanLast))
+			}
+			return nil, nil
+		case why == wentIdle:
+			m.stanDone = true
+			if m.sc != nil && !m.sc.NatsConn().IsConnected() {
+				return nil, fmt.Errorf("STAN connection lost after sequence %d", m.stanPrev)
+			}
+			m.rep.notes = append(m.rep.notes, fmt.Sprintf("STAN delivered nothing for %v after sequence %d though the channel's last sequence was %d",
+				idleTimeout, m.stanPrev, m.stanLast))
+			return nil, nil
 		}
 		seq := msg.Sequence
 		if seq <= m.stanPrev {
-			continue // redelivered after AckWait
+			continue // merged already
 		}
 		if seq > m.stanLast {
 			m.stanDone = true
@@ -601,26 +556,18 @@ func (m *merger) nextSTAN(ctx context.Context) (*stan.Msg, error) {
 // keeps that sequence as its last, and would otherwise never finish.
 func (m *merger) nextStream(ctx context.Context) (jetstream.Msg, uint64, error) {
 	for {
-		var msg jetstream.Msg
-		select {
-		case msg = <-m.tr.ch:
-		default:
-			m.timer.Reset(idleTimeout)
-			select {
-			case msg = <-m.tr.ch:
-				m.timer.Stop()
-			case <-m.timer.C:
-				m.streamDone = true
-				if !m.js.Conn().IsConnected() {
-					return nil, 0, fmt.Errorf("JetStream connection lost after stream sequence %d", m.streamPrev)
-				}
-				m.rep.notes = append(m.rep.notes, fmt.Sprintf("the stream delivered nothing for %v after sequence %d though its last sequence was %d",
-					idleTimeout, m.streamPrev, m.streamLast))
-				return nil, 0, nil
-			case <-ctx.Done():
-				m.timer.Stop()
-				return nil, 0, ctx.Err()
+		msg, why, err := m.tr.feed.next(ctx, m.timer, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		if why != gotOne {
+			m.streamDone = true
+			if !m.js.Conn().IsConnected() {
+				return nil, 0, fmt.Errorf("JetStream connection lost after stream sequence %d", m.streamPrev)
 			}
+			m.rep.notes = append(m.rep.notes, fmt.Sprintf("the stream delivered nothing for %v after sequence %d though its last sequence was %d",
+				idleTimeout, m.streamPrev, m.streamLast))
+			return nil, 0, nil
 		}
 		seq, pending, ok := ackSeqs(msg.Reply())
 		if !ok {
@@ -641,6 +588,21 @@ func (m *merger) nextStream(ctx context.Context) (jetstream.Msg, uint64, error) 
 		m.streamDone = seq >= m.streamLast || pending == 0
 		return msg, seq, nil
 	}
+}
+
+// fork gives the stream side a digest of its own at the first difference.
+func (m *merger) fork() error {
+	if m.dt != m.ds {
+		return nil
+	}
+	st, err := m.ds.State()
+	if err == nil {
+		m.dt, err = digest.Restore(st, m.ds.Count, m.ds.First, m.ds.Last)
+	}
+	if err != nil {
+		return fmt.Errorf("fork the channel digest: %w", err)
+	}
+	return nil
 }
 
 func (m *merger) run(ctx context.Context) error {
@@ -667,6 +629,9 @@ func (m *merger) run(ctx context.Context) error {
 			m.report(true)
 			return nil
 		case t == nil || (s != nil && s.Sequence < tseq):
+			if err := m.fork(); err != nil {
+				return err
+			}
 			r.MissingCount++
 			if len(r.Missing) < listed {
 				r.Missing = append(r.Missing, s.Sequence)
@@ -674,6 +639,9 @@ func (m *merger) run(ctx context.Context) error {
 			m.ds.Add(s.Sequence, s.Subject, s.Data)
 			s = nil
 		case s == nil || tseq < s.Sequence:
+			if err := m.fork(); err != nil {
+				return err
+			}
 			r.ExtraCount++
 			if len(r.Extra) < listed {
 				r.Extra = append(r.Extra, tseq)
@@ -682,15 +650,21 @@ func (m *merger) run(ctx context.Context) error {
 			t = nil
 		default:
 			// Comparing the bytes decides exactly what comparing
-			// digest.MessageSum would, without hashing twice more.
+			// digest.MessageSum would, and equal messages are hashed
+			// once while the digests are shared.
 			if s.Subject != t.Subject() || !bytes.Equal(s.Data, t.Data()) {
+				if err := m.fork(); err != nil {
+					return err
+				}
 				r.ChangedCount++
 				if len(r.Changed) < listed {
 					r.Changed = append(r.Changed, tseq)
 				}
 			}
 			m.ds.Add(s.Sequence, s.Subject, s.Data)
-			m.dt.Add(tseq, t.Subject(), t.Data())
+			if m.dt != m.ds {
+				m.dt.Add(tseq, t.Subject(), t.Data())
+			}
 			s, t = nil, nil
 		}
 		if m.progress != nil {
@@ -774,20 +748,31 @@ func fullChannel(ctx context.Context, src source, js jetstream.JetStream, c *pla
 		if b, err = learnBounds(ctx, sc, c); err != nil {
 			return nil, err
 		}
+		// Reading from sequence 1 gets what the channel holds in any
+		// case, but windows that start before the first sequence send
+		// messages twice: worth a subscription when the range is longer
+		// than a window.
+		if b.last > uint64(window(msgCost(b, c))) {
+			if b, err = learnFirst(ctx, sc, c, b, learnTimeout); err != nil {
+				return nil, err
+			}
+		}
 	}
 	stream, state, err := openStream(ctx, js, c.Stream)
 	if err != nil {
 		return nil, err
 	}
-	m := &merger{rep: r, channel: c.Name, sc: sc, js: js, ds: digest.New(), dt: digest.New(),
+	d := digest.New()
+	m := &merger{rep: r, channel: c.Name, sc: sc, js: js, ds: d, dt: d,
 		progress: progress, lastReported: time.Now(), stanLast: b.last, stanDone: true, streamDone: true}
 	m.timer = time.NewTimer(idleTimeout)
 	m.timer.Stop()
+	cost := msgCost(b, c)
 	if !b.empty() {
 		if src.st != nil {
-			m.sr, err = startDir(src.st, c.Name, b.first)
+			m.sr, err = startDir(src.st, c.Name, b.first, feedLimit(cost))
 		} else {
-			m.sr, err = startSTAN(sc, c.Name, inflight(b, c))
+			m.sr, err = startSTAN(sc, c.Name, b.first, b.last, window(cost), feedLimit(cost))
 		}
 		if err != nil {
 			return nil, err
@@ -797,7 +782,7 @@ func fullChannel(ctx context.Context, src source, js jetstream.JetStream, c *pla
 	}
 	if state != nil && state.Msgs > 0 {
 		m.streamLast = state.LastSeq
-		if m.tr, err = startStream(ctx, stream); err != nil {
+		if m.tr, err = startStream(ctx, stream, feedLimit(cost)); err != nil {
 			return nil, err
 		}
 		defer m.tr.stop()
@@ -880,14 +865,8 @@ func sampleChannel(ctx context.Context, src source, js jetstream.JetStream, c *p
 		if b, err = learnBounds(ctx, sc, c); err != nil {
 			return nil, err
 		}
-		if !b.empty() {
-			m, err := oneMsg(ctx, sc, c.Name, sampleTimeout, stan.DeliverAllAvailable())
-			if err != nil {
-				return nil, fmt.Errorf("learn first sequence: %w", err)
-			}
-			if m != nil {
-				b.first = m.Sequence
-			}
+		if b, err = learnFirst(ctx, sc, c, b, sampleTimeout); err != nil {
+			return nil, err
 		}
 		// Without monitoring the count is the range: STAN removes
 		// messages only from the front (clustered gap-fill placeholders
