@@ -1,7 +1,6 @@
 package migrate_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -18,13 +17,7 @@ import (
 // with a conflict naming the stream (rather than retrying on "wrong last
 // sequence") and leaves the foreign stream as it was.
 func TestForeignMessagesBelowTheFirstSequenceStopMigrate(t *testing.T) {
-	env := startCore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, ctx, p := planned(t, "core.yaml")
 	js := jsConn(t, env)
 	// payments starts at 201 on STAN.
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "payments", Subjects: []string{"payments"}}); err != nil {
@@ -33,7 +26,7 @@ func TestForeignMessagesBelowTheFirstSequenceStopMigrate(t *testing.T) {
 	if _, err := js.Publish(ctx, "payments", []byte("not from STAN")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = migrate.Run(ctx, p, env.MigrateOptions())
+	_, err := migrate.Run(ctx, p, env.MigrateOptions())
 	if !errors.Is(err, migrate.ErrConflict) {
 		t.Fatalf("migrate: %v, want a conflict", err)
 	}
@@ -50,13 +43,7 @@ func TestForeignMessagesBelowTheFirstSequenceStopMigrate(t *testing.T) {
 // made whose ack wait was changed afterwards is not silently kept by a
 // re-run: the re-run names it and the difference.
 func TestConsumerChangedAfterMigrationIsAConflictOnReRun(t *testing.T) {
-	env := startCore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, ctx, p := planned(t, "core.yaml")
 	if _, err := migrate.Run(ctx, p, env.MigrateOptions()); err != nil {
 		t.Fatal(err)
 	}

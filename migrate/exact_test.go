@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/naming"
-	"github.com/stanmigrate/stanmigrate/internal/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
@@ -83,13 +82,7 @@ func seqRange(lo, hi uint64) []uint64 {
 func TestConsumersRedeliverExactlyWhatSTANWould(t *testing.T) {
 	for _, atLeastOnce := range []bool{false, true} {
 		t.Run(fmt.Sprintf("at-least-once=%v", atLeastOnce), func(t *testing.T) {
-			env := testenv.StartFixture(t, "../testdata/fixtures/exact-state.yaml")
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			p, err := env.Plan(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			env, ctx, p := planned(t, "exact-state.yaml")
 			const pushSubject = "deliver.notifier"
 			for ci := range p.Channels {
 				for di := range p.Channels[ci].Durables {
@@ -165,8 +158,12 @@ func TestConsumersRedeliverExactlyWhatSTANWould(t *testing.T) {
 					}
 					cfg = c.CachedInfo().Config
 				}
-				if cfg.AckWait != 30*time.Second || cfg.MaxAckPending != 10 && tc.channel == "jobs" {
-					t.Errorf("consumer %q: ack wait %v, max ack pending %d: want the durable's 30s and 10", tc.consumer, cfg.AckWait, cfg.MaxAckPending)
+				wantInflight := 10 // the fixture's max_inflight per channel
+				if tc.channel == "jobs.trimmed" {
+					wantInflight = 40
+				}
+				if cfg.AckWait != 30*time.Second || cfg.MaxAckPending != wantInflight {
+					t.Errorf("consumer %q: ack wait %v, max ack pending %d: want the durable's 30s and %d", tc.consumer, cfg.AckWait, cfg.MaxAckPending, wantInflight)
 				}
 				if tc.push && cfg.DeliverSubject != pushSubject {
 					t.Errorf("push consumer delivers to %q, want %q", cfg.DeliverSubject, pushSubject)
@@ -188,13 +185,7 @@ func TestConsumersRedeliverExactlyWhatSTANWould(t *testing.T) {
 // probe would count the messages the first one was sent as pending), so
 // the application still sees exactly STAN's pending set.
 func TestHalfSettledConsumerIsRebuiltFromTheRecordedProbe(t *testing.T) {
-	env := testenv.StartFixture(t, "../testdata/fixtures/exact-state.yaml")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, ctx, p := planned(t, "exact-state.yaml")
 	if _, err := migrate.Run(ctx, p, env.MigrateOptions()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}

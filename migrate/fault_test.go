@@ -105,13 +105,7 @@ func TestMigrateRecoversFromSTANRestartMidRun(t *testing.T) {
 // first-sequence hazard: streams positioned past sequence 1 must keep every
 // message across a server restart.
 func TestVerifyPassesAfterJetStreamRestartOnMigratedStreams(t *testing.T) {
-	env := startCore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, ctx, p := planned(t, "core.yaml")
 	verifyClean(t, ctx, env, func() error { _, err := migrate.Run(ctx, p, env.MigrateOptions()); return err })
 	if err := env.Pair.JetStream.Restart(); err != nil {
 		t.Fatal(err)

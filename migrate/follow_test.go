@@ -20,13 +20,7 @@ import (
 // they stop and the run is told to finish, every message is in JetStream
 // exactly once and the consumers exist.
 func TestFollowCopiesMessagesPublishedDuringTheRunExactlyOnce(t *testing.T) {
-	env := startCore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, ctx, p := planned(t, "core.yaml")
 	finish := make(chan struct{})
 	opts := env.MigrateOptions()
 	opts.Follow, opts.Finish = true, finish

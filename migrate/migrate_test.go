@@ -27,6 +27,20 @@ func startCore(t *testing.T) *testenv.Env {
 	return testenv.StartFixture(t, "../testdata/fixtures/core.yaml")
 }
 
+// planned seeds a fixture from testdata/fixtures and plans it with
+// defaults; the context ends with the test or after two minutes.
+func planned(t *testing.T, fixture string) (*testenv.Env, context.Context, *plan.Plan) {
+	t.Helper()
+	env := testenv.StartFixture(t, "../testdata/fixtures/"+fixture)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	t.Cleanup(cancel)
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, ctx, p
+}
+
 func jsConn(t *testing.T, env *testenv.Env) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(env.Pair.JetStream.URL())
@@ -232,13 +246,7 @@ func TestMigrateRefusesPlanWithBlockers(t *testing.T) {
 // messages, and a re-run, even without checkpoints, must not mistake the
 // missing front for lost data.
 func TestFrontDroppedAfterPlanningRepositionsTheStream(t *testing.T) {
-	env := startCore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, ctx, p := planned(t, "core.yaml")
 	sc, err := stan.Connect(env.Pair.STAN.ClusterID(), "late-producer", stan.NatsURL(env.Pair.STAN.URL()))
 	if err != nil {
 		t.Fatal(err)
