@@ -30,8 +30,11 @@ type publisher struct {
 	slots  []atomic.Uint64
 	signal chan struct{}
 
-	mu   sync.Mutex
-	errs map[uint64]error
+	// errs holds the rare error replies; nerrs lets the acker skip the
+	// lock on every message while there are none.
+	mu    sync.Mutex
+	errs  map[uint64]error
+	nerrs atomic.Int64
 
 	// msg and hdr are reused for every publish: PublishMsg encodes them
 	// into the connection's buffer before returning, and only the
@@ -72,9 +75,9 @@ func (p *publisher) set(key, value string) {
 
 func (p *publisher) del(key string) { delete(p.hdr, key) }
 
-// publish sends the message built in p.msg/p.hdr with seq as its
-// identity.
-func (p *publisher) publish(subject string, seq uint64, seqStr string, data []byte) error {
+// publish sends the message built in p.msg/p.hdr, its sequence in the
+// reply subject.
+func (p *publisher) publish(subject, seqStr string, data []byte) error {
 	p.msg.Subject = subject
 	p.msg.Reply = p.inbox + seqStr
 	p.msg.Data = data
@@ -116,7 +119,9 @@ func (p *publisher) onReply(m *nats.Msg) {
 		p.mu.Lock()
 		p.errs[seq] = perr
 		p.mu.Unlock()
+		p.nerrs.Add(1)
 	}
+	// The slot is stored last: an acker that sees it also sees nerrs.
 	p.slots[seq%uint64(len(p.slots))].Store(seq)
 	select {
 	case p.signal <- struct{}{}:
@@ -144,10 +149,14 @@ func (p *publisher) await(seq uint64, timer *time.Timer, timeout time.Duration) 
 	if armed {
 		timer.Stop()
 	}
+	if p.nerrs.Load() == 0 {
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err, ok := p.errs[seq]; ok {
 		delete(p.errs, seq)
+		p.nerrs.Add(-1)
 		return err
 	}
 	return nil

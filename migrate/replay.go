@@ -342,7 +342,7 @@ func (a *attempt) publish(m *stan.Msg, seq uint64, gap bool) bool {
 			return false
 		}
 	}
-	if err := p.publish(a.c.Name, seq, seqStr, data); err != nil {
+	if err := p.publish(a.c.Name, seqStr, data); err != nil {
 		a.fail(fmt.Errorf("channel %q sequence %d: publish: %w", a.c.Name, seq, err))
 		return false
 	}

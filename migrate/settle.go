@@ -92,24 +92,25 @@ func (s *settler) isPending(seq uint64) bool {
 	return ok
 }
 
-// take handles one delivery; ack and hold are the message's own methods.
-func (s *settler) take(md *jetstream.MsgMetadata, ack func() error) error {
-	seq, delivered := md.Sequence.Stream, md.NumDelivered
-	s.dseq = max(s.dseq, md.Sequence.Consumer)
+// take handles one delivery (stream and consumer sequence, delivery
+// count): it acks what STAN had acknowledged and reports whether the
+// message is newly held.
+func (s *settler) take(seq, dseq, delivered uint64, ack func() error) (held bool, err error) {
+	s.dseq = max(s.dseq, dseq)
 	if seq <= s.seen && delivered > 1 {
 		// A held message come back: it stays held.
-		return nil
+		return false, nil
 	}
 	s.seen = max(s.seen, seq)
 	if seq > s.last || s.isPending(seq) {
 		s.held++
-		return nil
+		return true, nil
 	}
 	if err := ack(); err != nil {
-		return fmt.Errorf("ack sequence %d: %w", seq, err)
+		return false, fmt.Errorf("ack sequence %d: %w", seq, err)
 	}
 	s.acked++
-	return nil
+	return false, nil
 }
 
 // want is how many messages to ask for next without running past last
@@ -140,11 +141,11 @@ func (s *settler) pull(ctx context.Context, js jetstream.JetStream, stream strin
 			if err != nil {
 				return fmt.Errorf("message metadata: %w", err)
 			}
-			before := s.held
-			if err := s.take(md, m.Ack); err != nil {
+			h, err := s.take(md.Sequence.Stream, md.Sequence.Consumer, md.NumDelivered, m.Ack)
+			if err != nil {
 				return err
 			}
-			if s.held > before {
+			if h {
 				held = append(held, m)
 			}
 		}
@@ -206,10 +207,11 @@ func (s *settler) push(ctx context.Context, nc *nats.Conn, js jetstream.JetStrea
 	for s.seen < s.last {
 		m, err := next()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			if done, err := nothingLeft(ctx, cons); err != nil || done {
-				if err != nil {
-					return err
-				}
+			done, err := nothingLeft(ctx, cons)
+			if err != nil {
+				return err
+			}
+			if done {
 				break
 			}
 			continue
@@ -221,9 +223,9 @@ func (s *settler) push(ctx context.Context, nc *nats.Conn, js jetstream.JetStrea
 		if err != nil {
 			return fmt.Errorf("message metadata: %w", err)
 		}
-		jmd := &jetstream.MsgMetadata{NumDelivered: md.NumDelivered}
-		jmd.Sequence.Stream, jmd.Sequence.Consumer = md.Sequence.Stream, md.Sequence.Consumer
-		if err := s.take(jmd, func() error { return m.Ack() }); err != nil {
+		// Held messages need no handle: changing the deliver subject
+		// hands them back.
+		if _, err := s.take(md.Sequence.Stream, md.Sequence.Consumer, md.NumDelivered, func() error { return m.Ack() }); err != nil {
 			return err
 		}
 	}
