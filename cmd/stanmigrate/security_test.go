@@ -354,11 +354,7 @@ func TestSecurityMigrateAndVerifyWithEachMethodOnEachSide(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		acc, err := op.NewAccount("MIGRATED", true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := acc.WriteCreds(file("ctx-js.creds"), "ctx-js", nil); err != nil {
+		if err := op.AccountCreds(file("ctx-js.creds"), "MIGRATED", "ctx-js", true); err != nil {
 			t.Fatal(err)
 		}
 		var ss secrets
@@ -503,12 +499,8 @@ func TestSecurityFailuresExitTwoWithTheirOwnMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noJS, err := op.NewAccount("NOJS", false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	noJSCreds := filepath.Join(root, "nojs.creds")
-	if err := noJS.WriteCreds(noJSCreds, "nojs", nil); err != nil {
+	if err := op.AccountCreds(noJSCreds, "NOJS", "nojs", false); err != nil {
 		t.Fatal(err)
 	}
 	operator := startJS(embedded.Security{Operator: op, TLSCert: certs.ServerCert, TLSKey: certs.ServerKey})
@@ -614,18 +606,12 @@ func TestSecurityPlanRecordsReferencesThatMigrateAndVerifyUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc, err := op.NewAccount("MIGRATED", true)
-	if err != nil {
-		t.Fatal(err)
-	}
 	creds := filepath.Join(root, "js.creds")
-	if err := acc.WriteCreds(creds, "js", nil); err != nil {
+	if err := op.AccountCreds(creds, "MIGRATED", "js", true); err != nil {
 		t.Fatal(err)
 	}
-	stranger, _ := embedded.NewOperator()
-	sacc, _ := stranger.NewAccount("X", true)
 	strangerCreds := filepath.Join(root, "stranger.creds")
-	if err := sacc.WriteCreds(strangerCreds, "x", nil); err != nil {
+	if err := embedded.UntrustedCreds(strangerCreds); err != nil {
 		t.Fatal(err)
 	}
 	src := embedded.Security{TLSCert: certs.ServerCert, TLSKey: certs.ServerKey, TLSCA: certs.CA, VerifyClients: true,

@@ -93,27 +93,15 @@ func TestConnectFailuresSayWhatFailedWhereAndWhatToCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noJSAccount, err := op.NewAccount("B", false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := op.NewAccount("A", true); err != nil {
 		t.Fatal(err)
 	}
 	noJSCreds := filepath.Join(dir, "b.creds")
-	if err := noJSAccount.WriteCreds(noJSCreds, "b", nil); err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := embedded.NewOperator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	strangerAcc, err := stranger.NewAccount("X", true)
-	if err != nil {
+	if err := op.AccountCreds(noJSCreds, "B", "b", false); err != nil {
 		t.Fatal(err)
 	}
 	strangerCreds := filepath.Join(dir, "stranger.creds")
-	if err := strangerAcc.WriteCreds(strangerCreds, "x", nil); err != nil {
+	if err := embedded.UntrustedCreds(strangerCreds); err != nil {
 		t.Fatal(err)
 	}
 	jsOperator := startJetStream(t, embedded.Security{Operator: op})
@@ -239,18 +227,12 @@ func TestContextSuppliesURLCredentialsAndTLSAndFlagsOverrideIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc, err := op.NewAccount("A", true)
-	if err != nil {
-		t.Fatal(err)
-	}
 	goodCreds := filepath.Join(dir, "good.creds")
-	if err := acc.WriteCreds(goodCreds, "good", nil); err != nil {
+	if err := op.AccountCreds(goodCreds, "A", "good", true); err != nil {
 		t.Fatal(err)
 	}
-	stranger, _ := embedded.NewOperator()
-	sacc, _ := stranger.NewAccount("X", true)
 	badCreds := filepath.Join(dir, "bad.creds")
-	if err := sacc.WriteCreds(badCreds, "x", nil); err != nil {
+	if err := embedded.UntrustedCreds(badCreds); err != nil {
 		t.Fatal(err)
 	}
 	srv := startJetStream(t, embedded.Security{Operator: op, TLSCert: certs.ServerCert, TLSKey: certs.ServerKey})

@@ -201,6 +201,26 @@ func (a *Account) WriteCreds(path, user string, perms *jwt.Permissions) error {
 	return os.WriteFile(path, creds, 0o600)
 }
 
+// AccountCreds registers an account (with unlimited JetStream when
+// jetStream is set) and writes the credentials file of one user of it.
+func (op *Operator) AccountCreds(path, account, user string, jetStream bool) error {
+	acc, err := op.NewAccount(account, jetStream)
+	if err != nil {
+		return err
+	}
+	return acc.WriteCreds(path, user, nil)
+}
+
+// UntrustedCreds writes the credentials file of a user under an operator
+// of its own, which no server trusts.
+func UntrustedCreds(path string) error {
+	op, err := NewOperator()
+	if err != nil {
+		return err
+	}
+	return op.AccountCreds(path, "X", "x", true)
+}
+
 // WriteNKey creates a user NKey, writes its seed to path (0600) and
 // returns the public key a server lists in Security.NKeys.
 func WriteNKey(path string) (string, error) {
