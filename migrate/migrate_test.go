@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/stan.go"
 
@@ -41,19 +40,7 @@ func planned(t *testing.T, fixture string) (*testenv.Env, context.Context, *plan
 	return env, ctx, p
 }
 
-func jsConn(t *testing.T, env *testenv.Env) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(env.Pair.JetStream.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
+func jsConn(t *testing.T, env *testenv.Env) jetstream.JetStream { return env.JS(t) }
 
 type durableState struct {
 	lastSent    uint64

@@ -16,9 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/stanmigrate/stanmigrate/internal/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testenv"
 )
@@ -352,12 +349,7 @@ func TestVerifyExitsOneNamingChannelAndSequenceAfterTampering(t *testing.T) {
 	if r := run(t, envFor(env), "migrate", "--plan", planFile, "--quiet"); r.code != 0 {
 		t.Fatalf("migrate: %s", r.stderr)
 	}
-	nc, err := nats.Connect(env.Pair.JetStream.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := env.JS(t)
 	s, err := js.Stream(context.Background(), "payments")
 	if err != nil {
 		t.Fatal(err)

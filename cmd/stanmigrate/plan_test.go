@@ -16,7 +16,6 @@ import (
 	"time"
 
 	stand "github.com/nats-io/nats-streaming-server/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/testenv"
@@ -87,12 +86,7 @@ func captureState(t *testing.T, env *testenv.Env) serverState {
 	s.STANCounts = fmt.Sprintf("clients %d, subscriptions %d, channels %d, msgs %d, bytes %d, state %s",
 		sz.Clients, sz.Subscriptions, sz.Channels, sz.TotalMsgs, sz.TotalBytes, sz.State)
 
-	nc, err := nats.Connect(env.Pair.JetStream.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := env.JS(t)
 	ai, err := js.AccountInfo(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -195,12 +189,7 @@ func TestPlanChangesNeitherServer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(env.Pair.JetStream.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := env.JS(t)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ARCHIVE", Subjects: []string{"archive.>"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +201,6 @@ func TestPlanChangesNeitherServer(t *testing.T) {
 	if _, err := js.CreateConsumer(ctx, "ARCHIVE", jetstream.ConsumerConfig{Durable: "reader", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
-	nc.Close()
 
 	before := captureState(t, env)
 	if len(before.JetStream) != 4 { // account, two streams, one consumer
@@ -258,12 +246,7 @@ func TestMigrateExitsTwoWhileThePlanHasBlockers(t *testing.T) {
 	env := startFixture(t, "core.yaml")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(env.Pair.JetStream.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := env.JS(t)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "AUDIT", Subjects: []string{"audit.*"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -325,12 +308,7 @@ func TestChannelSelectionIsRecordedAndMigratedAlone(t *testing.T) {
 	if r := run(t, envFor(env), "migrate", "--plan", planFile, "--quiet"); r.code != 0 {
 		t.Fatalf("migrate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	nc, err := nats.Connect(env.Pair.JetStream.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := env.JS(t)
 	var streams []string
 	for n := range js.StreamNames(context.Background()).Name() {
 		streams = append(streams, n)

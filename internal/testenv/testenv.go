@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
@@ -93,4 +96,20 @@ func StartFixture(t testing.TB, path string) *Env {
 	}
 	t.Cleanup(env.Stop)
 	return env
+}
+
+// JS is a JetStream client on the target for a test, closed when the
+// test ends.
+func (e *Env) JS(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(e.Pair.JetStream.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
