@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -177,15 +176,7 @@ func (ss secrets) assertNowhere(t *testing.T, dir string, outputs ...string) {
 
 func writeNATSContext(t *testing.T, xdg, name string, fields map[string]string) {
 	t.Helper()
-	d := filepath.Join(xdg, "nats", "context")
-	if err := os.MkdirAll(d, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	data, err := json.Marshal(fields)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d, name+".json"), data, 0o600); err != nil {
+	if err := embedded.WriteNATSContext(xdg, name, fields); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -2,9 +2,7 @@ package conn
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -280,15 +278,7 @@ func TestContextSuppliesURLCredentialsAndTLSAndFlagsOverrideIt(t *testing.T) {
 
 func writeContext(t *testing.T, xdg, name string, fields map[string]string) {
 	t.Helper()
-	d := filepath.Join(xdg, "nats", "context")
-	if err := os.MkdirAll(d, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	data, err := json.Marshal(fields)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d, name+".json"), data, 0o600); err != nil {
+	if err := embedded.WriteNATSContext(xdg, name, fields); err != nil {
 		t.Fatal(err)
 	}
 }

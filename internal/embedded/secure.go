@@ -1,9 +1,11 @@
 package embedded
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/nats-io/jwt/v2"
 	natsd "github.com/nats-io/nats-server/v2/server"
@@ -236,4 +238,18 @@ func WriteNKey(path string) (string, error) {
 		return "", err
 	}
 	return kp.PublicKey()
+}
+
+// WriteNATSContext saves a NATS CLI context named name under the
+// XDG_CONFIG_HOME directory xdg, as `nats context save` would (0600).
+func WriteNATSContext(xdg, name string, fields map[string]string) error {
+	d := filepath.Join(xdg, "nats", "context")
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(fields)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(d, name+".json"), data, 0o600)
 }
