@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,6 +98,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 	}
 
 	b.Run("raw-stan-read", func(b *testing.B) {
+		defer cores(b)()
 		var d time.Duration
 		for i := 0; i < b.N; i++ {
 			d += rawRead(b, env, chans, perChannel)
@@ -104,6 +106,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		report(b, d/time.Duration(b.N))
 	})
 	b.Run("raw-js-publish", func(b *testing.B) {
+		defer cores(b)()
 		var d time.Duration
 		payload := make([]byte, size)
 		for i := 0; i < b.N; i++ {
@@ -114,6 +117,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		report(b, d/time.Duration(b.N))
 	})
 	b.Run("pipelined", func(b *testing.B) {
+		defer cores(b)()
 		var d time.Duration
 		for i := 0; i < b.N; i++ {
 			js := freshTarget(b)
@@ -124,6 +128,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 	})
 	var migrated *embedded.JetStream
 	migrateRun := func(b *testing.B, headers string) {
+		defer cores(b)()
 		var d time.Duration
 		for i := 0; i < b.N; i++ {
 			if migrated != nil {
@@ -151,6 +156,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 	b.Run("migrate-minimal-headers", func(b *testing.B) { migrateRun(b, plan.HeadersMinimal) })
 	b.Run("migrate", func(b *testing.B) { migrateRun(b, plan.HeadersFull) })
 	b.Run("verify", func(b *testing.B) {
+		defer cores(b)()
 		p, err := env.Plan(ctx)
 		if err != nil {
 			b.Fatal(err)
@@ -171,6 +177,19 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 	if migrated != nil {
 		migrated.Stop()
 	}
+}
+
+// cores reports the CPU the whole process (both embedded servers and
+// the client) used per second of the sub-benchmark: 2 on this machine
+// means the run was CPU-bound, less that something waited.
+func cores(b *testing.B) func() {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	c0, t0 := cpu(), time.Now()
+	return func() { b.ReportMetric(float64(cpu()-c0)/float64(time.Since(t0)), "cores") }
 }
 
 func rawRead(b *testing.B, env *testenv.Env, chans []string, per int) time.Duration {

@@ -129,10 +129,15 @@ func (cp *Checkpoint) Digest() (*digest.Channel, error) {
 
 // SetDigest stores the running hash.
 func (cp *Checkpoint) SetDigest(d *digest.Channel) error {
-	st, err := d.State()
+	m, err := d.Mark()
 	if err != nil {
 		return err
 	}
-	cp.Hash, cp.HashCount, cp.HashFirst, cp.HashLast = st, d.Count, d.First, d.Last
+	cp.SetMark(m)
 	return nil
+}
+
+// SetMark stores the running hash as it stood at m.Last.
+func (cp *Checkpoint) SetMark(m digest.Mark) {
+	cp.Hash, cp.HashCount, cp.HashFirst, cp.HashLast = m.State, m.Count, m.First, m.Last
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testenv"
+	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/verify"
 )
 
 var binary string
@@ -262,13 +265,32 @@ func TestKillNineAtAnyPointThenRerunEndsIdentical(t *testing.T) {
 			if !killMigratorAt(t, e, args, kp) {
 				t.Fatalf("kill point %d (%s) was never reached: the migrator finished first", i, kp.name)
 			}
-			r := run(t, e, args...)
+			r := run(t, e, append(args, "--json")...)
 			if r.code != 0 {
 				t.Fatalf("kill point %d (%s): re-run exit %d\n%s%s", i, kp.name, r.code, r.stdout, r.stderr)
 			}
-			r = run(t, e, "verify", "--plan", planFile)
-			if r.code != 0 {
-				t.Fatalf("kill point %d (%s): verify exit %d\n%s%s", i, kp.name, r.code, r.stdout, r.stderr)
+			var sum migrate.Summary
+			if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+				t.Fatalf("re-run summary: %v\n%s", err, r.stdout)
+			}
+			v := run(t, e, "verify", "--plan", planFile, "--json")
+			if v.code != 0 {
+				t.Fatalf("kill point %d (%s): verify exit %d\n%s%s", i, kp.name, v.code, v.stdout, v.stderr)
+			}
+			var rep verify.Report
+			if err := json.Unmarshal([]byte(v.stdout), &rep); err != nil {
+				t.Fatalf("verify report: %v\n%s", err, v.stdout)
+			}
+			// The content hash the re-run reports was resumed from the
+			// killed run's checkpoint: it must be the stream's.
+			want := map[string]string{}
+			for _, c := range rep.Channels {
+				want[c.Channel] = c.Target.SHA256
+			}
+			for _, c := range sum.Channels {
+				if c.Sum != want[c.Channel] {
+					t.Errorf("kill point %d (%s): channel %q: migrate reports content hash %q, verify hashed the stream as %q", i, kp.name, c.Channel, c.Sum, want[c.Channel])
+				}
 			}
 		})
 	}

@@ -54,6 +54,32 @@ func (c *Channel) State() ([]byte, error) {
 	return c.h.(encoding.BinaryMarshaler).MarshalBinary()
 }
 
+// Mark is the running hash as it stood right after message Last was
+// added. Migrate hashes a message as it publishes it, while the payload
+// is still in the CPU's cache, so its digest runs ahead of what
+// JetStream has stored; a mark is what a checkpoint may record once
+// every message up to Last is stored.
+type Mark struct {
+	State              []byte
+	Count, First, Last uint64
+}
+
+// Mark captures the digest as it stands.
+func (c *Channel) Mark() (Mark, error) {
+	st, err := c.State()
+	return Mark{State: st, Count: c.Count, First: c.First, Last: c.Last}, err
+}
+
+// Rewind sets the digest back to m.
+func (c *Channel) Rewind(m Mark) error {
+	r, err := Restore(m.State, m.Count, m.First, m.Last)
+	if err != nil {
+		return err
+	}
+	*c = *r
+	return nil
+}
+
 // Restore rebuilds a digest from State and the counters saved beside it.
 func Restore(state []byte, count, first, last uint64) (*Channel, error) {
 	c := New()
