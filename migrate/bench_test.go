@@ -3,17 +3,12 @@ package migrate_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
-	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/stan.go"
-
+	"github.com/stanmigrate/stanmigrate/internal/ceiling"
 	"github.com/stanmigrate/stanmigrate/internal/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/testenv"
@@ -26,12 +21,14 @@ import (
 // the raw ceilings (STAN read, JetStream async publish, the two pipelined
 // with STAN acks after JetStream acks) next to migrate and verify. Run:
 //
-//	go test ./migrate -run '^$' -bench Throughput -benchtime 1x
+//	go test ./migrate -run '^$' -bench Throughput -benchtime 5x -v
 //
-// Each sub-benchmark moves the whole data set once per iteration and
-// reports msgs/s and MB/s; each shape then logs one Markdown table row
-// (the README's table) with migrate as a share of the pipelined ceiling
-// and verify as a share of the raw STAN read.
+// Each iteration is a round that measures every column once, one after
+// the other, so that drift on a shared machine (other load, caches, the
+// servers' growing stores) touches all columns of a round alike. A shape
+// reports the median rate of each column and, for migrate and verify, the
+// median of their per-round ratios to the ceiling they are held to; with
+// -v it logs the row the README's table holds.
 func BenchmarkThroughput(b *testing.B) {
 	for _, size := range []int{128, 1024, 65536} {
 		for _, channels := range []int{1, 8} {
@@ -46,6 +43,12 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 }
 
+// column is one measurement of a round.
+type column struct {
+	name string
+	run  func(b *testing.B) time.Duration
+}
+
 func benchShape(b *testing.B, size, channels, perChannel int) {
 	spec := &fixture.Spec{}
 	for i := 0; i < channels; i++ {
@@ -57,112 +60,88 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		b.Fatal(err)
 	}
 	defer env.Stop()
-	total := channels * perChannel
-	bytes := float64(total * size)
-	// rates keeps each sub-benchmark's msgs/s, keyed by its last name
-	// element, for the summary row printed at the end.
-	rates := map[string]float64{}
-	report := func(b *testing.B, d time.Duration) {
-		b.ReportMetric(float64(total)/d.Seconds(), "msgs/s")
-		b.ReportMetric(bytes/d.Seconds()/1e6, "MB/s")
-		name := b.Name()
-		rates[name[strings.LastIndex(name, "/")+1:]] = float64(total) / d.Seconds()
+	src := ceiling.Source{ClusterID: env.Pair.STAN.ClusterID(), URL: env.Pair.STAN.URL(), PerChannel: perChannel}
+	for _, c := range spec.Channels {
+		src.Channels = append(src.Channels, c.Name)
 	}
-	defer func() {
-		if rates["migrate"] == 0 || rates["verify"] == 0 {
-			return
-		}
-		mbs := func(k string) string { return fmt.Sprintf("%.0f MB/s", rates[k]*float64(size)/1e6) }
-		pct := func(k, of string) string { return fmt.Sprintf("%.0f%%", 100*rates[k]/rates[of]) }
-		b.Logf("| %d B, %d ch | %.0fk (%s) | %.0fk | %.0fk (%s) | **%.0fk** (%s, **%s**) | %.0fk (%s) | **%.0fk** (**%s** of raw read) |",
-			size, channels, rates["raw-stan-read"]/1e3, mbs("raw-stan-read"), rates["raw-js-publish"]/1e3,
-			rates["pipelined"]/1e3, mbs("pipelined"), rates["migrate"]/1e3, mbs("migrate"), pct("migrate", "pipelined"),
-			rates["migrate-minimal-headers"]/1e3, pct("migrate-minimal-headers", "pipelined"),
-			rates["verify"]/1e3, pct("verify", "raw-stan-read"))
-	}()
-	// Targets live in the parent's temporary directory: a sub-benchmark's
-	// own is removed when it ends, and verify reads the migrated target.
+	// Every column that writes gets a fresh target, removed as soon as
+	// it is done with (verify reads the one migrate wrote): gigabytes of
+	// stores left behind would be written back to disk while later
+	// columns run.
 	root := b.TempDir()
 	var targets int
+	dirs := map[*embedded.JetStream]string{}
 	freshTarget := func(b *testing.B) *embedded.JetStream {
 		targets++
-		js, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: filepath.Join(root, fmt.Sprintf("js-%d", targets))})
+		dir := filepath.Join(root, fmt.Sprintf("js-%d", targets))
+		js, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: dir})
 		if err != nil {
 			b.Fatal(err)
 		}
+		dirs[js] = dir
 		return js
 	}
-	chans := make([]string, channels)
-	for i := range chans {
-		chans[i] = spec.Channels[i].Name
+	drop := func(js *embedded.JetStream) {
+		js.Stop()
+		_ = os.RemoveAll(dirs[js])
+		_ = os.RemoveAll(dirs[js] + ".state")
+		delete(dirs, js)
 	}
-
-	b.Run("raw-stan-read", func(b *testing.B) {
-		defer cores(b)()
-		var d time.Duration
-		for i := 0; i < b.N; i++ {
-			d += rawRead(b, env, chans, perChannel)
+	timed := func(b *testing.B, f func() (time.Duration, error)) time.Duration {
+		d, err := f()
+		if err != nil {
+			b.Fatal(err)
 		}
-		report(b, d/time.Duration(b.N))
-	})
-	b.Run("raw-js-publish", func(b *testing.B) {
-		defer cores(b)()
-		var d time.Duration
-		payload := make([]byte, size)
-		for i := 0; i < b.N; i++ {
-			js := freshTarget(b)
-			d += rawPublish(b, js, chans, perChannel, payload)
-			js.Stop()
-		}
-		report(b, d/time.Duration(b.N))
-	})
-	b.Run("pipelined", func(b *testing.B) {
-		defer cores(b)()
-		var d time.Duration
-		for i := 0; i < b.N; i++ {
-			js := freshTarget(b)
-			d += pipelined(b, env, js, chans, perChannel)
-			js.Stop()
-		}
-		report(b, d/time.Duration(b.N))
-	})
+		return d
+	}
+	payload := make([]byte, size)
 	var migrated *embedded.JetStream
-	migrateRun := func(b *testing.B, headers string) {
-		defer cores(b)()
-		var d time.Duration
-		for i := 0; i < b.N; i++ {
-			if migrated != nil {
-				migrated.Stop()
-			}
-			migrated = freshTarget(b)
-			env.Pair.JetStream = migrated
-			p, err := env.Plan(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			p.Headers = headers
-			opts := env.MigrateOptions()
-			opts.StateDir = filepath.Join(b.TempDir(), "state")
-			start := time.Now()
-			if _, err := migrate.Run(ctx, p, opts); err != nil {
-				b.Fatal(err)
-			}
-			d += time.Since(start)
-		}
-		report(b, d/time.Duration(b.N))
-	}
-	// The lean header set (Msg-Id and timestamp) first, so that the
-	// default's target is the one verify then reads.
-	b.Run("migrate-minimal-headers", func(b *testing.B) { migrateRun(b, plan.HeadersMinimal) })
-	b.Run("migrate", func(b *testing.B) { migrateRun(b, plan.HeadersFull) })
-	b.Run("verify", func(b *testing.B) {
-		defer cores(b)()
+	migrateInto := func(b *testing.B, headers string, keep bool) time.Duration {
+		js := freshTarget(b)
+		env.Pair.JetStream = js
 		p, err := env.Plan(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
-		var d time.Duration
-		for i := 0; i < b.N; i++ {
+		p.Headers = headers
+		opts := env.MigrateOptions()
+		opts.StateDir = dirs[js] + ".state"
+		start := time.Now()
+		if _, err := migrate.Run(ctx, p, opts); err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(start)
+		if keep {
+			migrated = js
+		} else {
+			drop(js)
+		}
+		return d
+	}
+	columns := []column{
+		{"raw-stan-read", func(b *testing.B) time.Duration {
+			return timed(b, func() (time.Duration, error) { return ceiling.STANRead(src, true) })
+		}},
+		{"raw-js-publish", func(b *testing.B) time.Duration {
+			js := freshTarget(b)
+			defer drop(js)
+			return timed(b, func() (time.Duration, error) {
+				return ceiling.JetStreamPublish(js.URL(), src.Channels, perChannel, payload)
+			})
+		}},
+		{"pipelined", func(b *testing.B) time.Duration {
+			js := freshTarget(b)
+			defer drop(js)
+			return timed(b, func() (time.Duration, error) { return ceiling.Pipelined(src, js.URL()) })
+		}},
+		{"migrate-minimal-headers", func(b *testing.B) time.Duration { return migrateInto(b, plan.HeadersMinimal, false) }},
+		{"migrate", func(b *testing.B) time.Duration { return migrateInto(b, plan.HeadersFull, true) }},
+		{"verify", func(b *testing.B) time.Duration {
+			defer drop(migrated)
+			p, err := env.Plan(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
 			start := time.Now()
 			if rep, err := verify.Run(ctx, p, env.VerifyOptions()); err != nil {
 				for _, c := range rep.Channels {
@@ -170,134 +149,32 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 				}
 				b.Fatal(err)
 			}
-			d += time.Since(start)
+			return time.Since(start)
+		}},
+	}
+	b.Run("rounds", func(b *testing.B) {
+		defer ceiling.Cores(b)()
+		took := ceiling.Rounds{}
+		for i := 0; i < b.N; i++ {
+			for _, c := range columns {
+				took[c.name] = append(took[c.name], c.run(b))
+			}
 		}
-		report(b, d/time.Duration(b.N))
+		total := channels * perChannel
+		rate := func(col string) float64 { return took.Rate(col, total) }
+		for _, c := range columns {
+			b.ReportMetric(rate(c.name), c.name+"-msgs/s")
+		}
+		migratePct, minimalPct, verifyPct := took.Share("migrate", "pipelined"), took.Share("migrate-minimal-headers", "pipelined"), took.Share("verify", "raw-stan-read")
+		b.ReportMetric(migratePct, "migrate-%")
+		b.ReportMetric(verifyPct, "verify-%")
+		if !ceiling.Final(b) {
+			return
+		}
+		mbs := func(k string) string { return fmt.Sprintf("%.0f MB/s", rate(k)*float64(size)/1e6) }
+		b.Logf("| %d B, %d ch | %.0fk (%s) | %.0fk | %.0fk (%s) | **%.0fk** (%s, **%.0f%%**) | %.0fk (%.0f%%) | **%.0fk** (**%.0f%%** of raw read) |",
+			size, channels, rate("raw-stan-read")/1e3, mbs("raw-stan-read"), rate("raw-js-publish")/1e3,
+			rate("pipelined")/1e3, mbs("pipelined"), rate("migrate")/1e3, mbs("migrate"), migratePct,
+			rate("migrate-minimal-headers")/1e3, minimalPct, rate("verify")/1e3, verifyPct)
 	})
-	if migrated != nil {
-		migrated.Stop()
-	}
-}
-
-// cores reports the CPU the whole process (both embedded servers and
-// the client) used per second of the sub-benchmark: 2 on this machine
-// means the run was CPU-bound, less that something waited.
-func cores(b *testing.B) func() {
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	c0, t0 := cpu(), time.Now()
-	return func() { b.ReportMetric(float64(cpu()-c0)/float64(time.Since(t0)), "cores") }
-}
-
-func rawRead(b *testing.B, env *testenv.Env, chans []string, per int) time.Duration {
-	sc, err := stan.Connect(env.Pair.STAN.ClusterID(), fmt.Sprintf("bench-read-%d", time.Now().UnixNano()), stan.NatsURL(env.Pair.STAN.URL()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sc.Close()
-	var left atomic.Int64
-	left.Store(int64(len(chans) * per))
-	done := make(chan struct{})
-	start := time.Now()
-	for _, c := range chans {
-		_, err := sc.Subscribe(c, func(m *stan.Msg) {
-			_ = m.Ack()
-			if left.Add(-1) == 0 {
-				close(done)
-			}
-		}, stan.DeliverAllAvailable(), stan.SetManualAckMode(), stan.MaxInflight(8192))
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-done
-	return time.Since(start)
-}
-
-func rawPublish(b *testing.B, target *embedded.JetStream, chans []string, per int, payload []byte) time.Duration {
-	nc, err := nats.Connect(target.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
-	ctx := context.Background()
-	for _, c := range chans {
-		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "raw_" + c[len("bench."):], Subjects: []string{c}}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	start := time.Now()
-	for i := 0; i < per; i++ {
-		for _, c := range chans {
-			if _, err := js.PublishAsync(c, payload); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	<-js.PublishAsyncComplete()
-	return time.Since(start)
-}
-
-// pipelined is the naive ceiling for a correct migrator: read STAN,
-// publish asynchronously, ack STAN when JetStream acked. No headers, no
-// sequence expectations, no checkpoints.
-func pipelined(b testing.TB, env *testenv.Env, target *embedded.JetStream, chans []string, per int) time.Duration {
-	nc, err := nats.Connect(target.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	ctx := context.Background()
-	sc, err := stan.Connect(env.Pair.STAN.ClusterID(), fmt.Sprintf("bench-pipe-%d", time.Now().UnixNano()), stan.NatsURL(env.Pair.STAN.URL()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sc.Close()
-	var left atomic.Int64
-	left.Store(int64(len(chans) * per))
-	done := make(chan struct{})
-	start := time.Now()
-	for _, c := range chans {
-		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
-		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "pipe_" + c[len("bench."):], Subjects: []string{c}}); err != nil {
-			b.Fatal(err)
-		}
-		acks := make(chan struct {
-			f jetstream.PubAckFuture
-			m *stan.Msg
-		}, 8192)
-		go func() {
-			for a := range acks {
-				select {
-				case <-a.f.Ok():
-				case err := <-a.f.Err():
-					b.Error(err)
-				}
-				_ = a.m.Ack()
-				if left.Add(-1) == 0 {
-					close(done)
-				}
-			}
-		}()
-		_, err := sc.Subscribe(c, func(m *stan.Msg) {
-			f, err := js.PublishAsync(m.Subject, m.Data)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			acks <- struct {
-				f jetstream.PubAckFuture
-				m *stan.Msg
-			}{f, m}
-		}, stan.DeliverAllAvailable(), stan.SetManualAckMode(), stan.MaxInflight(8192))
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-done
-	return time.Since(start)
 }
