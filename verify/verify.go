@@ -2,8 +2,9 @@
 // its stream (counts, first and last sequence, a content hash per message
 // and per channel) and every durable with the consumer that replaced it.
 //
-// It only reads. On STAN it uses non-durable subscriptions of its own,
-// which it never acks (see stanReader); on JetStream it reads through
+// It changes no message, durable or consumer. On STAN it uses non-durable
+// subscriptions of its own, which it never acks (see stanReader) and which
+// STAN records in its subscription file while they exist; on JetStream it reads through
 // ordered consumers (ephemeral, removed when done) and direct gets, and
 // never acks, creates or changes anything durable. It never prints and
 // never exits: results come back as a Report.

@@ -21,7 +21,10 @@ func newVerifyCmd(a *app, g *globalOptions) *cobra.Command {
 		Long: `verify streams each channel and its stream side by side in sequence order
 (constant memory) and compares counts, first/last sequences, a SHA-256 over
 (sequence, subject, payload) and each message; then each consumer's start
-against its durable's position. It only reads. Exit code 1 on any difference,
+against its durable's position. It changes no message, durable or consumer:
+it reads STAN through short-lived non-durable subscriptions of its own (which
+STAN records in its subscription file while they exist) and JetStream through
+ephemeral ordered consumers. Exit code 1 on any difference,
 naming the channel and the first differing sequences: made for CI.
 ` + dirHelp + `
 ` + exitCodesHelp,
