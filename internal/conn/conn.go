@@ -80,6 +80,17 @@ func (s Side) Resolved() (string, []nats.Option, error) {
 		if err != nil {
 			return "", nil, fmt.Errorf("%s: NATS context %q: %v: %w", s.Name, s.Context, err, ErrBadConfig)
 		}
+		// Refused rather than ignored: a JetStream reached through a domain
+		// or an API prefix is another one than the server's own, and
+		// migrating into the wrong one would look like success.
+		if s.Name == "JetStream" && (nctx.JSDomain() != "" || nctx.JSAPIPrefix() != "") {
+			what := fmt.Sprintf("JetStream domain %q", nctx.JSDomain())
+			if nctx.JSDomain() == "" {
+				what = fmt.Sprintf("JetStream API prefix %q", nctx.JSAPIPrefix())
+			}
+			return "", nil, fmt.Errorf("%s: NATS context %q sets %s, which stanmigrate does not apply yet: it uses the JetStream of the server it connects to: connect to a server of that domain or account (--nats-url), or use a context without it: %w",
+				s.Name, s.Context, what, ErrBadConfig)
+		}
 		opts = append(opts, copts...)
 		if s.hasAuth() {
 			opts = append(opts, withoutCredentials)

@@ -245,6 +245,8 @@ func TestContextSuppliesURLCredentialsAndTLSAndFlagsOverrideIt(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", xdg)
 	writeContext(t, xdg, "good", map[string]string{"url": srv.URL(), "creds": goodCreds, "ca": certs.CA})
 	writeContext(t, xdg, "stale", map[string]string{"url": "nats://127.0.0.1:1", "creds": badCreds, "ca": certs.OtherCA})
+	writeContext(t, xdg, "domain", map[string]string{"url": srv.URL(), "creds": goodCreds, "ca": certs.CA, "jetstream_domain": "hub"})
+	writeContext(t, xdg, "prefix", map[string]string{"url": srv.URL(), "creds": goodCreds, "ca": certs.CA, "jetstream_api_prefix": "hub.js"})
 
 	tests := []struct {
 		name string
@@ -258,6 +260,9 @@ func TestContextSuppliesURLCredentialsAndTLSAndFlagsOverrideIt(t *testing.T) {
 		{"the context's CA stays when no flag replaces it", Side{Context: "stale", URL: srv.URL(), Creds: goodCreds}, ErrTLS},
 		{"the context's credentials stay when no flag replaces them", Side{Context: "stale", URL: srv.URL(), TLSCA: certs.CA}, ErrAuth},
 		{"an unknown context", Side{Context: "nope"}, ErrBadConfig},
+		// The server would answer on its own API: refused, not ignored.
+		{"a context with a JetStream domain", Side{Context: "domain"}, ErrBadConfig},
+		{"a context with a JetStream API prefix", Side{Context: "prefix"}, ErrBadConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
