@@ -117,6 +117,11 @@ type attempt struct {
 	// it leaves in mark for the acker to checkpoint once stored.
 	wantMark atomic.Bool
 	mark     atomic.Pointer[digest.Mark]
+
+	// The last published sequence and its string, owned by the
+	// publishing side like next.
+	prevSeq    uint64
+	prevSeqStr string
 }
 
 func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, streamEmpty bool) *attempt {
@@ -327,7 +332,14 @@ func (a *attempt) publish(m *stan.Msg, seq uint64, gap bool) bool {
 	p := a.pub
 	seqStr := strconv.FormatUint(seq, 10)
 	p.set(jetstream.MsgIDHeader, a.idPrefix+seqStr)
-	p.set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(seq-1, 10))
+	// Publishes are consecutive, so the expected last sequence is
+	// nearly always the previous message's own: one allocation less.
+	prev := a.prevSeqStr
+	if a.prevSeq != seq-1 || prev == "" {
+		prev = strconv.FormatUint(seq-1, 10)
+	}
+	a.prevSeq, a.prevSeqStr = seq, seqStr
+	p.set(jetstream.ExpectedLastSeqHeader, prev)
 	var data []byte
 	if gap {
 		p.set(hdrGap, "true")
@@ -401,9 +413,9 @@ func (a *attempt) acker(ctx context.Context) {
 			_ = a.r.state.Save(&snap)
 		}
 	}()
-	// stored is the latest mark of the running hash known to be stored
+	// confirmed is the latest mark of the running hash known to be stored
 	// in full; checkpoints record it, not the digest, which is ahead.
-	stored := a.mark.Load()
+	confirmed := a.mark.Load()
 	defer func() {
 		close(saves)
 		<-saverDone
@@ -411,8 +423,8 @@ func (a *attempt) acker(ctx context.Context) {
 		// stored are taken back out: the digest goes back to the last
 		// stored mark, and the next attempt's reconcile rehashes the
 		// rest from the stream.
-		if a.d.Last > a.cp.LastSeq && stored != nil {
-			if err := a.d.Rewind(*stored); err != nil {
+		if a.d.Last > a.cp.LastSeq && confirmed != nil {
+			if err := a.d.Rewind(*confirmed); err != nil {
 				*a.d = *digest.New()
 			}
 		}
@@ -465,11 +477,11 @@ func (a *attempt) acker(ctx context.Context) {
 		flushProgress()
 		if time.Since(lastSave) >= checkpointEvery {
 			if m := a.mark.Load(); m != nil && m.Last <= it.seq {
-				stored = m
+				confirmed = m
 			}
-			if stored != nil {
+			if confirmed != nil {
 				snap := *a.cp
-				snap.SetMark(*stored)
+				snap.SetMark(*confirmed)
 				select {
 				case saves <- snap:
 				default:
