@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/stan.go"
 
-	"github.com/stanmigrate/stanmigrate/internal/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 	"github.com/stanmigrate/stanmigrate/migrate"
 )

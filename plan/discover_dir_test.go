@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/stanstore"
-	"github.com/stanmigrate/stanmigrate/internal/stanstore/storetest"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stanmigrate/stanmigrate/internal/ceiling"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/ceiling"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
-	"github.com/stanmigrate/stanmigrate/internal/testenv"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/verify"
 )

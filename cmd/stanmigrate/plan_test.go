@@ -18,7 +18,7 @@ import (
 	stand "github.com/nats-io/nats-streaming-server/server"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/stanmigrate/stanmigrate/internal/testenv"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 

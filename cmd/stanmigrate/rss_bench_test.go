@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
-	"github.com/stanmigrate/stanmigrate/internal/testenv"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 )
 
 // BenchmarkMigratePeakRSS runs the real binary over one channel and

@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/embedded"
-	"github.com/stanmigrate/stanmigrate/internal/testcerts"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testcerts"
 )
 
 // secureServers is a STAN source and a JetStream target, each secured on

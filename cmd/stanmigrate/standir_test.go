@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stanmigrate/stanmigrate/internal/embedded"
-	"github.com/stanmigrate/stanmigrate/internal/stanstore/storetest"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
 )
 
 // coreConfig is the core fixture's limits as a STAN configuration file:

@@ -10,8 +10,8 @@ import (
 
 	natsd "github.com/nats-io/nats-server/v2/server"
 
-	"github.com/stanmigrate/stanmigrate/internal/embedded"
-	"github.com/stanmigrate/stanmigrate/internal/testcerts"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testcerts"
 )
 
 func startJetStream(t *testing.T, sec embedded.Security) *embedded.JetStream {

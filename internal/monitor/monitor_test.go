@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats-streaming-server/util"
 	"github.com/nats-io/stan.go"
 
-	"github.com/stanmigrate/stanmigrate/internal/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 )
 
 func startSTAN(t *testing.T, limits *stores.StoreLimits) *embedded.STAN {

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stanmigrate/stanmigrate/internal/embedded"
-	"github.com/stanmigrate/stanmigrate/internal/testcerts"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testcerts"
 )
 
 // TestHTTPSMonitoringWithCustomCAAndClientCertificate reads a real STAN

@@ -17,10 +17,10 @@ import (
 	"github.com/nats-io/nats-streaming-server/stores"
 	"github.com/nats-io/nats-streaming-server/util"
 
-	"github.com/stanmigrate/stanmigrate/internal/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/stanstore"
-	"github.com/stanmigrate/stanmigrate/internal/stanstore/storetest"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
 )
 
 const coreFixture = "../../testdata/fixtures/core.yaml"
