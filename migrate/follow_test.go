@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/stan.go"
 
-	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/migrate"
 )
 

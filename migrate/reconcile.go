@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/digest"
-	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -78,15 +78,8 @@ func (r *runner) reconcile(ctx context.Context, s jetstream.Stream, c *plan.Chan
 // before first (expired or dropped by limits since planning), which is
 // why a stream repositioned past them starts there.
 func (r *runner) stanDropped(ctx context.Context, c *plan.Channel, first uint64) bool {
-	if r.o.Offline != nil {
-		ch, err := r.offlineChannel(c)
-		return err == nil && ch.FirstSeq >= first
-	}
-	if r.o.Monitor == nil {
-		return false
-	}
-	cz, err := r.o.Monitor.Channel(ctx, c.Name)
-	return err == nil && cz.FirstSeq >= first
+	sc, err := r.current(ctx, c)
+	return err == nil && sc.FirstSeq >= first
 }
 
 // checkOwnership makes sure the last stored message is ours, so foreign
@@ -99,8 +92,8 @@ func (r *runner) checkOwnership(ctx context.Context, s jetstream.Stream, c *plan
 	if err != nil {
 		return fmt.Errorf("stream %q: read message %d: %w", c.Stream, seq, err)
 	}
-	want := naming.MsgID(r.p.Source.ClusterID, c.Name, seq)
-	if got := m.Header.Get(jetstream.MsgIDHeader); got != want {
+	want := jsformat.MsgID(r.p.Source.ClusterID, c.Name, seq)
+	if got := m.Header.Get(jsformat.HdrMsgID); got != want {
 		return permanent{fmt.Errorf("stream %q: message %d has Nats-Msg-Id %q, expected %q: the stream holds data stanmigrate did not write for this channel: remove it or rename the stream in the plan: %w",
 			c.Stream, seq, got, want, ErrConflict)}
 	}
@@ -139,7 +132,7 @@ func (r *runner) rehash(ctx context.Context, s jetstream.Stream, d *digest.Chann
 		if seq > to {
 			return nil
 		}
-		if m.Headers().Get(hdrGap) != "" {
+		if m.Headers().Get(jsformat.HdrGap) != "" {
 			if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 				return err
 			}

@@ -1,52 +1,34 @@
 // Package migrate executes a plan: it creates streams positioned at each
 // channel's first sequence, replays every message with its own sequence,
 // checkpoints as it goes, and creates consumers at the durables' positions.
+// It reads from any source.Source and never asks which kind it has; it
+// never prints and never exits: progress leaves through a Reporter, the
+// outcome as a Summary.
 package migrate
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/monitor"
-	"github.com/stanmigrate/stanmigrate/internal/stanstore"
+	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
-// Sentinel errors the command branches on.
-var (
-	ErrBlocked     = errors.New("the plan has blockers")
-	ErrChannelGone = errors.New("channel no longer exists on STAN")
-	ErrConflict    = errors.New("conflict on the target")
-	ErrTooLarge    = errors.New("message too large for the target")
-	ErrStorage     = errors.New("target storage or stream limit reached")
-	ErrOwnerOnline = errors.New("durable owner is online")
-	ErrStreamLost  = errors.New("stream lost messages")
-	// ErrUnreadable: the offline source cannot read a channel's files.
-	ErrUnreadable = errors.New("channel unreadable in the STAN directory")
-)
-
-// Options configure a run. Source and Target connection details never end
-// up in the state directory.
+// Options configure a run. Target connection details never end up in the
+// state directory.
 type Options struct {
-	ClusterID string
-	Source    conn.Side
-	Target    conn.Side
-	// Monitor is the STAN monitoring client; nil when STAN runs without
-	// monitoring (positions are then probed and last sequences learned by
-	// subscribing).
-	Monitor  *monitor.Client
+	Target   conn.Side
 	StateDir string
-	// Parallel is how many channels replay at once (0 = number of CPUs).
+	// Parallel is how many channels replay at once (0 = 8, or the number
+	// of CPUs if higher).
 	Parallel int
 	// Window bounds publishes awaiting a JetStream ack per channel, and so
 	// the unacknowledged STAN messages held in memory.
@@ -63,13 +45,6 @@ type Options struct {
 	// without reproducing STAN's acknowledged set past it.
 	AtLeastOnce bool
 	Reporter    Reporter
-	// ClientID for the migrator's own STAN session (default: unique).
-	ClientID string
-	// Offline reads a stopped STAN server's store directory instead of
-	// a running server (Source and Monitor are then unused). The caller
-	// opens and closes it. A channel it cannot read fails with
-	// ErrUnreadable unless the plan skips it.
-	Offline *stanstore.Store
 }
 
 // Reporter receives progress. Implementations must be safe for use from
@@ -94,52 +69,22 @@ func (nopReporter) Begin(uint64, uint64)    {}
 func (nopReporter) Progress(uint64, uint64) {}
 func (nopReporter) Event(Event)             {}
 
-// Summary is the outcome of a run.
-type Summary struct {
-	Channels []*ChannelResult `json:"channels"`
-	Copied   uint64           `json:"copied"`
-	Bytes    uint64           `json:"bytes"`
-	Elapsed  time.Duration    `json:"elapsed_ns"`
-	// NothingToDo is true when every channel and consumer was already
-	// migrated: the run changed nothing.
-	NothingToDo bool `json:"nothing_to_do"`
+// runner is one run's shared state.
+type runner struct {
+	p     *plan.Plan
+	o     Options
+	src   source.Source
+	state State
+	nc    *nats.Conn
+
+	// windowBytes is each channel's share of Options.WindowBytes.
+	windowBytes int
 }
 
-// ChannelResult is one channel's outcome.
-type ChannelResult struct {
-	Channel   string           `json:"channel"`
-	Stream    string           `json:"stream"`
-	FirstSeq  uint64           `json:"first_seq"`
-	LastSeq   uint64           `json:"last_seq"`
-	Copied    uint64           `json:"copied"`
-	Bytes     uint64           `json:"bytes"`
-	Status    string           `json:"status"`
-	Sum       string           `json:"sha256,omitempty"`
-	Consumers []ConsumerResult `json:"consumers,omitempty"`
-	Notes     []string         `json:"notes,omitempty"`
-	Error     string           `json:"error,omitempty"`
-}
-
-// ConsumerResult is one durable's outcome.
-type ConsumerResult struct {
-	Durable  string   `json:"durable"`
-	Consumer string   `json:"consumer"`
-	StartSeq uint64   `json:"start_seq"`
-	Position string   `json:"position"`
-	Pending  []uint64 `json:"pending,omitempty"`
-	// Acked is how many messages STAN had acknowledged past the start
-	// that migrate acknowledged on the consumer (exact state).
-	Acked uint64 `json:"acked,omitempty"`
-	// SeenAgain is how many messages STAN had acknowledged the
-	// application will receive again (AtLeastOnce).
-	SeenAgain uint64 `json:"seen_again,omitempty"`
-	Status    string `json:"status"` // created, existing
-}
-
-// Run executes the plan. On cancellation it drains in-flight publishes,
-// saves checkpoints and returns the context's error with the partial
-// summary.
-func Run(ctx context.Context, p *plan.Plan, o Options) (*Summary, error) {
+// Run executes the plan, reading from src. On cancellation it drains
+// in-flight publishes, saves checkpoints and returns the context's error
+// with the partial summary.
+func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summary, error) {
 	start := time.Now()
 	if b := p.Blockers(); len(b) > 0 {
 		return nil, fmt.Errorf("%d blocker(s), first: %s: %s: resolve them (see `stanmigrate plan`) before migrating: %w",
@@ -160,18 +105,15 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Summary, error) {
 	if o.WindowBytes <= 0 {
 		o.WindowBytes = 32 << 20
 	}
-	if o.ClientID == "" {
-		host, _ := os.Hostname()
-		o.ClientID = "stanmigrate-" + sanitizeClientID(host) + "-" + nuid.Next()[:8]
+	info, err := src.Info(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if o.ClusterID == "" {
-		o.ClusterID = p.Source.ClusterID
+	if info.ClusterID != p.Source.ClusterID {
+		return nil, fmt.Errorf("the plan was made for STAN cluster %q but %s is cluster %q: use the matching plan, --cluster or source: %w",
+			p.Source.ClusterID, info.Name, info.ClusterID, conn.ErrWrongCluster)
 	}
-	if o.ClusterID != p.Source.ClusterID {
-		return nil, fmt.Errorf("the plan was made for STAN cluster %q but --cluster is %q: use the matching plan or cluster id: %w",
-			p.Source.ClusterID, o.ClusterID, conn.ErrWrongCluster)
-	}
-	r := &runner{p: p, o: o, state: State{Dir: o.StateDir}}
+	r := &runner{p: p, o: o, src: src, state: State{Dir: o.StateDir}}
 	nc, err := conn.ConnectNATS(ctx, o.Target, "stanmigrate", nats.MaxReconnects(-1))
 	if err != nil {
 		return nil, err
@@ -181,18 +123,9 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Summary, error) {
 	if err := r.checkTarget(ctx); err != nil {
 		return nil, err
 	}
-	if o.Offline != nil {
-		if o.Follow {
-			return nil, fmt.Errorf("--follow needs a running STAN server: a store directory does not grow: %w", conn.ErrBadConfig)
-		}
-		if o.Offline.ClusterID() != p.Source.ClusterID {
-			return nil, fmt.Errorf("the STAN directory %s belongs to cluster %q, the plan to %q: use the matching plan or directory: %w",
-				o.Offline.Dir(), o.Offline.ClusterID(), p.Source.ClusterID, conn.ErrWrongCluster)
-		}
-	} else if _, err := r.stanConn(ctx); err != nil {
+	if err := src.Connect(ctx); err != nil {
 		return nil, err
 	}
-	defer r.closeSTAN()
 	chans := p.Active()
 	if err := r.checkChannels(ctx, chans); err != nil {
 		return nil, err
@@ -254,15 +187,41 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Summary, error) {
 	return sum, firstErr
 }
 
-func sanitizeClientID(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			b[i] = '_'
+func (r *runner) checkTarget(ctx context.Context) error {
+	js, err := r.js()
+	if err != nil {
+		return err
+	}
+	return conn.CheckJetStream(ctx, r.o.Target, r.nc, js)
+}
+
+// checkChannels refuses a plan naming channels the source no longer has
+// or cannot read.
+func (r *runner) checkChannels(ctx context.Context, chans []*plan.Channel) error {
+	all, err := r.src.Channels(ctx)
+	if err != nil {
+		return fmt.Errorf("list STAN channels: %w", err)
+	}
+	have := make(map[string]source.Channel, len(all))
+	for _, c := range all {
+		have[c.Name] = c
+	}
+	for _, c := range chans {
+		sc, ok := have[c.Name]
+		if !ok {
+			return fmt.Errorf("channel %q is in the plan but not on %s: re-run `stanmigrate plan`, or set skip: true for it: %w",
+				c.Name, r.srcName(ctx), ErrChannelGone)
+		}
+		if sc.Err != nil {
+			return fmt.Errorf("%w: %w", sc.Err, ErrUnreadable)
 		}
 	}
-	if len(b) == 0 {
-		return "host"
+	return nil
+}
+
+func (r *runner) srcName(ctx context.Context) string {
+	if in, err := r.src.Info(ctx); err == nil && in.Name != "" {
+		return in.Name
 	}
-	return string(b)
+	return fmt.Sprintf("STAN cluster %q", r.p.Source.ClusterID)
 }

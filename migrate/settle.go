@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -40,10 +41,10 @@ func (r *runner) settle(ctx context.Context, js jetstream.JetStream, c *plan.Cha
 	}
 	work := final
 	work.Metadata = maps.Clone(final.Metadata)
-	work.Metadata[MetaSettled] = "no"
+	work.Metadata[jsformat.MetaSettled] = jsformat.SettledNo
 	work.AckWait = max(final.AckWait, settleAckWait)
 	final.Metadata = maps.Clone(final.Metadata)
-	final.Metadata[MetaSettled] = "yes"
+	final.Metadata[jsformat.MetaSettled] = jsformat.SettledYes
 
 	s := settler{pending: pending, last: last, seen: final.OptStartSeq - 1}
 	if d.Mode == plan.ModePush {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/atomicfile"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 )
 
 // Checkpoint is what the state directory remembers of one channel. The
@@ -43,10 +44,10 @@ type Checkpoint struct {
 
 // ConsumerOutcome records how a durable was turned into a consumer.
 type ConsumerOutcome struct {
-	Consumer string   `json:"consumer"`
-	StartSeq uint64   `json:"start_seq"`
-	Position string   `json:"position"`
-	Pending  []uint64 `json:"pending,omitempty"`
+	Consumer string            `json:"consumer"`
+	StartSeq uint64            `json:"start_seq"`
+	Position jsformat.Position `json:"position"`
+	Pending  []uint64          `json:"pending,omitempty"`
 	// LastSent and Probed record a probe's answer before the consumer
 	// exists: a probe moves the durable on STAN, so a re-run must not
 	// probe again.

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/source"
 )
 
 // HeaderOverhead is a safe upper bound, in bytes, of what the migration
@@ -20,22 +21,6 @@ const HeaderOverhead = 220
 
 // DefaultDuplicateWindow is the dedup window a finished stream keeps.
 const DefaultDuplicateWindow = 2 * time.Minute
-
-// Discovery is everything plan learns from both servers; Build turns it
-// into a Plan without further I/O, so mapping rules are testable on data.
-type Discovery struct {
-	ClusterID     string
-	SourceURL     string
-	MonitorURL    string
-	ServerVersion string
-	Limits        monitor.StoreLimits
-	Channels      []*monitor.Channelz
-	MaxPayload    int64
-	Target        TargetState
-	// Offline is set by DiscoverDir (a stopped server's store directory):
-	// exact durable positions and the channels it cannot read.
-	Offline *Offline
-}
 
 // TargetState is what already exists on the JetStream side.
 type TargetState struct {
@@ -95,6 +80,9 @@ type Options struct {
 	Replicas int
 	Headers  string
 	Now      time.Time
+	// SkipBroken marks channels the source cannot read skip: true with a
+	// warning; otherwise each is a blocker.
+	SkipBroken bool
 }
 
 // Build maps discovered channels and subscriptions onto streams and
@@ -104,14 +92,14 @@ func Build(d *Discovery, o Options) *Plan {
 		o.Replicas = 1
 	}
 	if o.Headers == "" {
-		o.Headers = HeadersFull
+		o.Headers = jsformat.HeadersFull
 	}
 	p := &Plan{
 		Version:   FormatVersion,
 		CreatedAt: o.Now.UTC().Truncate(time.Second),
 		Source: Source{
-			ClusterID: d.ClusterID, URL: d.SourceURL, Monitor: d.MonitorURL,
-			ServerVersion: d.ServerVersion, MaxPayload: d.MaxPayload,
+			ClusterID: d.Source.ClusterID, URL: d.Source.URL, Monitor: d.Source.MonitorURL,
+			ServerVersion: d.Source.ServerVersion, MaxPayload: d.Source.MaxPayload,
 		},
 		Target:  Target{URL: d.Target.URL, ServerVersion: d.Target.Version, MaxPayload: d.Target.MaxPayload},
 		Headers: o.Headers,
@@ -120,25 +108,23 @@ func Build(d *Discovery, o Options) *Plan {
 		p.Findings = append(p.Findings, Finding{Severity: sev, Object: obj, Message: fmt.Sprintf(format, args...)})
 	}
 	anyAge, anySubs := false, false
-	if d.Offline != nil {
-		d.Offline.report(add)
-	}
-	for _, cz := range d.Channels {
-		if !selected(cz.Name, o.Include, o.Exclude) {
-			p.Excluded = append(p.Excluded, cz.Name)
+	sourceFindings(d.Source, add)
+	for _, sc := range d.Channels {
+		if !selected(sc.Name, o.Include, o.Exclude) {
+			p.Excluded = append(p.Excluded, sc.Name)
 			continue
 		}
-		lim, from := d.Limits.ForChannel(cz.Name)
+		lim := sc.Limits
 		c := Channel{
-			Name:     cz.Name,
-			Stream:   naming.StreamName(cz.Name),
-			FirstSeq: cz.FirstSeq,
-			LastSeq:  cz.LastSeq,
-			Msgs:     uint64(cz.Msgs),
-			Bytes:    cz.Bytes,
+			Name:     sc.Name,
+			Stream:   naming.StreamName(sc.Name),
+			FirstSeq: sc.FirstSeq,
+			LastSeq:  sc.LastSeq,
+			Msgs:     sc.Msgs,
+			Bytes:    sc.Bytes,
 			Limits: Limits{
 				MaxMsgs: int64(lim.MaxMsgs), MaxBytes: lim.MaxBytes, MaxAge: Duration(lim.MaxAge),
-				MaxConsumers: lim.MaxSubscriptions, From: from,
+				MaxConsumers: lim.MaxSubscriptions, From: sc.LimitsFrom,
 			},
 			Replicas:        o.Replicas,
 			Storage:         "file",
@@ -154,16 +140,15 @@ func Build(d *Discovery, o Options) *Plan {
 			anySubs = true
 		}
 		if lim.MaxBytes > 0 {
-			if need := cz.Bytes + uint64(cz.Msgs)*uint64(HeaderOverhead+3*len(cz.Name)); need > uint64(lim.MaxBytes) {
-				add(Info, fmt.Sprintf("channel %q", cz.Name), "JetStream counts headers and subjects in max_bytes: the copied messages take about %d bytes, over STAN's max_bytes %d, so migrate raises the stream's max_bytes to what they take", need, lim.MaxBytes)
+			if need := sc.Bytes + sc.Msgs*uint64(HeaderOverhead+3*len(sc.Name)); need > uint64(lim.MaxBytes) {
+				add(Info, fmt.Sprintf("channel %q", sc.Name), "JetStream counts headers and subjects in max_bytes: the copied messages take about %d bytes, over STAN's max_bytes %d, so migrate raises the stream's max_bytes to what they take", need, lim.MaxBytes)
 			}
 		}
-		var nds []NonDurable
-		c.Durables, nds = Subscriptions(cz)
-		if d.Offline != nil {
-			d.Offline.apply(&c, add)
+		c.Durables = durables(sc)
+		for _, nd := range sc.NonDurables {
+			p.NonDurables = append(p.NonDurables, NonDurable{Channel: sc.Name, ClientID: nd.ClientID, Queue: nd.QueueGroup})
 		}
-		p.NonDurables = append(p.NonDurables, nds...)
+		channelFindings(&c, sc, d.Target.MaxPayload, o.SkipBroken, add)
 		for _, du := range c.Durables {
 			if du.Online {
 				who := du.ClientID
@@ -171,7 +156,7 @@ func Build(d *Discovery, o Options) *Plan {
 					who = strings.Join(du.Members, ", ")
 				}
 				add(Blocker, du.Describe(c.Name), "owner is online (client id %s): stop the application before migrating; its position moves while it consumes and cannot be probed", who)
-			} else if du.Position == PositionProbe {
+			} else if du.Position == jsformat.Probe {
 				add(Info, du.Describe(c.Name), "%d message(s) unacknowledged: the exact start is probed at migrate time; the application sees these again, as STAN would redeliver them, and nothing it had acknowledged (migrate acks those on the consumer; with --positions lowest-unacked it would also see again the acknowledged ones after the start)", du.Pending)
 			}
 		}
@@ -225,70 +210,29 @@ func selected(name string, include, exclude []string) bool {
 	return true
 }
 
-// Subscriptions turns a channel's monitoring entries into durables (one
-// per plain durable, one per queue group: the group's furthest last_sent,
-// its members' pending summed, online if any member is) and non-durables.
-// plan maps them; migrate and verify read the durables' current state
-// through it too, so all three agree on what a durable is.
-func Subscriptions(cz *monitor.Channelz) ([]Durable, []NonDurable) {
+// durables maps a channel's durables onto consumers. The start is exact
+// when nothing is pending or the source holds the pending set; otherwise
+// last_sent+1 is an upper bound until migrate probes the durable.
+func durables(sc source.Channel) []Durable {
 	var out []Durable
-	var nds []NonDurable
-	groups := map[string]int{}
-	for _, s := range cz.Subscriptions {
+	for _, sd := range sc.Durables {
+		d := Durable{
+			DurableID: sd.DurableID, Members: sd.Members,
+			Consumer:    naming.ConsumerName(sd.ClientID, sd.Durable, sd.QueueGroup),
+			Mode:        ModePull,
+			MaxInflight: sd.MaxInflight, AckWait: Duration(sd.AckWait),
+			LastSent: sd.LastSent, Pending: sd.PendingCount, Online: sd.Online,
+			StartSeq: max(sd.LastSent+1, sc.FirstSeq), Position: jsformat.Exact,
+		}
 		switch {
-		case s.IsDurable && s.QueueName == "":
-			out = append(out, Durable{
-				ClientID: s.ClientID, Durable: s.DurableName,
-				MaxInflight: s.MaxInflight, AckWait: Duration(time.Duration(s.AckWait) * time.Second),
-				LastSent: s.LastSent, Pending: s.PendingCount, Online: !s.IsOffline,
-			})
-		case s.IsDurable:
-			// STAN names a durable queue group "durable:group".
-			dur, group, _ := strings.Cut(s.QueueName, ":")
-			i, ok := groups[s.QueueName]
-			if !ok {
-				i = len(out)
-				groups[s.QueueName] = i
-				out = append(out, Durable{Durable: dur, QueueGroup: group, MaxInflight: s.MaxInflight,
-					AckWait: Duration(time.Duration(s.AckWait) * time.Second)})
-			}
-			g := &out[i]
-			if s.LastSent > g.LastSent {
-				g.LastSent = s.LastSent
-			}
-			g.Pending += s.PendingCount
-			if !s.IsOffline {
-				g.Online = true
-				g.Members = append(g.Members, s.ClientID)
-			} else if g.ClientID == "" {
-				g.ClientID = s.ClientID
-			}
-		default:
-			nds = append(nds, NonDurable{Channel: cz.Name, ClientID: s.ClientID, Queue: s.QueueName})
+		case sd.Stored != nil:
+			d.StartSeq = sd.Stored.Start(sc.FirstSeq)
+		case d.Pending != 0:
+			d.Position = jsformat.Probe
 		}
-	}
-	for i := range out {
-		d := &out[i]
-		d.Consumer = naming.ConsumerName(d.ClientID, d.Durable, d.QueueGroup)
-		d.Mode = ModePull
-		d.StartSeq = max(d.LastSent+1, cz.FirstSeq)
-		d.Position = PositionExact
-		if d.Pending > 0 {
-			d.Position = PositionProbe
-		}
-		sort.Strings(d.Members)
+		out = append(out, d)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Consumer < out[j].Consumer })
-	return out, nds
-}
-
-// DurablesByKey indexes a channel's current durables by Durable.Key().
-func DurablesByKey(cz *monitor.Channelz) map[string]Durable {
-	ds, _ := Subscriptions(cz)
-	out := make(map[string]Durable, len(ds))
-	for _, d := range ds {
-		out[d.Key()] = d
-	}
 	return out
 }
 
@@ -350,11 +294,11 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 	if t.Version != "" && FirstSeqHazard(t.Version) {
 		add(Warning, "target server "+t.Version, "this nats-server release loses every message of a file stream with a configured first sequence on restart (nats-server PR #6753): stanmigrate never sets it (it positions streams by purging), but upgrade to 2.10.28+/2.11.2+ before relying on restarts")
 	}
-	if t.MaxPayload > 0 && d.MaxPayload > 0 {
+	if t.MaxPayload > 0 && d.Source.MaxPayload > 0 {
 		var risky []string
 		for _, c := range p.Channels {
 			over := HeaderOverhead + 3*int64(len(c.Name))
-			if c.Skip || c.Msgs == 0 || d.MaxPayload+over <= t.MaxPayload {
+			if c.Skip || c.Msgs == 0 || d.Source.MaxPayload+over <= t.MaxPayload {
 				continue
 			}
 			if avg := int64(c.Bytes / c.Msgs); avg+over > t.MaxPayload {
@@ -365,7 +309,7 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 		}
 		if len(risky) > 0 {
 			add(Warning, fmt.Sprintf("%d channel(s)", len(risky)), "STAN accepts messages up to %d bytes, the target's max_payload is %d and migration headers add up to about %d bytes: a message within %d bytes of STAN's limit will not fit, and migrate stops before it; raise max_payload on the target to be safe",
-				d.MaxPayload, t.MaxPayload, HeaderOverhead, HeaderOverhead)
+				d.Source.MaxPayload, t.MaxPayload, HeaderOverhead, HeaderOverhead)
 		}
 	}
 	existing := map[string]ExistingStream{}
@@ -484,7 +428,7 @@ func sample(items []string) string {
 // checkExistingStream decides whether a stream already on the target can
 // be resumed. It reports false when it is a conflict.
 func checkExistingStream(p *Plan, d *Discovery, c Channel, es ExistingStream, obj string, add func(sev, obj, format string, args ...any)) bool {
-	prefix := d.ClusterID + ":" + c.Name + ":"
+	prefix := jsformat.MsgIDPrefix(d.Source.ClusterID, c.Name)
 	var diffs []string
 	if es.Storage != "" && !strings.EqualFold(es.Storage, c.Storage) {
 		diffs = append(diffs, fmt.Sprintf("storage %s (plan: %s)", es.Storage, c.Storage))
@@ -498,9 +442,9 @@ func checkExistingStream(p *Plan, d *Discovery, c Channel, es ExistingStream, ob
 	if es.Sealed {
 		diffs = append(diffs, "sealed")
 	}
-	// Streams we create record their origin (migrate's stream metadata).
-	if ch, cl := es.Metadata["stanmigrate.channel"], es.Metadata["stanmigrate.cluster"]; (ch != "" || cl != "") && (ch != c.Name || cl != d.ClusterID) {
-		diffs = append(diffs, fmt.Sprintf("created by stanmigrate for channel %q of cluster %q", ch, cl))
+	// Streams we create record their origin.
+	if o, ok := jsformat.ReadStreamOrigin(es.Metadata); ok && (o.Channel != c.Name || o.Cluster != d.Source.ClusterID) {
+		diffs = append(diffs, fmt.Sprintf("created by stanmigrate for channel %q of cluster %q", o.Channel, o.Cluster))
 	}
 	switch {
 	case es.Name != c.Stream:
@@ -535,9 +479,8 @@ func checkExistingConsumers(c Channel, es ExistingStream, add func(sev, obj, for
 			continue
 		}
 		obj := fmt.Sprintf("consumer %q on stream %q (%s)", du.Consumer, c.Stream, du.Describe(c.Name))
-		// Consumers we create record their origin (migrate's metadata keys).
-		md := ec.Metadata
-		if ec.Name != du.Consumer || md["stanmigrate.channel"] != c.Name || md["stanmigrate.durable"] != du.Durable || md["stanmigrate.queue_group"] != du.QueueGroup {
+		// Consumers we create record their origin.
+		if o, _ := jsformat.ReadConsumerOrigin(ec.Metadata); ec.Name != du.Consumer || !o.Made(c.Name, du.Durable, du.QueueGroup) {
 			add(Blocker, obj, "a consumer %q already exists on the target but was not created by stanmigrate for this durable: remove it or rename the consumer in the plan", ec.Name)
 			continue
 		}
@@ -561,7 +504,7 @@ func checkExistingConsumers(c Channel, es ExistingStream, add func(sev, obj, for
 		if ec.FilterSubject != "" && ec.FilterSubject != c.Name {
 			diffs = append(diffs, fmt.Sprintf("filter %q", ec.FilterSubject))
 		}
-		if du.Position == PositionExact && (ec.DeliverPolicy != "by_start_sequence" || ec.OptStartSeq != du.StartSeq) {
+		if du.Position == jsformat.Exact && (ec.DeliverPolicy != "by_start_sequence" || ec.OptStartSeq != du.StartSeq) {
 			diffs = append(diffs, fmt.Sprintf("starts at %s %d (the durable's position is %d)", ec.DeliverPolicy, ec.OptStartSeq, du.StartSeq))
 		}
 		if len(diffs) > 0 {
@@ -591,4 +534,52 @@ func FirstSeqHazard(version string) bool {
 		return patch <= 1
 	}
 	return false
+}
+
+// sourceFindings are what the operator must know about the source as a
+// whole.
+func sourceFindings(in source.Info, add func(sev, obj, format string, args ...any)) {
+	switch {
+	case in.LimitsAssumed:
+		add(Warning, in.Name, "store limits assumed to be the STAN server's defaults (1,000,000 messages, 1 GB per channel, no max_age): the directory does not record limits, and a server applies its own on start (dropping messages over max_msgs or max_bytes, expiring those older than max_age): if the server ran with other limits, pass its configuration file with --stan-config")
+	case in.LimitsFrom != "":
+		add(Info, in.Name, "store limits from %s (the directory does not record them; a server applies them on start, and so does the reader)", in.LimitsFrom)
+	}
+}
+
+// channelFindings handle a channel the source cannot read and say what
+// the source knows beyond monitoring: repairs it worked around, exact
+// pending sets, the largest stored message.
+func channelFindings(c *Channel, sc source.Channel, targetMaxPayload int64, skipBroken bool, add func(sev, obj, format string, args ...any)) {
+	obj := fmt.Sprintf("channel %q", c.Name)
+	if sc.Err != nil {
+		if skipBroken {
+			c.Skip = true
+			add(Warning, obj, "skipped (skip: true): the STAN directory cannot be read for it: %v", sc.Err)
+		} else {
+			add(Blocker, obj, "%v", sc.Err)
+		}
+		return
+	}
+	for _, n := range sc.Notes {
+		add(Info, obj, "%s", n)
+	}
+	for _, sd := range sc.Durables {
+		if sd.Stored == nil {
+			continue
+		}
+		n := 0
+		for _, seq := range sd.Stored.Pending {
+			if seq >= sc.FirstSeq {
+				n++
+			}
+		}
+		if n > 0 {
+			add(Info, sd.Describe(c.Name), "%d message(s) unacknowledged: the consumer starts at sequence %d, the lowest of them (exact, from the stored pending set); the application will see them again, as STAN would redeliver them", n, sd.Stored.Start(sc.FirstSeq))
+		}
+	}
+	if size := int64(sc.MaxMsgSize); targetMaxPayload > 0 && size > 0 &&
+		size+HeaderOverhead+3*int64(len(c.Name)) > targetMaxPayload {
+		add(Warning, obj, "holds messages of up to %d bytes (stored size, payload included): with the migration headers they may exceed the target's max_payload %d, and migrate stops before such a message: raise max_payload on the target", size, targetMaxPayload)
+	}
 }

@@ -9,12 +9,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/report"
+	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/source/live"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
+
+// seen is a deployment as monitoring shows it; discovery() presents it
+// the way the live source does, so these tests exercise that conversion
+// (limits by pattern, queue groups merged) along with Build.
+type seen struct {
+	info     source.Info
+	limits   monitor.StoreLimits
+	channels []*monitor.Channelz
+	target   plan.TargetState
+}
+
+func (s *seen) discovery() *plan.Discovery {
+	d := &plan.Discovery{Source: s.info, Target: s.target}
+	for _, cz := range s.channels {
+		d.Channels = append(d.Channels, live.FromMonitor(cz, s.limits))
+	}
+	return d
+}
 
 // discovery is a STAN deployment with every kind of finding: a collision,
 // an online owner, pending durables, a queue group, a non-durable, an
@@ -22,22 +43,22 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // a resumable stream with one reusable and one conflicting consumer, a
 // per-stream consumer limit too small, a byte limit the headers exceed,
 // an affected server.
-func discovery() *plan.Discovery {
+func discovery() *seen {
 	sub := func(client, durable, queue string, offline bool, lastSent uint64, pending int) *monitor.Subscriptionz {
 		return &monitor.Subscriptionz{ClientID: client, DurableName: durable, QueueName: queue, IsDurable: durable != "" || strings.Contains(queue, ":"),
 			IsOffline: offline, MaxInflight: 100, AckWait: 30, LastSent: lastSent, PendingCount: pending}
 	}
-	return &plan.Discovery{
-		ClusterID: "prod", SourceURL: "nats://stan:4222", MonitorURL: "http://stan:8222", ServerVersion: "0.25.6",
-		MaxPayload: 1 << 20,
-		Limits: monitor.StoreLimits{
+	return &seen{
+		info: source.Info{ClusterID: "prod", URL: "nats://stan:4222", MonitorURL: "http://stan:8222", ServerVersion: "0.25.6",
+			MaxPayload: 1 << 20},
+		limits: monitor.StoreLimits{
 			ChannelLimits: monitor.ChannelLimits{MaxMsgs: 1000000, MaxAge: 24 * time.Hour},
 			PerChannel: map[string]*monitor.ChannelLimits{
 				"orders.*": {MaxMsgs: 5000, MaxAge: 72 * time.Hour, MaxSubscriptions: 50},
 				"invoices": {MaxMsgs: 1000000, MaxBytes: 2000},
 			},
 		},
-		Channels: []*monitor.Channelz{
+		channels: []*monitor.Channelz{
 			{Name: "orders.eu", Msgs: 5000, Bytes: 1 << 20, FirstSeq: 1001, LastSeq: 6000, Subscriptions: []*monitor.Subscriptionz{
 				sub("billing", "invoicer", "", true, 6000, 0),
 				sub("audit", "trail", "", true, 4200, 7),
@@ -55,7 +76,7 @@ func discovery() *plan.Discovery {
 				sub("ledger", "posting", "", true, 4, 0),
 			}},
 		},
-		Target: plan.TargetState{URL: "nats://js:4222", Version: "2.11.1", MaxPayload: 1 << 20, MaxConsumers: 2,
+		target: plan.TargetState{URL: "nats://js:4222", Version: "2.11.1", MaxPayload: 1 << 20, MaxConsumers: 2,
 			Streams: []plan.ExistingStream{
 				{Name: "payments", Subjects: []string{"payments"}, Msgs: 4, FirstSeq: 1, LastSeq: 4, FirstMsgID: "other:payments:1"},
 				{Name: "ARCHIVE", Subjects: []string{"legacy.>"}},
@@ -86,7 +107,7 @@ func ourConsumer(channel, client, durable, name string, start uint64, change fun
 }
 
 func TestBuildFindings(t *testing.T) {
-	p := plan.Build(discovery(), plan.Options{Now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)})
+	p := plan.Build(discovery().discovery(), plan.Options{Now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)})
 	want := []struct{ severity, object, contains string }{
 		{plan.Blocker, "channels orders.eu, orders_eu", "same stream name"},
 		{plan.Blocker, `durable queue group "settlers"`, "owner is online (client id settler-1, settler-2)"},
@@ -119,7 +140,7 @@ func TestBuildFindings(t *testing.T) {
 	if c.Limits.MaxMsgs != 5000 || c.Limits.MaxAge.D() != 72*time.Hour || c.Limits.From != "orders.*" {
 		t.Errorf("orders.eu limits from the wildcard pattern: %+v", c.Limits)
 	}
-	if len(c.Durables) != 2 || c.Durables[1].StartSeq != 6001 || c.Durables[0].Position != plan.PositionProbe {
+	if len(c.Durables) != 2 || c.Durables[1].StartSeq != 6001 || c.Durables[0].Position != jsformat.Probe {
 		t.Errorf("orders.eu durables: %+v", c.Durables)
 	}
 	q := p.Channel("payments").Durables[0]
@@ -129,7 +150,7 @@ func TestBuildFindings(t *testing.T) {
 }
 
 func TestSelectionRecordsWhatWasLeftOut(t *testing.T) {
-	p := plan.Build(discovery(), plan.Options{Include: []string{"orders.*", "payments"}, Exclude: []string{"orders_*"}})
+	p := plan.Build(discovery().discovery(), plan.Options{Include: []string{"orders.*", "payments"}, Exclude: []string{"orders_*"}})
 	var got []string
 	for _, c := range p.Channels {
 		got = append(got, c.Name)
@@ -141,8 +162,8 @@ func TestSelectionRecordsWhatWasLeftOut(t *testing.T) {
 
 func TestReportGolden(t *testing.T) {
 	d := discovery()
-	d.Channels = append(d.Channels, &monitor.Channelz{Name: "scratch.tmp", Msgs: 3, Bytes: 30, FirstSeq: 1, LastSeq: 3})
-	p := plan.Build(d, plan.Options{Exclude: []string{"scratch.*"}, Now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)})
+	d.channels = append(d.channels, &monitor.Channelz{Name: "scratch.tmp", Msgs: 3, Bytes: 30, FirstSeq: 1, LastSeq: 3})
+	p := plan.Build(d.discovery(), plan.Options{Exclude: []string{"scratch.*"}, Now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)})
 	for _, format := range []string{report.Table, report.JSON, report.Markdown} {
 		t.Run(format, func(t *testing.T) {
 			var buf bytes.Buffer
@@ -167,7 +188,7 @@ func TestReportGolden(t *testing.T) {
 }
 
 func TestPlanFileRoundTripAndErrors(t *testing.T) {
-	p := plan.Build(discovery(), plan.Options{Include: []string{"payments", "sessions"}})
+	p := plan.Build(discovery().discovery(), plan.Options{Include: []string{"payments", "sessions"}})
 	path := filepath.Join(t.TempDir(), "plan.yaml")
 	if err := plan.Save(path, p); err != nil {
 		t.Fatal(err)

@@ -10,58 +10,36 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/source"
 )
 
-// Config says where the servers are.
-type Config struct {
-	ClusterID  string
-	STAN       conn.Side
-	Monitor    *monitor.Client
-	MonitorURL string
-	Target     conn.Side
-	// PageSize for channelsz paging (0 = the server's default 1024).
-	PageSize int
+// Discovery is everything plan learns from both sides; Build turns it
+// into a Plan without further I/O, so mapping rules are testable on data.
+type Discovery struct {
+	Source   source.Info
+	Channels []source.Channel
+	Target   TargetState
 }
 
-// Discover reads the STAN monitoring endpoint and the target's existing
-// streams. It changes nothing on either server.
-func Discover(ctx context.Context, cfg Config) (*Discovery, error) {
-	srv, err := cfg.Monitor.Serverz(ctx)
+// Discover reads the source's channels and the target's existing streams.
+// It changes nothing on either side.
+func Discover(ctx context.Context, src source.Source, target conn.Side) (*Discovery, error) {
+	info, err := src.Info(ctx)
 	if err != nil {
-		return nil, sourceErr(err)
+		return nil, err
 	}
-	if srv.ClusterID != cfg.ClusterID {
-		return nil, fmt.Errorf("STAN monitoring %s reports cluster id %q, not %q: pass --cluster %s (or fix --stan-monitor): %w",
-			conn.Redact(cfg.MonitorURL), srv.ClusterID, cfg.ClusterID, srv.ClusterID, conn.ErrWrongCluster)
-	}
-	store, err := cfg.Monitor.Storez(ctx)
+	chans, err := src.Channels(ctx)
 	if err != nil {
-		return nil, sourceErr(err)
+		return nil, err
 	}
-	chans, err := cfg.Monitor.Channels(ctx, cfg.PageSize)
-	if err != nil {
-		return nil, sourceErr(err)
-	}
-	d := &Discovery{
-		ClusterID:     srv.ClusterID,
-		MonitorURL:    conn.Redact(cfg.MonitorURL),
-		ServerVersion: srv.Version,
-		Limits:        store.Limits,
-		Channels:      chans,
-	}
-	if u, _, err := cfg.STAN.Resolved(); err == nil {
-		d.SourceURL = conn.Redact(u)
-	}
-	if vz, err := cfg.Monitor.Varz(ctx); err == nil {
-		d.MaxPayload = vz.MaxPayload
-	}
+	d := &Discovery{Source: info, Channels: chans}
 	wanted := make([]string, len(chans))
 	for i, c := range chans {
 		wanted[i] = naming.StreamName(c.Name)
 	}
-	t, err := DiscoverTarget(ctx, cfg.Target, wanted)
+	t, err := DiscoverTarget(ctx, target, wanted)
 	if err != nil {
 		return nil, err
 	}
@@ -69,14 +47,16 @@ func Discover(ctx context.Context, cfg Config) (*Discovery, error) {
 	return d, nil
 }
 
-func sourceErr(err error) error {
-	if errors.Is(err, monitor.ErrUnreachable) {
-		return fmt.Errorf("%w: is STAN running with monitoring enabled (-m), and is --stan-monitor right? %w", err, conn.ErrUnreachable)
+// Unreadable lists the channels the source cannot read that p does not
+// skip, each error naming the channel and its file.
+func (d *Discovery) Unreadable(p *Plan) []error {
+	var out []error
+	for _, c := range d.Channels {
+		if pc := p.Channel(c.Name); c.Err != nil && pc != nil && !pc.Skip {
+			out = append(out, c.Err)
+		}
 	}
-	if errors.Is(err, monitor.ErrNotStreaming) {
-		return fmt.Errorf("%w: --stan-monitor must point at the STAN server's monitoring port: %w", err, conn.ErrBadConfig)
-	}
-	return err
+	return out
 }
 
 // DiscoverTarget reads the target's version, account limits and streams.
@@ -148,7 +128,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, es *ExistingStream)
 	}
 	if es.Msgs > 0 {
 		if m, err := s.GetMsg(ctx, es.FirstSeq); err == nil {
-			es.FirstMsgID = m.Header.Get(jetstream.MsgIDHeader)
+			es.FirstMsgID = m.Header.Get(jsformat.HdrMsgID)
 		}
 	}
 	cl := s.ListConsumers(ctx)

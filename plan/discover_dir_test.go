@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
-	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/source/dir"
 	"github.com/stanmigrate/stanmigrate/internal/stanstore"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -46,19 +48,18 @@ func startDirEnv(t *testing.T) *dirEnv {
 
 func (e *dirEnv) planDir(t *testing.T, skipBroken bool) (*plan.Plan, *plan.Discovery) {
 	t.Helper()
-	st, err := stanstore.Open(context.Background(), e.copy, stanstore.Options{Limits: e.seeded.Spec.StoreLimits()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	d, err := plan.DiscoverDir(context.Background(), plan.DirConfig{
-		Store: st, ClusterID: embedded.ClusterID, LimitsFrom: "test limits", SkipBroken: skipBroken,
-		Target: conn.Side{Name: "JetStream", URL: e.js.URL()},
+	src, err := dir.Open(context.Background(), e.copy, dir.Options{
+		Limits: e.seeded.Spec.StoreLimits(), LimitsFrom: "test limits", ClusterID: embedded.ClusterID,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return plan.Build(d, plan.Options{Now: time.Now()}), d
+	defer src.Close()
+	d, err := plan.Discover(context.Background(), src, conn.Side{Name: "JetStream", URL: e.js.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan.Build(d, plan.Options{Now: time.Now(), SkipBroken: skipBroken}), d
 }
 
 // A plan made from the stopped server's directory maps the same channels,
@@ -76,11 +77,8 @@ func TestPlanFromDirMatchesLivePlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.seeded.STAN.Stop()
-	d, err := plan.Discover(context.Background(), plan.Config{
-		ClusterID: embedded.ClusterID, STAN: conn.Side{Name: "STAN", URL: e.seeded.STAN.URL()},
-		Monitor: monitor.New(e.seeded.STAN.MonitorURL(), nil), MonitorURL: e.seeded.STAN.MonitorURL(),
-		Target: conn.Side{Name: "JetStream", URL: e.js.URL()},
-	})
+	src := testenv.Monitored(t, embedded.ClusterID, e.seeded.STAN.URL(), e.seeded.STAN.MonitorURL())
+	d, err := plan.Discover(context.Background(), src, conn.Side{Name: "JetStream", URL: e.js.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +114,7 @@ func TestPlanFromDirMatchesLivePlan(t *testing.T) {
 					want = de
 				}
 			}
-			if dd.Position != plan.PositionExact || dd.StartSeq != want.Start {
+			if dd.Position != jsformat.Exact || dd.StartSeq != want.Start {
 				t.Errorf("channel %q %s: start %d (%s), want %d exact (live plan: %d, %s)",
 					lc.Name, dd.Key(), dd.StartSeq, dd.Position, want.Start, ld.StartSeq, ld.Position)
 			}
@@ -142,7 +140,7 @@ func TestPlanFromDirWithBrokenChannel(t *testing.T) {
 	storetest.FlipByte(t, subs, 20)
 
 	p, d := e.planDir(t, false)
-	errs := d.Offline.Unreadable(p)
+	errs := d.Unreadable(p)
 	if len(errs) != 1 || !errors.Is(errs[0], stanstore.ErrBroken) || !strings.Contains(errs[0].Error(), `channel "payments"`) || !strings.Contains(errs[0].Error(), subs) {
 		t.Errorf("unreadable channels %v, want one ErrBroken naming payments and %s", errs, subs)
 	}
@@ -155,7 +153,7 @@ func TestPlanFromDirWithBrokenChannel(t *testing.T) {
 	}
 
 	p, d = e.planDir(t, true)
-	if errs := d.Offline.Unreadable(p); len(errs) != 0 {
+	if errs := d.Unreadable(p); len(errs) != 0 {
 		t.Errorf("with SkipBroken, still unreadable: %v", errs)
 	}
 	if c := p.Channel("payments"); c == nil || !c.Skip {
@@ -173,13 +171,7 @@ func TestPlanFromDirWithBrokenChannel(t *testing.T) {
 	}
 
 	// The directory knows its cluster: a different --cluster is refused.
-	st, err := stanstore.Open(context.Background(), e.copy, stanstore.Options{Limits: e.seeded.Spec.StoreLimits()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	_, err = plan.DiscoverDir(context.Background(), plan.DirConfig{Store: st, ClusterID: "other-cluster",
-		Target: conn.Side{Name: "JetStream", URL: e.js.URL()}})
+	_, err := dir.Open(context.Background(), e.copy, dir.Options{Limits: e.seeded.Spec.StoreLimits(), ClusterID: "other-cluster"})
 	if !errors.Is(err, conn.ErrWrongCluster) || !strings.Contains(err.Error(), embedded.ClusterID) {
 		t.Errorf("wrong cluster: %v, want ErrWrongCluster naming %q", err, embedded.ClusterID)
 	}

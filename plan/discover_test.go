@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
-	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/report"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -93,11 +93,8 @@ func TestPlanListsAllThreeThousandChannelsAcrossPages(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
-	d, err := plan.Discover(ctx, plan.Config{
-		ClusterID: st.ClusterID(), STAN: conn.Side{Name: "STAN", URL: st.URL()},
-		Monitor: monitor.New(st.MonitorURL(), nil), MonitorURL: st.MonitorURL(),
-		Target: conn.Side{Name: "JetStream", URL: js.URL()},
-	})
+	src := testenv.Monitored(t, st.ClusterID(), st.URL(), st.MonitorURL())
+	d, err := plan.Discover(ctx, src, conn.Side{Name: "JetStream", URL: js.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,18 +11,13 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stanmigrate/stanmigrate/internal/atomicfile"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 	"github.com/stanmigrate/stanmigrate/internal/yamlnode"
 )
 
 // ErrInvalid marks a plan file that cannot be used as written.
 var ErrInvalid = errors.New("invalid plan")
-
-// Header sets for migrated messages.
-const (
-	HeadersFull    = "full"    // Nats-Msg-Id plus the three Nats-Streaming-* headers
-	HeadersMinimal = "minimal" // Nats-Msg-Id and Nats-Streaming-Timestamp only
-)
 
 // Save writes the plan as YAML, atomically, readable only by its owner.
 func Save(path string, p *Plan) error {
@@ -126,10 +121,10 @@ func (p *Plan) Validate(name string) error {
 	}
 	switch p.Headers {
 	case "":
-		p.Headers = HeadersFull
-	case HeadersFull, HeadersMinimal:
+		p.Headers = jsformat.HeadersFull
+	case jsformat.HeadersFull, jsformat.HeadersMinimal:
 	default:
-		bad("", "headers %q: use %q or %q", p.Headers, HeadersFull, HeadersMinimal)
+		bad("", "headers %q: use %q or %q", p.Headers, jsformat.HeadersFull, jsformat.HeadersMinimal)
 	}
 	seenChan := map[string]bool{}
 	streams := map[string]string{}
@@ -225,12 +220,12 @@ func (p *Plan) Validate(name string) error {
 				bad(dkey, "%s: ack_wait must be positive", d.Describe(c.Name))
 			}
 			switch d.Position {
-			case PositionExact, PositionProbe:
+			case jsformat.Exact, jsformat.Probe:
 			case "":
 				if d.Pending > 0 {
-					d.Position = PositionProbe
+					d.Position = jsformat.Probe
 				} else {
-					d.Position = PositionExact
+					d.Position = jsformat.Exact
 				}
 			default:
 				bad(dkey, "%s: position %q: use exact or probe", d.Describe(c.Name), d.Position)

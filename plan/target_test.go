@@ -6,19 +6,20 @@ import (
 	"time"
 
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
 // oneChannel is channel "orders" (sequences 1..10 of cluster "prod") with
 // one offline durable, billing/invoicer, caught up to 6 (exact start 7),
 // max_inflight 100 and ack_wait 30s, against a target holding target.
-func oneChannel(target plan.TargetState) *plan.Discovery {
-	return &plan.Discovery{
-		ClusterID: "prod",
-		Channels: []*monitor.Channelz{{Name: "orders", Msgs: 10, Bytes: 1000, FirstSeq: 1, LastSeq: 10, Subscriptions: []*monitor.Subscriptionz{
+func oneChannel(target plan.TargetState) *seen {
+	return &seen{
+		info: source.Info{ClusterID: "prod"},
+		channels: []*monitor.Channelz{{Name: "orders", Msgs: 10, Bytes: 1000, FirstSeq: 1, LastSeq: 10, Subscriptions: []*monitor.Subscriptionz{
 			{ClientID: "billing", DurableName: "invoicer", IsDurable: true, IsOffline: true, MaxInflight: 100, AckWait: 30, LastSent: 6},
 		}}},
-		Target: target,
+		target: target,
 	}
 }
 
@@ -65,7 +66,7 @@ func TestExistingStreamIsResumedOnlyWhenItIsOurs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := plan.Build(oneChannel(plan.TargetState{Streams: []plan.ExistingStream{tt.stream}}), plan.Options{})
+			p := plan.Build(oneChannel(plan.TargetState{Streams: []plan.ExistingStream{tt.stream}}).discovery(), plan.Options{})
 			fs := findingsOn(p, `stream "orders"`)
 			if len(fs) != 1 || fs[0].Severity != tt.severity || !strings.Contains(fs[0].Message, tt.contains) {
 				t.Fatalf("want one %s containing %q, got %+v", tt.severity, tt.contains, fs)
@@ -109,7 +110,7 @@ func TestExistingConsumerIsReusedOnlyWhenIdentical(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := ours(func(s *plan.ExistingStream) { s.Consumers = []plan.ExistingConsumer{tt.consumer} })
-			p := plan.Build(oneChannel(plan.TargetState{Streams: []plan.ExistingStream{s}}), plan.Options{})
+			p := plan.Build(oneChannel(plan.TargetState{Streams: []plan.ExistingStream{s}}).discovery(), plan.Options{})
 			fs := findingsOn(p, `consumer "billing_invoicer"`)
 			if len(fs) != 1 || fs[0].Severity != tt.severity || !strings.Contains(fs[0].Message, tt.contains) {
 				t.Fatalf("want one %s containing %q, got %+v", tt.severity, tt.contains, fs)
@@ -144,8 +145,8 @@ func TestAccountLimitsTooSmallForThePlanAreBlockers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := oneChannel(tt.target)
-			d.Limits.ChannelLimits = tt.limits
-			p := plan.Build(d, plan.Options{})
+			d.limits.ChannelLimits = tt.limits
+			p := plan.Build(d.discovery(), plan.Options{})
 			b := p.Blockers()
 			if tt.contains == "" {
 				if len(b) != 0 {
@@ -160,14 +161,14 @@ func TestAccountLimitsTooSmallForThePlanAreBlockers(t *testing.T) {
 	}
 	t.Run("consumers are counted per stream", func(t *testing.T) {
 		d := oneChannel(plan.TargetState{MaxConsumers: 1})
-		second := *d.Channels[0]
+		second := *d.channels[0]
 		second.Name = "refunds"
-		d.Channels = append(d.Channels, &second)
-		if b := plan.Build(d, plan.Options{}).Blockers(); len(b) != 0 {
+		d.channels = append(d.channels, &second)
+		if b := plan.Build(d.discovery(), plan.Options{}).Blockers(); len(b) != 0 {
 			t.Fatalf("two streams with one consumer each fit an account allowing 1 consumer per stream, got %+v", b)
 		}
-		d.Channels[0].Subscriptions = append(d.Channels[0].Subscriptions, &monitor.Subscriptionz{ClientID: "audit", DurableName: "trail", IsDurable: true, IsOffline: true, MaxInflight: 100, AckWait: 30})
-		b := plan.Build(d, plan.Options{}).Blockers()
+		d.channels[0].Subscriptions = append(d.channels[0].Subscriptions, &monitor.Subscriptionz{ClientID: "audit", DurableName: "trail", IsDurable: true, IsOffline: true, MaxInflight: 100, AckWait: 30})
+		b := plan.Build(d.discovery(), plan.Options{}).Blockers()
 		if len(b) != 1 || !strings.Contains(b[0].Message, "orders (2)") {
 			t.Fatalf("want a blocker naming orders and its 2 durables, got %+v", b)
 		}
@@ -185,11 +186,11 @@ func TestCollidingStreamNamesAreBlockers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.channels, ","), func(t *testing.T) {
-			d := &plan.Discovery{ClusterID: "prod"}
+			d := &seen{info: source.Info{ClusterID: "prod"}}
 			for _, n := range tt.channels {
-				d.Channels = append(d.Channels, &monitor.Channelz{Name: n, Msgs: 1, Bytes: 1, FirstSeq: 1, LastSeq: 1})
+				d.channels = append(d.channels, &monitor.Channelz{Name: n, Msgs: 1, Bytes: 1, FirstSeq: 1, LastSeq: 1})
 			}
-			b := plan.Build(d, plan.Options{}).Blockers()
+			b := plan.Build(d.discovery(), plan.Options{}).Blockers()
 			if len(b) != 1 || !strings.Contains(b[0].Message, tt.contains) {
 				t.Fatalf("want one blocker containing %q, got %+v", tt.contains, b)
 			}
@@ -209,7 +210,7 @@ func TestSubjectsOverlappingAnExistingStreamAreBlockers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.subjects, " "), func(t *testing.T) {
-			p := plan.Build(oneChannel(plan.TargetState{Streams: []plan.ExistingStream{{Name: "LEGACY", Subjects: tt.subjects}}}), plan.Options{})
+			p := plan.Build(oneChannel(plan.TargetState{Streams: []plan.ExistingStream{{Name: "LEGACY", Subjects: tt.subjects}}}).discovery(), plan.Options{})
 			b := p.Blockers()
 			if tt.overlap == "" {
 				if len(b) != 0 {

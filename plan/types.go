@@ -9,16 +9,13 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/source"
 )
 
 // FormatVersion is the plan file version this build reads and writes.
 const FormatVersion = 1
-
-// Position says how a durable's start sequence is known.
-const (
-	PositionExact = "exact" // from monitoring: nothing pending
-	PositionProbe = "probe" // pending messages: probed at migrate time
-)
 
 // Consumer delivery modes.
 const (
@@ -109,23 +106,21 @@ type Limits struct {
 
 // Durable maps one STAN durable (plain or queue group) onto a consumer.
 type Durable struct {
-	ClientID    string   `yaml:"client_id,omitempty" json:"client_id,omitempty"`
-	Durable     string   `yaml:"durable" json:"durable"`
-	QueueGroup  string   `yaml:"queue_group,omitempty" json:"queue_group,omitempty"`
-	Members     []string `yaml:"members,omitempty" json:"members,omitempty"`
-	Consumer    string   `yaml:"consumer" json:"consumer"`
-	Mode        string   `yaml:"mode" json:"mode"`
-	DeliverTo   string   `yaml:"deliver_subject,omitempty" json:"deliver_subject,omitempty"`
-	Skip        bool     `yaml:"skip,omitempty" json:"skip,omitempty"`
-	MaxInflight int      `yaml:"max_inflight" json:"max_inflight"`
-	AckWait     Duration `yaml:"ack_wait" json:"ack_wait"`
-	LastSent    uint64   `yaml:"last_sent" json:"last_sent"`
-	Pending     int      `yaml:"pending_count" json:"pending_count"`
-	Online      bool     `yaml:"online,omitempty" json:"online,omitempty"`
+	source.DurableID `yaml:",inline"`
+	Members          []string `yaml:"members,omitempty" json:"members,omitempty"`
+	Consumer         string   `yaml:"consumer" json:"consumer"`
+	Mode             string   `yaml:"mode" json:"mode"`
+	DeliverTo        string   `yaml:"deliver_subject,omitempty" json:"deliver_subject,omitempty"`
+	Skip             bool     `yaml:"skip,omitempty" json:"skip,omitempty"`
+	MaxInflight      int      `yaml:"max_inflight" json:"max_inflight"`
+	AckWait          Duration `yaml:"ack_wait" json:"ack_wait"`
+	LastSent         uint64   `yaml:"last_sent" json:"last_sent"`
+	Pending          int      `yaml:"pending_count" json:"pending_count"`
+	Online           bool     `yaml:"online,omitempty" json:"online,omitempty"`
 	// StartSeq is the first sequence the consumer delivers: exact when
-	// Position is "exact", an upper bound until probed otherwise.
-	StartSeq uint64 `yaml:"start_seq" json:"start_seq"`
-	Position string `yaml:"position" json:"position"`
+	// Position is exact, an upper bound until probed otherwise.
+	StartSeq uint64            `yaml:"start_seq" json:"start_seq"`
+	Position jsformat.Position `yaml:"position" json:"position"`
 }
 
 // NonDurable is a subscription that will not be migrated.
@@ -159,22 +154,6 @@ type Totals struct {
 	NonDurables int    `json:"non_durables"`
 	Blockers    int    `json:"blockers"`
 	Warnings    int    `json:"warnings"`
-}
-
-// Key identifies a durable within its channel.
-func (d Durable) Key() string {
-	if d.QueueGroup != "" {
-		return "queue " + d.QueueGroup + ":" + d.Durable
-	}
-	return d.ClientID + ":" + d.Durable
-}
-
-// Describe names the durable for messages.
-func (d Durable) Describe(channel string) string {
-	if d.QueueGroup != "" {
-		return fmt.Sprintf("durable queue group %q (durable %q) on channel %q", d.QueueGroup, d.Durable, channel)
-	}
-	return fmt.Sprintf("durable %q of client %q on channel %q", d.Durable, d.ClientID, channel)
 }
 
 // Blockers returns the blocking findings.
@@ -297,4 +276,21 @@ func parseDuration(s string) (Duration, error) {
 		return 0, fmt.Errorf("negative duration %q", s)
 	}
 	return Duration(v), nil
+}
+
+// SourceChannels presents the plan's channels and durables the way a
+// source lists them: all a server without monitoring is known to hold.
+func (p *Plan) SourceChannels() []source.Channel {
+	out := make([]source.Channel, 0, len(p.Channels))
+	for _, c := range p.Channels {
+		sc := source.Channel{Name: c.Name, FirstSeq: c.FirstSeq, LastSeq: c.LastSeq, Msgs: c.Msgs, Bytes: c.Bytes}
+		for _, d := range c.Durables {
+			sc.Durables = append(sc.Durables, source.Durable{
+				DurableID: d.DurableID, Members: d.Members, Online: d.Online,
+				MaxInflight: d.MaxInflight, AckWait: d.AckWait.D(), LastSent: d.LastSent, PendingCount: d.Pending,
+			})
+		}
+		out = append(out, sc)
+	}
+	return out
 }

@@ -9,16 +9,19 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/report"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
-	"github.com/stanmigrate/stanmigrate/migrate"
-	"github.com/stanmigrate/stanmigrate/plan"
-	"github.com/stanmigrate/stanmigrate/verify"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 )
 
-func newDemoCmd(a *app) *cobra.Command {
-	var keep bool
+type demoOptions struct {
+	io   *iostreams
+	keep bool
+}
+
+func newDemoCmd(a *app, runF func(context.Context, *demoOptions) error) *cobra.Command {
+	o := &demoOptions{io: a.io}
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run plan, migrate and verify on embedded STAN and JetStream servers",
@@ -31,69 +34,65 @@ then runs plan, migrate and verify and prints what each step did.
 ` + exitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), a, keep)
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runDemo(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory (server stores, plan, state)")
+	cmd.Flags().BoolVar(&o.keep, "keep", false, "keep the temporary directory (server stores, plan, state)")
 	return cmd
 }
 
-func runDemo(ctx context.Context, a *app, keep bool) error {
+// runDemo runs the same plan, migrate and verify an operator would, with
+// the connection settings pointing at embedded servers.
+func runDemo(ctx context.Context, o *demoOptions) error {
 	root, err := os.MkdirTemp("", "stanmigrate-demo-")
 	if err != nil {
 		return err
 	}
-	if keep {
-		fmt.Fprintf(a.stderr, "demo files kept in %s\n", root)
+	if o.keep {
+		fmt.Fprintf(o.io.Err, "demo files kept in %s\n", root)
 	} else {
 		defer os.RemoveAll(root)
 	}
 	step := func(format string, args ...any) {
-		fmt.Fprintf(a.stdout, "\n== "+format+"\n\n", args...)
+		fmt.Fprintf(o.io.Out, "\n== "+format+"\n\n", args...)
 	}
 	step("1/4 starting embedded STAN (file store) and JetStream, seeding channels and durables")
+	spec := fixture.Demo()
+	pair, err := embedded.StartPair(root, spec.StoreLimits())
+	if err != nil {
+		return err
+	}
+	defer pair.Stop()
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	env, err := testenv.Start(sctx, root, fixture.Demo())
+	seeded, err := fixture.Seed(sctx, pair.STAN.URL(), pair.STAN.ClusterID(), spec, fixture.WithMonitor(pair.STAN.MonitorURL()))
 	cancel()
 	if err != nil {
-		return err
+		return fmt.Errorf("seed the demo's channels: %w", err)
 	}
-	defer env.Stop()
-	fmt.Fprintf(a.stdout, "STAN %s (cluster %q, monitoring %s)\nJetStream %s (nats-server %s)\n",
-		env.Pair.STAN.URL(), env.Pair.STAN.ClusterID(), env.Pair.STAN.MonitorURL(), env.Pair.JetStream.URL(), env.Pair.JetStream.Version())
+	defer seeded.Close()
+	fmt.Fprintf(o.io.Out, "STAN %s (cluster %q, monitoring %s)\nJetStream %s (nats-server %s)\n",
+		pair.STAN.URL(), pair.STAN.ClusterID(), pair.STAN.MonitorURL(), pair.JetStream.URL(), pair.JetStream.Version())
 
-	step("2/4 stanmigrate plan")
-	p, err := env.Plan(ctx)
-	if err != nil {
-		return err
+	g := &globalOptions{
+		stan: conn.Side{Name: "STAN", URL: pair.STAN.URL()}, nats: conn.Side{Name: "JetStream", URL: pair.JetStream.URL()},
+		cluster: pair.STAN.ClusterID(), monitorURL: pair.STAN.MonitorURL(),
 	}
 	planFile := filepath.Join(root, "plan.yaml")
-	if err := plan.Save(planFile, p); err != nil {
+	step("2/4 stanmigrate plan -o %s", planFile)
+	if err := runPlan(ctx, &planOptions{io: o.io, global: g, output: planFile, format: report.Table, replicas: 1, headers: "full"}); err != nil {
 		return err
 	}
-	if err := report.Plan(a.stdout, p, report.Table); err != nil {
-		return err
-	}
-
 	step("3/4 stanmigrate migrate --plan %s", planFile)
-	mo := env.MigrateOptions()
-	prog := newProgress(a.stderr, a.terminal, false)
-	mo.Reporter = prog
-	sum, err := migrate.Run(ctx, p, mo)
-	prog.Close()
-	report.Migration(a.stdout, sum)
-	if err != nil {
+	if err := runMigrate(ctx, &migrateOptions{io: o.io, global: g, planFile: planFile, positions: "exact"}); err != nil {
 		return err
 	}
-
 	step("4/4 stanmigrate verify --plan %s", planFile)
-	rep, err := verify.Run(ctx, p, env.VerifyOptions())
-	if rep != nil {
-		report.Verification(a.stdout, rep)
-	}
-	if err != nil {
+	if err := runVerify(ctx, &verifyOptions{io: o.io, global: g, planFile: planFile}); err != nil {
 		return err
 	}
-	fmt.Fprintln(a.stdout, "\nDemo complete: every channel is a stream with the same sequences and content, every durable a consumer at its position.")
+	fmt.Fprintln(o.io.Out, "\nDemo complete: every channel is a stream with the same sequences and content, every durable a consumer at its position.")
 	return nil
 }

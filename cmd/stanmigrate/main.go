@@ -7,9 +7,9 @@ import (
 )
 
 func main() {
-	a := newApp(os.Stdout, os.Stderr)
+	a := newApp(os.Stdout, os.Stderr, isTerminal(os.Stderr))
 	ctx, stop := a.interrupts.watch(context.Background())
-	defer stop()
-	err := newRootCmd(a).ExecuteContext(ctx)
-	os.Exit(a.finish(err))
+	code := a.execute(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -9,12 +10,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/report"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
 type migrateOptions struct {
+	io         *iostreams
+	global     *globalOptions
+	interrupts *interrupts
+
 	planFile  string
 	stateDir  string
 	parallel  int
@@ -25,7 +31,7 @@ type migrateOptions struct {
 	status    bool
 	window    int
 	positions string
-	dir       dirOptions // offline source (standir.go)
+	dir       dirOptions
 }
 
 // defaultStateDir keeps checkpoints beside the plan they belong to.
@@ -36,8 +42,8 @@ func defaultStateDir(planFile string) string {
 	return strings.TrimSuffix(planFile, filepath.Ext(planFile)) + ".state"
 }
 
-func newMigrateCmd(a *app, g *globalOptions) *cobra.Command {
-	o := &migrateOptions{}
+func newMigrateCmd(a *app, g *globalOptions, runF func(context.Context, *migrateOptions) error) *cobra.Command {
+	o := &migrateOptions{io: a.io, global: g, interrupts: a.interrupts}
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Execute a plan: streams, messages by sequence, then consumers (resumable)",
@@ -54,92 +60,17 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 ` + exitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.stateDir == "" {
-				o.stateDir = defaultStateDir(o.planFile)
-			}
-			if o.status {
-				cps, err := migrate.State{Dir: o.stateDir}.All()
-				if err != nil {
-					return err
-				}
-				report.Status(a.stdout, cps)
-				return nil
-			}
 			if err := o.dir.resolve(cmd.Flags()); err != nil {
 				return err
 			}
-			if o.dir.dir != "" && o.follow {
-				return usageError{errors.New("--follow needs a running STAN server: a store directory does not grow")}
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
-			if o.positions != "exact" && o.positions != "lowest-unacked" {
-				return usageError{fmt.Errorf("--positions is %q: use exact or lowest-unacked", o.positions)}
-			}
-			if o.untilIdle > 0 && !o.follow {
-				return usageError{errors.New("--until-idle needs --follow")}
-			}
-			ctx := cmd.Context()
-			var p *plan.Plan
-			var err error
-			if o.planFile != "" {
-				p, err = plan.Load(o.planFile)
-				if err == nil {
-					err = g.applyPlanAuth(p)
-				}
-			} else {
-				p, err = makePlan(ctx, g, &planOptions{replicas: 1, headers: plan.HeadersFull, dir: o.dir})
-				if err == nil {
-					err = plan.Save(filepath.Join(o.stateDir, "plan.yaml"), p)
-				}
-			}
-			if err != nil {
-				return err
-			}
-			mo := migrate.Options{
-				ClusterID:   g.cluster,
-				Source:      g.stan,
-				Target:      g.nats,
-				Monitor:     g.monitor(),
-				StateDir:    o.stateDir,
-				Parallel:    o.parallel,
-				Window:      o.window,
-				Follow:      o.follow,
-				IdleFinish:  o.untilIdle,
-				AtLeastOnce: o.positions == "lowest-unacked",
-			}
-			if o.dir.dir != "" {
-				st, _, err := o.dir.open(ctx, g.explicitCluster())
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				skipUnreadable(a.stderr, p, st, o.dir.skipBroken)
-				mo.Offline, mo.Monitor, mo.ClusterID = st, nil, st.ClusterID()
-			}
-			prog := newProgress(a.stderr, a.terminal, o.quiet || o.json)
-			finish := make(chan struct{})
-			if o.follow {
-				a.interrupts.onFinish(func() {
-					fmt.Fprintln(a.stderr, "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
-					close(finish)
-				})
-			}
-			mo.Finish, mo.Reporter = finish, prog
-			sum, err := migrate.Run(ctx, p, mo)
-			prog.Close()
-			if sum != nil {
-				if o.json {
-					if jerr := report.JSONTo(a.stdout, sum); jerr != nil {
-						return jerr
-					}
-				} else {
-					report.Migration(a.stdout, sum)
-				}
-			}
-			return err
+			return runMigrate(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.planFile, "plan", "", "plan file from `stanmigrate plan` (default: plan now with defaults)")
+	f.StringVar(&o.planFile, "plan", "", "plan file written by the plan command (default: plan now with defaults)")
 	f.StringVar(&o.stateDir, "state", "", "checkpoint directory (default: beside the plan, <plan>.state)")
 	f.IntVar(&o.parallel, "parallel", 0, "channels migrated at once (default: 8, or the number of CPUs if higher)")
 	f.IntVar(&o.window, "window", 0, "publishes awaiting a JetStream ack per channel (default 8192; payload in flight is also capped at 32 MiB across all channels)")
@@ -153,25 +84,71 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 	return cmd
 }
 
-func newStatusCmd(a *app, g *globalOptions) *cobra.Command {
-	var planFile, stateDir string
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show per-channel migration progress from the state directory",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if stateDir == "" {
-				stateDir = defaultStateDir(planFile)
-			}
-			cps, err := migrate.State{Dir: stateDir}.All()
-			if err != nil {
-				return err
-			}
-			report.Status(a.stdout, cps)
-			return nil
-		},
+func runMigrate(ctx context.Context, o *migrateOptions) error {
+	if o.stateDir == "" {
+		o.stateDir = defaultStateDir(o.planFile)
 	}
-	cmd.Flags().StringVar(&planFile, "plan", "", "plan file (its state directory is <plan>.state)")
-	cmd.Flags().StringVar(&stateDir, "state", "", "checkpoint directory")
-	return cmd
+	if o.status {
+		return runStatus(ctx, &statusOptions{io: o.io, stateDir: o.stateDir})
+	}
+	if o.dir.dir != "" && o.follow {
+		return usageError{errors.New("--follow needs a running STAN server: a store directory does not grow")}
+	}
+	if o.positions != "exact" && o.positions != "lowest-unacked" {
+		return usageError{fmt.Errorf("--positions is %q: use exact or lowest-unacked", o.positions)}
+	}
+	if o.untilIdle > 0 && !o.follow {
+		return usageError{errors.New("--until-idle needs --follow")}
+	}
+	g := o.global
+	var p *plan.Plan
+	var err error
+	if o.planFile != "" {
+		p, err = g.loadPlan(o.planFile)
+	} else {
+		p, err = makePlan(ctx, &planOptions{io: o.io, global: g, replicas: 1, headers: jsformat.HeadersFull, dir: o.dir})
+		if err == nil {
+			err = plan.Save(filepath.Join(o.stateDir, "plan.yaml"), p)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	src, err := g.openSource(ctx, o.dir, p, 1)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	skipUnreadable(ctx, o.io.Err, p, src, o.dir.skipBroken)
+
+	prog := newProgress(o.io, "migrating", o.quiet || o.json)
+	finish := make(chan struct{})
+	if o.follow && o.interrupts != nil {
+		o.interrupts.onFinish(func() {
+			fmt.Fprintln(o.io.Err, "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
+			close(finish)
+		})
+	}
+	sum, err := migrate.Run(ctx, src, p, migrate.Options{
+		Target:      g.nats,
+		StateDir:    o.stateDir,
+		Parallel:    o.parallel,
+		Window:      o.window,
+		Follow:      o.follow,
+		Finish:      finish,
+		IdleFinish:  o.untilIdle,
+		AtLeastOnce: o.positions == "lowest-unacked",
+		Reporter:    prog,
+	})
+	prog.Close()
+	if sum != nil {
+		if o.json {
+			if jerr := report.JSONTo(o.io.Out, sum); jerr != nil {
+				return jerr
+			}
+		} else {
+			report.Migration(o.io.Out, sum)
+		}
+	}
+	return err
 }

@@ -8,22 +8,26 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/report"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
 type planOptions struct {
+	io     *iostreams
+	global *globalOptions
+
 	output   string
 	include  []string
 	exclude  []string
 	format   string
 	replicas int
 	headers  string
-	dir      dirOptions // offline source (standir.go)
+	dir      dirOptions
 }
 
-func newPlanCmd(a *app, g *globalOptions) *cobra.Command {
-	o := &planOptions{}
+func newPlanCmd(a *app, g *globalOptions, runF func(context.Context, *planOptions) error) *cobra.Command {
+	o := &planOptions{io: a.io, global: g}
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Discover channels and durables and write an editable plan (changes nothing)",
@@ -38,27 +42,10 @@ blocked. It changes nothing on either server.
 			if err := o.dir.resolve(cmd.Flags()); err != nil {
 				return err
 			}
-			switch o.format {
-			case report.Table, report.JSON, report.Markdown:
-			default:
-				return usageError{fmt.Errorf("--format %q: use table, json or markdown", o.format)}
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
-			p, err := makePlan(cmd.Context(), g, o)
-			if err != nil {
-				return err
-			}
-			if o.output != "" && o.output != "-" {
-				if err := plan.Save(o.output, p); err != nil {
-					return err
-				}
-			}
-			if err := report.Plan(a.stdout, p, o.format); err != nil {
-				return err
-			}
-			if o.output != "" && o.output != "-" && o.format == report.Table {
-				fmt.Fprintf(a.stderr, "\nplan written to %s: review it, then run `stanmigrate migrate --plan %s`\n", o.output, o.output)
-			}
-			return nil
+			return runPlan(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -68,37 +55,65 @@ blocked. It changes nothing on either server.
 	f.StringVar(&o.format, "format", report.Table, "report format: table, json or markdown")
 	f.IntVar(&o.replicas, "replicas", 1, "stream replicas on the target (1, 3 or 5)")
 	o.dir.addFlags(f)
-	f.StringVar(&o.headers, "headers", plan.HeadersFull, "migration headers: full (Msg-Id, channel, sequence, timestamp) or minimal (Msg-Id, timestamp)")
+	f.StringVar(&o.headers, "headers", jsformat.HeadersFull, "migration headers: full (Msg-Id, channel, sequence, timestamp) or minimal (Msg-Id, timestamp)")
 	return cmd
 }
 
-// makePlan discovers both servers and maps them with the given options.
-func makePlan(ctx context.Context, g *globalOptions, o *planOptions) (*plan.Plan, error) {
-	if o.dir.dir != "" {
-		return planFromDir(ctx, g, o)
+func runPlan(ctx context.Context, o *planOptions) error {
+	switch o.format {
+	case report.Table, report.JSON, report.Markdown:
+	default:
+		return usageError{fmt.Errorf("--format %q: use table, json or markdown", o.format)}
 	}
-	mon := g.monitor()
-	if mon == nil {
-		return nil, usageError{errors.New("planning needs the STAN monitoring endpoint (--stan-monitor); without it, write the plan file by hand (see README) and pass it to migrate with --plan")}
+	p, err := makePlan(ctx, o)
+	if err != nil {
+		return err
 	}
+	if o.output != "" && o.output != "-" {
+		if err := plan.Save(o.output, p); err != nil {
+			return err
+		}
+	}
+	if err := report.Plan(o.io.Out, p, o.format); err != nil {
+		return err
+	}
+	if o.output != "" && o.output != "-" && o.format == report.Table {
+		fmt.Fprintf(o.io.Err, "\nplan written to %s: review it, then run `stanmigrate migrate --plan %s`\n", o.output, o.output)
+	}
+	return nil
+}
+
+// makePlan discovers the source and the target and maps them.
+func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
 	if o.replicas < 1 || o.replicas > 5 {
 		return nil, usageError{fmt.Errorf("--replicas %d: use 1 to 5", o.replicas)}
 	}
-	if o.headers != plan.HeadersFull && o.headers != plan.HeadersMinimal {
+	if o.headers != jsformat.HeadersFull && o.headers != jsformat.HeadersMinimal {
 		return nil, usageError{fmt.Errorf("--headers %q: use full or minimal", o.headers)}
 	}
-	d, err := plan.Discover(ctx, plan.Config{
-		ClusterID: g.cluster, STAN: g.stan, Monitor: mon, MonitorURL: g.monitorURL, Target: g.nats,
-	})
+	g := o.global
+	src, err := g.openSource(ctx, o.dir, nil, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	d, err := plan.Discover(ctx, src, g.nats)
 	if err != nil {
 		return nil, err
 	}
 	p := plan.Build(d, plan.Options{
 		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Headers: o.headers, Now: time.Now(),
+		SkipBroken: o.dir.skipBroken,
 	})
+	if errs := d.Unreadable(p); len(errs) > 0 {
+		return nil, usageError{fmt.Errorf("%d channel(s) cannot be read from %s; pass --skip-broken to plan the other channels and skip these:\n%w",
+			len(errs), d.Source.Name, errors.Join(errs...))}
+	}
 	// References only (paths, a context name): migrate and verify reuse
 	// them when no security flag is given.
-	p.Source.Auth = authRefs(g.stan, g.monitorCA)
+	if o.dir.dir == "" {
+		p.Source.Auth = authRefs(g.stan, g.monitorCA)
+	}
 	p.Target.Auth = authRefs(g.nats, "")
 	return p, nil
 }

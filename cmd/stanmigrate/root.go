@@ -63,11 +63,17 @@ file's source.auth / target.auth references apply when no such flag is given.
 			return g.resolve(cmd.Flags())
 		},
 	}
-	root.SetOut(a.stdout)
-	root.SetErr(a.stderr)
+	root.SetOut(a.io.Out)
+	root.SetErr(a.io.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.addFlags(root.PersistentFlags())
-	root.AddCommand(newPlanCmd(a, g), newMigrateCmd(a, g), newVerifyCmd(a, g), newStatusCmd(a, g), newDemoCmd(a))
+	root.AddCommand(
+		newPlanCmd(a, g, nil),
+		newMigrateCmd(a, g, nil),
+		newVerifyCmd(a, g, nil),
+		newStatusCmd(a, nil),
+		newDemoCmd(a, nil),
+	)
 	return root
 }
 

@@ -1,20 +1,32 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/report"
 	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
-func newVerifyCmd(a *app, g *globalOptions) *cobra.Command {
-	var planFile string
-	var asJSON bool
-	var sample, parallel int
-	var dir dirOptions
+type verifyOptions struct {
+	io     *iostreams
+	global *globalOptions
+
+	planFile string
+	json     bool
+	quiet    bool
+	sample   int
+	parallel int
+	dir      dirOptions
+}
+
+func newVerifyCmd(a *app, g *globalOptions, runF func(context.Context, *verifyOptions) error) *cobra.Command {
+	o := &verifyOptions{io: a.io, global: g}
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Compare every channel with its stream and every durable with its consumer",
@@ -30,57 +42,65 @@ naming the channel and the first differing sequences: made for CI.
 ` + exitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := dir.resolve(cmd.Flags()); err != nil {
+			if err := o.dir.resolve(cmd.Flags()); err != nil {
 				return err
 			}
-			if sample < 0 {
-				return usageError{fmt.Errorf("--sample %d: use a positive number of sequences per channel", sample)}
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
-			ctx := cmd.Context()
-			var p *plan.Plan
-			var err error
-			if planFile != "" {
-				p, err = plan.Load(planFile)
-				if err == nil {
-					err = g.applyPlanAuth(p)
-				}
-			} else {
-				p, err = makePlan(ctx, g, &planOptions{replicas: 1, headers: plan.HeadersFull, dir: dir})
-			}
-			if err != nil {
-				return err
-			}
-			o := verify.Options{
-				ClusterID: g.cluster, Source: g.stan, Target: g.nats, Monitor: g.monitor(),
-				Sample: sample, Parallel: parallel,
-			}
-			if dir.dir != "" {
-				st, _, err := dir.open(ctx, p.Source.ClusterID)
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				skipUnreadable(a.stderr, p, st, dir.skipBroken)
-				o.Store, o.Monitor = st, nil
-			}
-			rep, err := verify.Run(ctx, p, o)
-			if rep != nil {
-				if asJSON {
-					if jerr := report.JSONTo(a.stdout, rep); jerr != nil {
-						return jerr
-					}
-				} else {
-					report.Verification(a.stdout, rep)
-				}
-			}
-			return err
+			return runVerify(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&planFile, "plan", "", "plan file (default: plan now with defaults)")
-	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	f.IntVar(&sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
-	f.IntVar(&parallel, "parallel", 0, "channels verified at once (default: number of CPUs)")
-	dir.addFlags(f)
+	f.StringVar(&o.planFile, "plan", "", "plan file (default: plan now with defaults)")
+	f.BoolVar(&o.json, "json", false, "print the report as JSON (no progress output)")
+	f.BoolVar(&o.quiet, "quiet", false, "no progress output")
+	f.IntVar(&o.sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
+	f.IntVar(&o.parallel, "parallel", 0, "channels verified at once (default: number of CPUs)")
+	o.dir.addFlags(f)
 	return cmd
+}
+
+func runVerify(ctx context.Context, o *verifyOptions) error {
+	if o.sample < 0 {
+		return usageError{fmt.Errorf("--sample %d: use a positive number of sequences per channel", o.sample)}
+	}
+	g := o.global
+	var p *plan.Plan
+	var err error
+	if o.planFile != "" {
+		p, err = g.loadPlan(o.planFile)
+	} else {
+		p, err = makePlan(ctx, &planOptions{io: o.io, global: g, replicas: 1, headers: jsformat.HeadersFull, dir: o.dir})
+	}
+	if err != nil {
+		return err
+	}
+	parallel := o.parallel
+	if parallel <= 0 {
+		parallel = runtime.NumCPU()
+	}
+	// One STAN session per channel verified at once: a session is one
+	// connection whose messages one goroutine hands out.
+	src, err := g.openSource(ctx, o.dir, p, parallel)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	skipUnreadable(ctx, o.io.Err, p, src, o.dir.skipBroken)
+	prog := newProgress(o.io, "verifying", o.quiet || o.json)
+	rep, err := verify.Run(ctx, src, p, verify.Options{
+		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: verifyProgress{prog},
+	})
+	prog.Close()
+	if rep != nil {
+		if o.json {
+			if jerr := report.JSONTo(o.io.Out, rep); jerr != nil {
+				return jerr
+			}
+		} else {
+			report.Verification(o.io.Out, rep)
+		}
+	}
+	return err
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -58,7 +59,7 @@ func Plan(w io.Writer, p *plan.Plan, format string) error {
 }
 
 func durablePosition(d plan.Durable) string {
-	if d.Position == plan.PositionProbe {
+	if d.Position == jsformat.Probe {
 		return fmt.Sprintf("probed at migrate time (%d pending, ≤ %d)", d.Pending, d.StartSeq)
 	}
 	return fmt.Sprintf("%d (exact)", d.StartSeq)

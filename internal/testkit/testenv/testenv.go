@@ -14,9 +14,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/source/live"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
@@ -60,12 +61,20 @@ func (e *Env) Target() conn.Side { return conn.Side{Name: "JetStream", URL: e.Pa
 // Monitor is a monitoring client for the STAN server.
 func (e *Env) Monitor() *monitor.Client { return monitor.New(e.Pair.STAN.MonitorURL(), nil) }
 
+// Source is the STAN server as a monitored source; the caller closes it.
+func (e *Env) Source(ctx context.Context) (*live.Monitored, error) {
+	return live.NewMonitored(ctx, live.Options{ClusterID: e.Pair.STAN.ClusterID(), STAN: e.STAN()},
+		e.Monitor(), e.Pair.STAN.MonitorURL())
+}
+
 // Plan discovers and maps with default options.
 func (e *Env) Plan(ctx context.Context) (*plan.Plan, error) {
-	d, err := plan.Discover(ctx, plan.Config{
-		ClusterID: e.Pair.STAN.ClusterID(), STAN: e.STAN(), Monitor: e.Monitor(),
-		MonitorURL: e.Pair.STAN.MonitorURL(), Target: e.Target(),
-	})
+	src, err := e.Source(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	d, err := plan.Discover(ctx, src, e.Target())
 	if err != nil {
 		return nil, err
 	}
@@ -74,10 +83,29 @@ func (e *Env) Plan(ctx context.Context) (*plan.Plan, error) {
 
 // MigrateOptions are the options migrate needs for this environment.
 func (e *Env) MigrateOptions() migrate.Options {
-	return migrate.Options{
-		ClusterID: e.Pair.STAN.ClusterID(), Source: e.STAN(), Target: e.Target(),
-		Monitor: e.Monitor(), StateDir: filepath.Join(e.Root, "state"),
+	return migrate.Options{Target: e.Target(), StateDir: filepath.Join(e.Root, "state")}
+}
+
+// Src is the STAN server as a monitored source for a test, closed when
+// the test ends.
+func (e *Env) Src(t testing.TB) *live.Monitored {
+	t.Helper()
+	return Monitored(t, e.Pair.STAN.ClusterID(), e.Pair.STAN.URL(), e.Pair.STAN.MonitorURL())
+}
+
+// Monitored is a monitored live source for a test, closed when the test
+// ends.
+func Monitored(t testing.TB, clusterID, stanURL, monitorURL string) *live.Monitored {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	src, err := live.NewMonitored(ctx, live.Options{ClusterID: clusterID, STAN: conn.Side{Name: "STAN", URL: stanURL}},
+		monitor.New(monitorURL, nil), monitorURL)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { src.Close() })
+	return src
 }
 
 // StartFixture starts an environment seeded from a fixture file for a

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/plan"
+	"github.com/stanmigrate/stanmigrate/verify"
+)
+
+// Exit codes, as in the spec and every command's help.
+const (
+	exitOK          = 0
+	exitFailed      = 1 // differences found, or the migration failed
+	exitBadInput    = 2 // bad usage or input, server unreachable
+	exitInterrupted = 130
+)
+
+const exitCodesHelp = `Exit codes:
+  0    success
+  1    verification found differences, or the migration failed
+  2    bad usage or bad input (unreadable plan, invalid names, server unreachable)
+  130  interrupted (state saved; re-run to resume)`
+
+// usageError marks errors in how the command was called.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+// badInput are the errors that mean "fix the input", exit 2.
+var badInput = []error{
+	plan.ErrInvalid,
+	migrate.ErrBlocked,
+	migrate.ErrChannelGone,
+	migrate.ErrUnreadable,
+	conn.ErrUnreachable,
+	conn.ErrAuth,
+	conn.ErrPermission,
+	conn.ErrTLS,
+	monitor.ErrTLS,
+	conn.ErrWrongCluster,
+	conn.ErrNoJetStream,
+	conn.ErrBadConfig,
+}
+
+// exitCode is the one place errors become exit codes.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.Is(err, verify.ErrDifferences):
+		return exitFailed
+	case errors.As(err, new(usageError)):
+		return exitBadInput
+	}
+	for _, e := range badInput {
+		if errors.Is(err, e) {
+			return exitBadInput
+		}
+	}
+	return exitFailed
+}

@@ -1,0 +1,180 @@
+// Package jsformat is what stanmigrate writes onto JetStream and reads back:
+// the headers on migrated messages, the deduplication id, the metadata
+// keys on the streams and consumers it creates, and the values that record
+// how a consumer's start position was learned. migrate writes this format,
+// plan and verify read it; keeping it in one leaf package means a reader
+// never has to import the writer to understand what was written (as a
+// backup tool keeps its repository format apart from backup and check).
+package jsformat
+
+import (
+	"strconv"
+	"time"
+)
+
+// Headers on every migrated message.
+const (
+	// HdrTimestamp is the original STAN timestamp (RFC 3339 with
+	// nanoseconds): JetStream stamps its own time on each message.
+	HdrTimestamp = "Nats-Streaming-Timestamp"
+	// HdrChannel and HdrSequence are stan2js's other two headers, kept
+	// for applications written against data stan2js migrated.
+	HdrChannel  = "Nats-Streaming-Channel"
+	HdrSequence = "Nats-Streaming-Sequence"
+	// HdrMsgID is JetStream's deduplication header.
+	HdrMsgID = "Nats-Msg-Id"
+	// HdrExpectedLastSeq makes JetStream refuse a message unless the
+	// stream's last sequence is the given one: with one writer per
+	// stream, stream sequence == channel sequence, and a resend is
+	// answered "wrong last sequence" instead of being stored twice.
+	HdrExpectedLastSeq = "Nats-Expected-Last-Sequence"
+	// HdrGap marks a placeholder that keeps stream sequence == channel
+	// sequence across a sequence STAN no longer has; migrate deletes it
+	// once stored.
+	HdrGap = "Stanmigrate-Gap"
+)
+
+// Header sets a plan can choose.
+const (
+	HeadersFull    = "full"    // Msg-Id plus the three Nats-Streaming-* headers
+	HeadersMinimal = "minimal" // Msg-Id and the timestamp only
+)
+
+// Timestamp formats a STAN timestamp (nanoseconds since the epoch) for
+// HdrTimestamp.
+func Timestamp(unixNano int64) string {
+	return time.Unix(0, unixNano).UTC().Format(time.RFC3339Nano)
+}
+
+// MsgID is the deduplication id of a migrated message.
+func MsgID(cluster, channel string, seq uint64) string {
+	return MsgIDPrefix(cluster, channel) + strconv.FormatUint(seq, 10)
+}
+
+// MsgIDPrefix is the part of MsgID shared by every message of a channel,
+// so the replay loop builds each id with a single concatenation.
+func MsgIDPrefix(cluster, channel string) string { return cluster + ":" + channel + ":" }
+
+// Metadata keys. Streams and consumers stanmigrate creates record their
+// origin under these keys; anything without them was not made by us.
+const (
+	metaPrefix = "stanmigrate."
+	// MetaChannel (streams and consumers) names the STAN channel.
+	MetaChannel = metaPrefix + "channel"
+	// MetaCluster (streams) names the STAN cluster id.
+	MetaCluster = metaPrefix + "cluster"
+	// Consumer origin: the durable it replaces.
+	MetaClientID = metaPrefix + "client_id"
+	MetaDurable  = metaPrefix + "durable"
+	MetaQueue    = metaPrefix + "queue_group"
+	// MetaStart is the start sequence as a decimal string.
+	MetaStart = metaPrefix + "start_seq"
+	// MetaPosition is how the start was learned (a Position).
+	MetaPosition = metaPrefix + "position"
+	// MetaSettled is "no" while migrate reproduces STAN's acknowledged set
+	// on a new consumer and "yes" once done; a consumer left at "no" by a
+	// crash is migrate's own half-built artifact and is rebuilt.
+	MetaSettled = metaPrefix + "settled"
+)
+
+// Position says how a durable's start sequence is (or will be) known.
+type Position string
+
+const (
+	// Exact: from last_sent alone, with nothing pending.
+	Exact Position = "exact"
+	// Probe: pending messages whose lowest sequence only a probe at
+	// migrate time can tell (a plan's value, never a consumer's).
+	Probe Position = "probe"
+	// Probed: a probe of the live durable gave the pending set.
+	Probed Position = "probed"
+	// Stored: the stopped server's store files gave the pending set.
+	Stored Position = "stored"
+)
+
+// Valid reports whether p is one of the known values.
+func (p Position) Valid() bool {
+	switch p {
+	case Exact, Probe, Probed, Stored:
+		return true
+	}
+	return false
+}
+
+// StreamOrigin is what a stream's metadata says about where it came from.
+type StreamOrigin struct {
+	Channel, Cluster string
+}
+
+// StreamMetadata is the metadata of a stream made for a channel.
+func StreamMetadata(cluster, channel string) map[string]string {
+	return map[string]string{MetaChannel: channel, MetaCluster: cluster}
+}
+
+// ReadStreamOrigin reads a stream's metadata; ok is false when the stream
+// carries none of ours.
+func ReadStreamOrigin(md map[string]string) (o StreamOrigin, ok bool) {
+	o = StreamOrigin{Channel: md[MetaChannel], Cluster: md[MetaCluster]}
+	return o, o.Channel != "" || o.Cluster != ""
+}
+
+// ConsumerOrigin is what a migrated consumer's metadata records.
+type ConsumerOrigin struct {
+	Channel    string
+	ClientID   string
+	Durable    string
+	QueueGroup string
+	// Start is the recorded start sequence; StartText the raw value,
+	// kept so a reader can say what it found when it is not a number.
+	Start     uint64
+	StartText string
+	Position  Position
+	// Settled is MetaSettled: "" when there was nothing to settle,
+	// SettledNo while migrate reproduces STAN's acknowledged set (a
+	// consumer left so by a crash is rebuilt), SettledYes once done.
+	Settled string
+}
+
+// MetaSettled values.
+const (
+	SettledNo  = "no"
+	SettledYes = "yes"
+)
+
+// Metadata is the metadata recording o on a consumer.
+func (o ConsumerOrigin) Metadata() map[string]string {
+	md := map[string]string{
+		MetaChannel:  o.Channel,
+		MetaClientID: o.ClientID,
+		MetaDurable:  o.Durable,
+		MetaQueue:    o.QueueGroup,
+		MetaStart:    strconv.FormatUint(o.Start, 10),
+		MetaPosition: string(o.Position),
+	}
+	if o.Settled != "" {
+		md[MetaSettled] = o.Settled
+	}
+	return md
+}
+
+// ReadConsumerOrigin decodes a consumer's metadata; ok is false when it
+// carries none of ours.
+func ReadConsumerOrigin(md map[string]string) (o ConsumerOrigin, ok bool) {
+	o = ConsumerOrigin{
+		Channel: md[MetaChannel], ClientID: md[MetaClientID], Durable: md[MetaDurable], QueueGroup: md[MetaQueue],
+		StartText: md[MetaStart], Position: Position(md[MetaPosition]), Settled: md[MetaSettled],
+	}
+	o.Start, _ = strconv.ParseUint(o.StartText, 10, 64)
+	return o, o.Channel != ""
+}
+
+// StartValid reports whether the recorded start is a sequence.
+func (o ConsumerOrigin) StartValid() bool {
+	_, err := strconv.ParseUint(o.StartText, 10, 64)
+	return err == nil
+}
+
+// Made reports whether the consumer was made for the given durable.
+func (o ConsumerOrigin) Made(channel, durable, queueGroup string) bool {
+	return o.Channel == channel && o.Durable == durable && o.QueueGroup == queueGroup
+}

@@ -1,0 +1,143 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/digest"
+)
+
+// acker resolves publishes in order: only after JetStream stored a
+// message is it acknowledged on STAN and counted in the checkpoint.
+func (a *attempt) acker(ctx context.Context) {
+	// Checkpoints are written (with two fsyncs) by a goroutine of their
+	// own: in the acker they stalled the pipeline once a second. A
+	// snapshot the saver is too busy to take is skipped; the next one
+	// supersedes it, and the final save below is synchronous.
+	saves := make(chan Checkpoint, 1)
+	saverDone := make(chan struct{})
+	go func() {
+		defer close(saverDone)
+		for snap := range saves {
+			_ = a.r.state.Save(&snap)
+		}
+	}()
+	// confirmed is the latest mark of the running hash known to be stored
+	// in full; checkpoints record it, not the digest, which is ahead.
+	confirmed := a.mark.Load()
+	defer func() {
+		close(saves)
+		<-saverDone
+		// Publishing has stopped. Hashed messages that never got
+		// stored are taken back out: the digest goes back to the last
+		// stored mark, and the next attempt's reconcile rehashes the
+		// rest from the stream.
+		if a.d.Last > a.cp.LastSeq && confirmed != nil {
+			if err := a.d.Rewind(*confirmed); err != nil {
+				*a.d = *digest.New()
+			}
+		}
+		a.r.saveCheckpoint(a.cp, a.d)
+	}()
+	lastSave := time.Now()
+	timer := time.NewTimer(publishTimeout)
+	defer timer.Stop()
+	var progMsgs, progBytes uint64
+	flushProgress := func() {
+		if progMsgs > 0 {
+			a.r.o.Reporter.Progress(progMsgs, progBytes)
+			progMsgs, progBytes = 0, 0
+		}
+	}
+	defer flushProgress()
+	broken := false
+	for it := range a.inflight {
+		if broken {
+			continue
+		}
+		err := a.pub.await(it.seq, timer, publishTimeout)
+		if err != nil {
+			broken = true
+			a.fail(a.classifyPublishErr(it.seq, err))
+			continue
+		}
+		if it.gap {
+			if err := a.deleteGap(ctx, it.seq); err != nil {
+				broken = true
+				a.fail(err)
+				continue
+			}
+		} else {
+			_ = it.msg.Ack()
+			a.copied++
+			a.bytes += uint64(it.size)
+			progMsgs++
+			progBytes += uint64(it.size)
+		}
+		a.stored.Store(it.seq)
+		a.cp.LastSeq = it.seq
+		// The clock and the progress callback every 512 messages, or
+		// when the pipeline runs dry (a trickle while following).
+		if progMsgs < 512 && len(a.inflight) > 0 && !it.gap && it.seq < a.target.Load() {
+			continue
+		}
+		flushProgress()
+		if time.Since(lastSave) >= checkpointEvery {
+			if m := a.mark.Load(); m != nil && m.Last <= it.seq {
+				confirmed = m
+			}
+			if confirmed != nil {
+				snap := *a.cp
+				snap.SetMark(*confirmed)
+				select {
+				case saves <- snap:
+				default:
+				}
+			}
+			a.wantMark.Store(true)
+			lastSave = time.Now()
+		}
+		if it.seq >= a.target.Load() {
+			a.compOnce.Do(func() { close(a.complete) })
+		}
+	}
+}
+
+func (a *attempt) deleteGap(ctx context.Context, seq uint64) error {
+	s, err := a.js.Stream(ctx, a.c.Stream)
+	if err == nil {
+		err = s.DeleteMsg(ctx, seq)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("channel %q: remove gap placeholder at sequence %d: %w", a.c.Name, seq, err)
+	}
+	return nil
+}
+
+// classifyPublishErr decides whether a failed publish stops the run.
+func (a *attempt) classifyPublishErr(seq uint64, err error) error {
+	base := fmt.Errorf("channel %q sequence %d: %w", a.c.Name, seq, err)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			// Something else wrote to the stream, or an earlier publish
+			// landed after all: the next attempt starts from the stream's
+			// actual last sequence and checks whose message it is.
+			return base
+		}
+	}
+	if isLimitErr(err) {
+		return permanent{fmt.Errorf("stream %q (channel %q) at sequence %d: %v: the target is full or a limit was reached: free space or raise the limit, then re-run migrate: %w",
+			a.c.Stream, a.c.Name, seq, err, ErrStorage)}
+	}
+	if strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+		return permanent{fmt.Errorf("%w: %w", base, conn.ErrPermission)}
+	}
+	return base
+}

@@ -1,0 +1,194 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/plan"
+)
+
+func (r *runner) js(opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
+	return jetstream.New(r.nc, opts...)
+}
+
+// current is the channel as the source holds it now; a channel gone or
+// unreadable is a permanent error naming it.
+func (r *runner) current(ctx context.Context, c *plan.Channel) (source.Channel, error) {
+	sc, err := r.src.Channel(ctx, c.Name)
+	if errors.Is(err, source.ErrNoChannel) {
+		return sc, permanent{fmt.Errorf("channel %q is in the plan but not on %s: re-run `stanmigrate plan`, or set skip: true for it: %w", c.Name, r.srcName(ctx), ErrChannelGone)}
+	}
+	if err != nil {
+		return sc, err
+	}
+	if sc.Err != nil {
+		return sc, permanent{fmt.Errorf("%w: %w", sc.Err, ErrUnreadable)}
+	}
+	return sc, nil
+}
+
+// lastSeqNow is the channel's last sequence at this moment.
+func (r *runner) lastSeqNow(ctx context.Context, c *plan.Channel) (uint64, error) {
+	sc, err := r.current(ctx, c)
+	return sc.LastSeq, err
+}
+
+// channel migrates one channel and its durables. changed reports whether
+// anything was written.
+func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResult, changed bool, err error) {
+	res = &ChannelResult{Channel: c.Name, Stream: c.Stream, FirstSeq: c.FirstSeq, Status: "running"}
+	cp, err := r.state.Load(c.Stream)
+	if err != nil {
+		return res, false, err
+	}
+	if cp == nil || cp.Channel != c.Name {
+		cp = &Checkpoint{Channel: c.Name, Stream: c.Stream, FirstSeq: c.FirstSeq}
+	}
+	js, err := r.js()
+	if err != nil {
+		return res, false, err
+	}
+	stream, created, err := r.ensureStream(ctx, js, c)
+	if err != nil {
+		return res, false, err
+	}
+	changed = created
+	target, err := r.lastSeqNow(ctx, c)
+	if err != nil {
+		return res, changed, err
+	}
+	if target < c.FirstSeq-1 {
+		target = c.FirstSeq - 1
+	}
+	cp.TargetSeq = target
+	ev := Event{Channel: c.Name, Stream: c.Stream}
+
+	var d *digest.Channel
+	fin := newFinisher(r.o)
+	// failures counts consecutive failed attempts; an attempt that copied
+	// something (a failover mid-run) starts the count again.
+	failures := 0
+	for attempt := 0; ; attempt++ {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return res, changed, ctx.Err()
+			}
+			if err := r.backoff(ctx, failures, ev, fmt.Errorf("stream %q info: %w", c.Stream, err)); err != nil {
+				return res, changed, err
+			}
+			failures++
+			continue
+		}
+		if d, err = r.reconcile(ctx, stream, c, cp, info, d); err != nil {
+			if isPermanent(err) || ctx.Err() != nil {
+				r.saveCheckpoint(cp, d)
+				return res, changed, err
+			}
+			if err := r.backoff(ctx, failures, ev, err); err != nil {
+				return res, changed, err
+			}
+			failures++
+			continue
+		}
+		last := max(info.State.LastSeq, c.FirstSeq-1)
+		if r.o.Follow && !fin.finished() {
+			target = ^uint64(0)
+		} else if r.o.Follow && target == ^uint64(0) {
+			if target, err = r.lastSeqNow(ctx, c); err != nil {
+				return res, changed, err
+			}
+			cp.TargetSeq = target
+		}
+		if last >= target {
+			break
+		}
+		if attempt == 0 {
+			kind := "started"
+			if last >= c.FirstSeq {
+				kind = "resumed"
+			}
+			ev.Kind, ev.Message = kind, fmt.Sprintf("sequences %d..%d", last+1, target)
+			if target == ^uint64(0) {
+				ev.Message = fmt.Sprintf("from sequence %d, following", last+1)
+			}
+			r.o.Reporter.Event(ev)
+		}
+		a := r.newAttempt(c, cp, d, last+1, target, fin, info.State.Msgs == 0)
+		err = a.run(ctx)
+		res.Copied += a.copied
+		res.Bytes += a.bytes
+		if a.copied > 0 {
+			changed = true
+			failures = 0
+		}
+		if a.finishedFollow {
+			target, err = r.lastSeqNow(ctx, c)
+			if err != nil {
+				return res, changed, err
+			}
+			cp.TargetSeq = target
+			continue
+		}
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			r.saveCheckpoint(cp, d)
+			return res, changed, ctx.Err()
+		}
+		if isPermanent(err) {
+			r.saveCheckpoint(cp, d)
+			return res, changed, err
+		}
+		if err := r.backoff(ctx, failures, ev, err); err != nil {
+			r.saveCheckpoint(cp, d)
+			return res, changed, err
+		}
+		failures++
+	}
+	res.FirstSeq = max(c.FirstSeq, cp.FirstSeq)
+	res.LastSeq = max(target, res.FirstSeq-1)
+	if d == nil {
+		d = digest.New()
+	}
+	res.Sum = d.Sum()
+	cp.Sum = res.Sum
+	cp.LastSeq = max(cp.LastSeq, res.LastSeq)
+	cp.Copied += res.Copied
+	cp.Bytes += res.Bytes
+	fch, notes, err := r.finalizeStream(ctx, js, stream, c)
+	if err != nil {
+		r.saveCheckpoint(cp, d)
+		return res, changed, err
+	}
+	changed = changed || fch
+	res.Notes = append(res.Notes, notes...)
+	cch, err := r.consumers(ctx, js, c, cp, res)
+	changed = changed || cch
+	if err != nil {
+		r.saveCheckpoint(cp, d)
+		return res, changed, err
+	}
+	cp.Done = true
+	r.saveCheckpoint(cp, d)
+	res.Status = "complete"
+	if !changed {
+		res.Status = "already complete"
+	}
+	ev.Kind, ev.Message = "complete", fmt.Sprintf("%d message(s) copied, stream at %d..%d", res.Copied, c.FirstSeq, res.LastSeq)
+	r.o.Reporter.Event(ev)
+	return res, changed, nil
+}
+
+func (r *runner) saveCheckpoint(cp *Checkpoint, d *digest.Channel) {
+	if d != nil {
+		_ = cp.SetDigest(d)
+	}
+	_ = r.state.Save(cp)
+}

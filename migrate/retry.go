@@ -1,0 +1,35 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/stanmigrate/stanmigrate/internal/conn"
+)
+
+// maxAttempts is how many consecutive failures a channel rides out
+// (about two minutes with the backoff below) before giving up.
+const maxAttempts = 40
+
+// backoff waits before the next attempt: capped exponential, and gives up
+// after maxAttempts consecutive failures.
+func (r *runner) backoff(ctx context.Context, attempt int, ev Event, cause error) error {
+	// A denied publish or subscribe only shows as a timeout; the server
+	// told the connection why, and no retry will change it.
+	if perr := conn.PermissionErr(r.o.Target, r.nc); perr != nil {
+		return perr
+	}
+	if attempt >= maxAttempts {
+		return fmt.Errorf("giving up after %d attempts: %w", attempt, cause)
+	}
+	wait := time.Duration(100<<min(attempt, 5)) * time.Millisecond // 100ms .. 3.2s
+	ev.Kind, ev.Message = "retrying", fmt.Sprintf("%v (retry in %v)", cause, wait)
+	r.o.Reporter.Event(ev)
+	select {
+	case <-time.After(wait):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,49 @@
+package migrate
+
+import (
+	"time"
+
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+)
+
+// Summary is the outcome of a run.
+type Summary struct {
+	Channels []*ChannelResult `json:"channels"`
+	Copied   uint64           `json:"copied"`
+	Bytes    uint64           `json:"bytes"`
+	Elapsed  time.Duration    `json:"elapsed_ns"`
+	// NothingToDo is true when every channel and consumer was already
+	// migrated: the run changed nothing.
+	NothingToDo bool `json:"nothing_to_do"`
+}
+
+// ChannelResult is one channel's outcome.
+type ChannelResult struct {
+	Channel   string           `json:"channel"`
+	Stream    string           `json:"stream"`
+	FirstSeq  uint64           `json:"first_seq"`
+	LastSeq   uint64           `json:"last_seq"`
+	Copied    uint64           `json:"copied"`
+	Bytes     uint64           `json:"bytes"`
+	Status    string           `json:"status"`
+	Sum       string           `json:"sha256,omitempty"`
+	Consumers []ConsumerResult `json:"consumers,omitempty"`
+	Notes     []string         `json:"notes,omitempty"`
+	Error     string           `json:"error,omitempty"`
+}
+
+// ConsumerResult is one durable's outcome.
+type ConsumerResult struct {
+	Durable  string            `json:"durable"`
+	Consumer string            `json:"consumer"`
+	StartSeq uint64            `json:"start_seq"`
+	Position jsformat.Position `json:"position"`
+	Pending  []uint64          `json:"pending,omitempty"`
+	// Acked is how many messages STAN had acknowledged past the start
+	// that migrate acknowledged on the consumer (exact state).
+	Acked uint64 `json:"acked,omitempty"`
+	// SeenAgain is how many messages STAN had acknowledged the
+	// application will receive again (AtLeastOnce).
+	SeenAgain uint64 `json:"seen_again,omitempty"`
+	Status    string `json:"status"` // created, existing
+}

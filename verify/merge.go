@@ -1,0 +1,218 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/source"
+)
+
+// merger walks both sides in sequence order. Everything per message runs
+// on its goroutine, hashing included, so the client callbacks only hand
+// messages over.
+//
+// While both sides agree, ds and dt are one digest, fed once per pair: the
+// two hashes are over the same bytes until the first difference, where
+// the digest is forked and each side goes on alone.
+type merger struct {
+	rep     *ChannelReport
+	channel string
+	sr      *sourceReader
+	tr      *streamReader
+	js      jetstream.JetStream
+
+	stanLast, streamLast uint64
+	stanPrev, streamPrev uint64
+	stanDone, streamDone bool
+	stanFirst            uint64 // first sequence read from STAN
+
+	ds, dt *digest.Channel
+	timer  *time.Timer
+
+	progress     func(string, uint64)
+	sinceReport  uint64
+	lastReported time.Time
+}
+
+// nextSTAN returns the next STAN message up to stanLast; ok is false once
+// the side is finished (read to the end, or silent for idleTimeout).
+func (m *merger) nextSTAN(ctx context.Context) (msg source.Msg, ok bool, err error) {
+	for {
+		msg, why, err := m.sr.feed.next(ctx, m.timer, m.sr.rd.Done())
+		switch {
+		case err != nil:
+			return msg, false, err
+		case why == sourceEnded:
+			m.stanDone = true
+			if err := m.sr.rd.Err(); !errors.Is(err, source.ErrEnd) {
+				return msg, false, fmt.Errorf("read STAN after sequence %d: %w", m.stanPrev, err)
+			}
+			if m.stanPrev < m.stanLast {
+				m.rep.notes = append(m.rep.notes, fmt.Sprintf("the STAN source holds nothing after sequence %d though the channel's last sequence is %d", m.stanPrev, m.stanLast))
+			}
+			return msg, false, nil
+		case why == wentIdle:
+			m.stanDone = true
+			m.rep.notes = append(m.rep.notes, fmt.Sprintf("STAN delivered nothing for %v after sequence %d though the channel's last sequence was %d",
+				idleTimeout, m.stanPrev, m.stanLast))
+			return msg, false, nil
+		}
+		seq := msg.Sequence
+		if seq <= m.stanPrev {
+			continue // merged already
+		}
+		if seq > m.stanLast {
+			m.stanDone = true
+			return msg, false, nil
+		}
+		if m.stanPrev == 0 {
+			m.stanFirst = seq
+		}
+		m.stanPrev = seq
+		m.stanDone = seq >= m.stanLast
+		return msg, true, nil
+	}
+}
+
+// nextStream is nextSTAN for the stream side. It also stops when the
+// server says nothing is pending: a stream whose last message was deleted
+// keeps that sequence as its last, and would otherwise never finish.
+func (m *merger) nextStream(ctx context.Context) (jetstream.Msg, uint64, error) {
+	for {
+		msg, why, err := m.tr.feed.next(ctx, m.timer, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		if why != gotOne {
+			m.streamDone = true
+			if !m.js.Conn().IsConnected() {
+				return nil, 0, fmt.Errorf("JetStream connection lost after stream sequence %d", m.streamPrev)
+			}
+			m.rep.notes = append(m.rep.notes, fmt.Sprintf("the stream delivered nothing for %v after sequence %d though its last sequence was %d",
+				idleTimeout, m.streamPrev, m.streamLast))
+			return nil, 0, nil
+		}
+		seq, pending, ok := ackSeqs(msg.Reply())
+		if !ok {
+			md, err := msg.Metadata()
+			if err != nil {
+				return nil, 0, fmt.Errorf("stream message metadata: %w", err)
+			}
+			seq, pending = md.Sequence.Stream, md.NumPending
+		}
+		if seq <= m.streamPrev {
+			continue
+		}
+		if seq > m.streamLast {
+			m.streamDone = true
+			return nil, 0, nil
+		}
+		m.streamPrev = seq
+		m.streamDone = seq >= m.streamLast || pending == 0
+		return msg, seq, nil
+	}
+}
+
+// fork gives the stream side a digest of its own at the first difference.
+func (m *merger) fork() error {
+	if m.dt != m.ds {
+		return nil
+	}
+	st, err := m.ds.State()
+	if err == nil {
+		m.dt, err = digest.Restore(st, m.ds.Count, m.ds.First, m.ds.Last)
+	}
+	if err != nil {
+		return fmt.Errorf("fork the channel digest: %w", err)
+	}
+	return nil
+}
+
+func (m *merger) run(ctx context.Context) error {
+	var (
+		s    source.Msg
+		have bool // s holds the next STAN message
+		t    jetstream.Msg
+		tseq uint64
+		err  error
+	)
+	r := m.rep
+	for {
+		if !have && !m.stanDone {
+			if s, have, err = m.nextSTAN(ctx); err != nil {
+				return err
+			}
+		}
+		if t == nil && !m.streamDone {
+			if t, tseq, err = m.nextStream(ctx); err != nil {
+				return err
+			}
+		}
+		switch {
+		case !have && t == nil:
+			m.report(true)
+			return nil
+		case t == nil || (have && s.Sequence < tseq):
+			if err := m.fork(); err != nil {
+				return err
+			}
+			r.MissingCount++
+			if len(r.Missing) < listed {
+				r.Missing = append(r.Missing, s.Sequence)
+			}
+			m.ds.Add(s.Sequence, s.Subject, s.Data)
+			have = false
+		case !have || tseq < s.Sequence:
+			if err := m.fork(); err != nil {
+				return err
+			}
+			r.ExtraCount++
+			if len(r.Extra) < listed {
+				r.Extra = append(r.Extra, tseq)
+			}
+			m.dt.Add(tseq, t.Subject(), t.Data())
+			t = nil
+		default:
+			// Comparing the bytes decides exactly what comparing
+			// digest.MessageSum would, and equal messages are hashed
+			// once while the digests are shared.
+			if s.Subject != t.Subject() || !bytes.Equal(s.Data, t.Data()) {
+				if err := m.fork(); err != nil {
+					return err
+				}
+				r.ChangedCount++
+				if len(r.Changed) < listed {
+					r.Changed = append(r.Changed, tseq)
+				}
+			}
+			m.ds.Add(s.Sequence, s.Subject, s.Data)
+			if m.dt != m.ds {
+				m.dt.Add(tseq, t.Subject(), t.Data())
+			}
+			have, t = false, nil
+		}
+		if m.progress != nil {
+			m.sinceReport++
+			if m.sinceReport%progressEvery == 0 {
+				m.report(false)
+			}
+		}
+	}
+}
+
+func (m *merger) report(final bool) {
+	if m.progress == nil || m.sinceReport == 0 {
+		return
+	}
+	if !final && time.Since(m.lastReported) < progressInterval {
+		return
+	}
+	m.progress(m.channel, m.sinceReport)
+	m.sinceReport = 0
+	m.lastReported = time.Now()
+}

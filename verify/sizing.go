@@ -1,0 +1,70 @@
+package verify
+
+import (
+	"time"
+
+	"github.com/stanmigrate/stanmigrate/plan"
+)
+
+// Timeouts are variables so tests can shorten them.
+var (
+	// idleTimeout bounds how long one side may stay silent while the merge
+	// still expects messages from it: a channel or stream holding fewer
+	// messages than announced must end in a report, not a hang.
+	idleTimeout = 10 * time.Second
+)
+
+const (
+	// STAN sends a subscription at most MaxInflight messages it has not
+	// seen acknowledged; verify reads in windows of that many (see
+	// stanReader), sized by bytes so that large messages cannot blow
+	// memory, and large enough that the subscription churn stays rare.
+	maxWindow     = 65536
+	minWindow     = 64
+	inflightBytes = 32 << 20
+	msgOverhead   = 512 // bytes the client holds per message besides the payload
+	// A hand-off to the merger holds at most maxFeed messages or about
+	// feedBytes. From STAN they count against the window; from a stream
+	// they come on top of its pull; a store directory has no other bound.
+	maxFeed   = 1024
+	minFeed   = 16
+	feedBytes = 4 << 20
+	// readDepth is how many windows a live source keeps open at once.
+	readDepth = 2
+	// listed is how many differing sequences of each kind a report names.
+	listed = 10
+	// progressEvery is how many messages pass between progress checks.
+	progressEvery    = 1024
+	progressInterval = 500 * time.Millisecond
+)
+
+// msgCost is what the client holds per message of the channel: its
+// average payload plus msgOverhead; 0 when nothing says.
+func msgCost(b bounds, c *plan.Channel) uint64 {
+	msgs, size := b.msgs, b.bytes
+	if !b.known {
+		msgs, size = c.Msgs, c.Bytes
+	}
+	if msgs == 0 {
+		return 0
+	}
+	return size/msgs + msgOverhead
+}
+
+// window sizes STAN's windows so that the open ones hold about
+// inflightBytes.
+func window(cost uint64) int {
+	if cost == 0 {
+		return maxWindow
+	}
+	return int(max(min(maxWindow, inflightBytes/readDepth/cost), minWindow))
+}
+
+// feedLimit sizes a hand-off to the merger so that it holds about
+// feedBytes.
+func feedLimit(cost uint64) int {
+	if cost == 0 {
+		return maxFeed
+	}
+	return int(max(min(maxFeed, feedBytes/cost), minFeed))
+}
