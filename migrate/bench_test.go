@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/ceiling"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
-	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
@@ -107,7 +107,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		opts := env.MigrateOptions()
 		opts.StateDir = dirs[js] + ".state"
 		start := time.Now()
-		if _, err := migrate.Run(ctx, p, opts); err != nil {
+		if _, err := migrate.Run(ctx, env.Src(b), p, opts); err != nil {
 			b.Fatal(err)
 		}
 		d := time.Since(start)
@@ -134,8 +134,8 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 			defer drop(js)
 			return timed(b, func() (time.Duration, error) { return ceiling.Pipelined(src, js.URL()) })
 		}},
-		{"migrate-minimal-headers", func(b *testing.B) time.Duration { return migrateInto(b, plan.HeadersMinimal, false) }},
-		{"migrate", func(b *testing.B) time.Duration { return migrateInto(b, plan.HeadersFull, true) }},
+		{"migrate-minimal-headers", func(b *testing.B) time.Duration { return migrateInto(b, jsformat.HeadersMinimal, false) }},
+		{"migrate", func(b *testing.B) time.Duration { return migrateInto(b, jsformat.HeadersFull, true) }},
 		{"verify", func(b *testing.B) time.Duration {
 			defer drop(migrated)
 			p, err := env.Plan(ctx)
@@ -143,7 +143,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 				b.Fatal(err)
 			}
 			start := time.Now()
-			if rep, err := verify.Run(ctx, p, env.VerifyOptions()); err != nil {
+			if rep, err := verify.Run(ctx, env.Src(b), p, env.VerifyOptions()); err != nil {
 				for _, c := range rep.Channels {
 					b.Log(c.Problem)
 				}

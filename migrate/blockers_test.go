@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -149,7 +150,7 @@ func TestEachConflictIsABlockerAndMigrateCreatesNothing(t *testing.T) {
 				_, err := js.CreateConsumer(ctx, "orders_eu", jetstream.ConsumerConfig{
 					Durable: "reports_daily", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second, MaxAckPending: 1024,
 					DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 251,
-					Metadata: map[string]string{migrate.MetaChannel: "orders.eu", migrate.MetaClientID: "reports", migrate.MetaDurable: "daily", migrate.MetaQueue: ""},
+					Metadata: map[string]string{jsformat.MetaChannel: "orders.eu", jsformat.MetaClientID: "reports", jsformat.MetaDurable: "daily", jsformat.MetaQueue: ""},
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -202,10 +203,7 @@ func TestEachConflictIsABlockerAndMigrateCreatesNothing(t *testing.T) {
 			before := targetObjects(t, ctx, js)
 
 			side := conn.Side{Name: "JetStream", URL: target.URL()}
-			d, err := plan.Discover(ctx, plan.Config{
-				ClusterID: env.Pair.STAN.ClusterID(), STAN: env.STAN(), Monitor: env.Monitor(),
-				MonitorURL: env.Pair.STAN.MonitorURL(), Target: side,
-			})
+			d, err := plan.Discover(ctx, env.Src(t), side)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,7 +230,7 @@ func TestEachConflictIsABlockerAndMigrateCreatesNothing(t *testing.T) {
 			o := env.MigrateOptions()
 			o.Target = side
 			o.StateDir = t.TempDir()
-			_, err = migrate.Run(ctx, p, o)
+			_, err = migrate.Run(ctx, env.Src(t), p, o)
 			if !errors.Is(err, migrate.ErrBlocked) {
 				t.Fatalf("migrate: want ErrBlocked, got %v", err)
 			}

@@ -26,7 +26,7 @@ func TestForeignMessagesBelowTheFirstSequenceStopMigrate(t *testing.T) {
 	if _, err := js.Publish(ctx, "payments", []byte("not from STAN")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := migrate.Run(ctx, p, env.MigrateOptions())
+	_, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions())
 	if !errors.Is(err, migrate.ErrConflict) {
 		t.Fatalf("migrate: %v, want a conflict", err)
 	}
@@ -44,7 +44,7 @@ func TestForeignMessagesBelowTheFirstSequenceStopMigrate(t *testing.T) {
 // re-run: the re-run names it and the difference.
 func TestConsumerChangedAfterMigrationIsAConflictOnReRun(t *testing.T) {
 	env, ctx, p := planned(t, "core.yaml")
-	if _, err := migrate.Run(ctx, p, env.MigrateOptions()); err != nil {
+	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
 		t.Fatal(err)
 	}
 	js := jsConn(t, env)
@@ -57,7 +57,7 @@ func TestConsumerChangedAfterMigrationIsAConflictOnReRun(t *testing.T) {
 	if _, err := js.UpdateConsumer(ctx, "orders_eu", cfg); err != nil {
 		t.Fatal(err)
 	}
-	_, err = migrate.Run(ctx, p, env.MigrateOptions())
+	_, err = migrate.Run(ctx, env.Src(t), p, env.MigrateOptions())
 	if !errors.Is(err, migrate.ErrConflict) {
 		t.Fatalf("re-run: %v, want a conflict on the changed consumer", err)
 	}

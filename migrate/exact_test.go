@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -93,7 +94,7 @@ func TestConsumersRedeliverExactlyWhatSTANWould(t *testing.T) {
 			}
 			o := env.MigrateOptions()
 			o.AtLeastOnce = atLeastOnce
-			sum, err := migrate.Run(ctx, p, o)
+			sum, err := migrate.Run(ctx, env.Src(t), p, o)
 			if err != nil {
 				t.Fatalf("migrate: %v", err)
 			}
@@ -171,7 +172,7 @@ func TestConsumersRedeliverExactlyWhatSTANWould(t *testing.T) {
 			}
 			// The application consumed above; verify checks positions
 			// against the recorded start, which consuming does not move.
-			rep, err := verify.Run(ctx, p, env.VerifyOptions())
+			rep, err := verify.Run(ctx, env.Src(t), p, env.VerifyOptions())
 			if err != nil {
 				t.Fatalf("verify after migrate: %v (%+v)", err, rep)
 			}
@@ -186,7 +187,7 @@ func TestConsumersRedeliverExactlyWhatSTANWould(t *testing.T) {
 // the application still sees exactly STAN's pending set.
 func TestHalfSettledConsumerIsRebuiltFromTheRecordedProbe(t *testing.T) {
 	env, ctx, p := planned(t, "exact-state.yaml")
-	if _, err := migrate.Run(ctx, p, env.MigrateOptions()); err != nil {
+	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	js := jsConn(t, env)
@@ -201,12 +202,12 @@ func TestHalfSettledConsumerIsRebuiltFromTheRecordedProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := c.CachedInfo().Config
-	cfg.Metadata[migrate.MetaSettled] = "no"
+	cfg.Metadata[jsformat.MetaSettled] = "no"
 	if _, err := js.UpdateConsumer(ctx, "jobs", cfg); err != nil {
 		t.Fatal(err)
 	}
 
-	sum, err := migrate.Run(ctx, p, env.MigrateOptions())
+	sum, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions())
 	if err != nil {
 		t.Fatalf("re-run: %v", err)
 	}

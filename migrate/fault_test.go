@@ -55,7 +55,7 @@ func verifyClean(t *testing.T, ctx context.Context, env *testenv.Env, run func()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := verify.Run(ctx, p, env.VerifyOptions())
+	rep, err := verify.Run(ctx, env.Src(t), p, env.VerifyOptions())
 	if err != nil {
 		for _, c := range rep.Channels {
 			if !c.OK {
@@ -89,7 +89,7 @@ func restartMidRun(t *testing.T, restart func(env *testenv.Env) error) {
 	var sum *migrate.Summary
 	go func() {
 		var err error
-		sum, err = migrate.Run(ctx, p, opts)
+		sum, err = migrate.Run(ctx, env.Src(t), p, opts)
 		done <- err
 	}()
 	waitProgress(t, rep, 5000)
@@ -123,16 +123,16 @@ func TestMigrateRecoversFromSTANRestartMidRun(t *testing.T) {
 // message across a server restart.
 func TestVerifyPassesAfterJetStreamRestartOnMigratedStreams(t *testing.T) {
 	env, ctx, p := planned(t, "core.yaml")
-	verifyClean(t, ctx, env, func() error { _, err := migrate.Run(ctx, p, env.MigrateOptions()); return err })
+	verifyClean(t, ctx, env, func() error { _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); return err })
 	if err := env.Pair.JetStream.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := verify.Run(ctx, p, env.VerifyOptions())
+	rep, err := verify.Run(ctx, env.Src(t), p, env.VerifyOptions())
 	if err != nil {
 		t.Fatalf("verify after restart: %v (%+v)", err, rep)
 	}
 	// And a re-run after the restart still has nothing to do.
-	sum, err := migrate.Run(ctx, p, env.MigrateOptions())
+	sum, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions())
 	if err != nil || !sum.NothingToDo {
 		t.Fatalf("re-run after restart: err=%v nothing_to_do=%v", err, sum != nil && sum.NothingToDo)
 	}

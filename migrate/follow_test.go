@@ -25,7 +25,7 @@ func TestFollowCopiesMessagesPublishedDuringTheRunExactlyOnce(t *testing.T) {
 	opts := env.MigrateOptions()
 	opts.Follow, opts.Finish = true, finish
 	done := make(chan error, 1)
-	go func() { _, err := migrate.Run(ctx, p, opts); done <- err }()
+	go func() { _, err := migrate.Run(ctx, env.Src(t), p, opts); done <- err }()
 
 	sc, err := stan.Connect(env.Pair.STAN.ClusterID(), "late-producer", stan.NatsURL(env.Pair.STAN.URL()))
 	if err != nil {
@@ -79,7 +79,7 @@ func TestFullTargetStopsWithClearErrorThenResumesAfterRaise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = migrate.Run(ctx, p, env.MigrateOptions())
+	_, err = migrate.Run(ctx, env.Src(t), p, env.MigrateOptions())
 	if !errors.Is(err, migrate.ErrStorage) {
 		t.Fatalf("want ErrStorage from a full target, got %v", err)
 	}
@@ -91,5 +91,5 @@ func TestFullTargetStopsWithClearErrorThenResumesAfterRaise(t *testing.T) {
 	}
 	defer bigger.Stop()
 	env.Pair.JetStream = bigger
-	verifyClean(t, ctx, env, func() error { _, err := migrate.Run(ctx, p, env.MigrateOptions()); return err })
+	verifyClean(t, ctx, env, func() error { _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); return err })
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
@@ -95,7 +96,7 @@ func TestMigrateCoreFixtureReproducesChannelsAndPositions(t *testing.T) {
 	if len(p.NonDurables) != 1 || p.NonDurables[0].ClientID != "dashboard" {
 		t.Fatalf("the non-durable must be reported, got %+v", p.NonDurables)
 	}
-	sum, err := migrate.Run(ctx, p, env.MigrateOptions())
+	sum, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions())
 	if err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
@@ -128,11 +129,11 @@ func TestMigrateCoreFixtureReproducesChannelsAndPositions(t *testing.T) {
 				t.Fatalf("channel %q seq %d: wrong content or subject %q", name, seq, m.Subject)
 			}
 			h := m.Header
-			if h.Get("Nats-Msg-Id") != naming.MsgID("test-cluster", name, seq) ||
-				h.Get(migrate.HdrChannel) != name || h.Get(migrate.HdrSequence) != strconv.FormatUint(seq, 10) {
+			if h.Get("Nats-Msg-Id") != jsformat.MsgID("test-cluster", name, seq) ||
+				h.Get(jsformat.HdrChannel) != name || h.Get(jsformat.HdrSequence) != strconv.FormatUint(seq, 10) {
 				t.Fatalf("channel %q seq %d: headers %v", name, seq, h)
 			}
-			if _, err := time.Parse(time.RFC3339Nano, h.Get(migrate.HdrTimestamp)); err != nil {
+			if _, err := time.Parse(time.RFC3339Nano, h.Get(jsformat.HdrTimestamp)); err != nil {
 				t.Fatalf("channel %q seq %d: timestamp header: %v", name, seq, err)
 			}
 		}
@@ -200,7 +201,7 @@ func TestMigrateCoreFixtureReproducesChannelsAndPositions(t *testing.T) {
 	}
 
 	// A second run adds nothing and says so.
-	sum2, err := migrate.Run(ctx, p, env.MigrateOptions())
+	sum2, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions())
 	if err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
@@ -221,7 +222,7 @@ func TestMigrateCoreFixtureReproducesChannelsAndPositions(t *testing.T) {
 func TestMigrateRefusesPlanWithBlockers(t *testing.T) {
 	p := &plan.Plan{Version: 1, Source: plan.Source{ClusterID: "c"},
 		Findings: []plan.Finding{{Severity: plan.Blocker, Object: "stream x", Message: "collides"}}}
-	_, err := migrate.Run(context.Background(), p, migrate.Options{})
+	_, err := migrate.Run(context.Background(), nil, p, migrate.Options{})
 	if !errors.Is(err, migrate.ErrBlocked) {
 		t.Fatalf("want ErrBlocked, got %v", err)
 	}
@@ -245,7 +246,7 @@ func TestFrontDroppedAfterPlanningRepositionsTheStream(t *testing.T) {
 	}
 	sc.Close()
 	opts := env.MigrateOptions()
-	first, err := migrate.Run(ctx, p, opts)
+	first, err := migrate.Run(ctx, env.Src(t), p, opts)
 	if err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
@@ -261,13 +262,13 @@ func TestFrontDroppedAfterPlanningRepositionsTheStream(t *testing.T) {
 	if err := os.RemoveAll(opts.StateDir); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := migrate.Run(ctx, p, opts)
+	sum, err := migrate.Run(ctx, env.Src(t), p, opts)
 	if err != nil || !sum.NothingToDo {
 		t.Fatalf("re-run without checkpoints: err=%v nothing_to_do=%v", err, sum != nil && sum.NothingToDo)
 	}
 	// The running hash, kept while replaying and rebuilt from the stream
 	// when checkpoints are gone, is the content hash verify computes.
-	rep, err := verify.Run(ctx, p, env.VerifyOptions())
+	rep, err := verify.Run(ctx, env.Src(t), p, env.VerifyOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,8 +291,8 @@ func TestMinimalHeadersKeepOnlyMsgIDAndTimestamp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Headers = plan.HeadersMinimal
-	if _, err := migrate.Run(ctx, p, env.MigrateOptions()); err != nil {
+	p.Headers = jsformat.HeadersMinimal
+	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
 		t.Fatal(err)
 	}
 	s, err := jsConn(t, env).Stream(ctx, "payments")
@@ -303,10 +304,10 @@ func TestMinimalHeadersKeepOnlyMsgIDAndTimestamp(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := m.Header
-	if h.Get("Nats-Msg-Id") != naming.MsgID("test-cluster", "payments", 300) || h.Get(migrate.HdrTimestamp) == "" {
+	if h.Get("Nats-Msg-Id") != jsformat.MsgID("test-cluster", "payments", 300) || h.Get(jsformat.HdrTimestamp) == "" {
 		t.Fatalf("minimal headers lack the Msg-Id or timestamp: %v", h)
 	}
-	if h.Get(migrate.HdrChannel) != "" || h.Get(migrate.HdrSequence) != "" {
+	if h.Get(jsformat.HdrChannel) != "" || h.Get(jsformat.HdrSequence) != "" {
 		t.Fatalf("minimal headers still carry channel or sequence: %v", h)
 	}
 }

@@ -67,7 +67,7 @@ func TestSTANLimitsEndUpOnTheRightStreams(t *testing.T) {
 			if !strings.Contains(rep.String(), "JetStream counts max_age from the migration time") {
 				t.Errorf("the plan report does not say how JetStream counts max_age:\n%s", rep.String())
 			}
-			if _, err := migrate.Run(ctx, p, env.MigrateOptions()); err != nil {
+			if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
 				t.Fatalf("migrate: %v", err)
 			}
 			nc, err := nats.Connect(env.Pair.JetStream.URL())

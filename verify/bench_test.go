@@ -48,7 +48,7 @@ func benchVerifyParts(b *testing.B, size, total int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := migrate.Run(ctx, p, env.MigrateOptions()); err != nil {
+	if _, err := migrate.Run(ctx, env.Src(b), p, env.MigrateOptions()); err != nil {
 		b.Fatal(err)
 	}
 	src := ceiling.Source{ClusterID: env.Pair.STAN.ClusterID(), URL: env.Pair.STAN.URL(), Channels: []string{"bench.0"}, PerChannel: total}
@@ -73,7 +73,7 @@ func benchVerifyParts(b *testing.B, size, total int) {
 		}},
 		{"verify", func() (time.Duration, error) {
 			start := time.Now()
-			_, err := verify.Run(ctx, p, env.VerifyOptions())
+			_, err := verify.Run(ctx, env.Src(b), p, env.VerifyOptions())
 			return time.Since(start), err
 		}},
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/stanmigrate/stanmigrate/internal/stanstore"
+	sourcedir "github.com/stanmigrate/stanmigrate/internal/source/dir"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -36,7 +36,7 @@ func migrateCore(t *testing.T) *migrated {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := migrate.Run(ctx, p, env.MigrateOptions()); err != nil {
+	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
 		t.Fatal(err)
 	}
 	env.Pair.STAN.Stop()
@@ -47,15 +47,15 @@ func migrateCore(t *testing.T) *migrated {
 
 func (m *migrated) verifyDir(t *testing.T, dir string, sample int) (*verify.Report, error) {
 	t.Helper()
-	st, err := stanstore.Open(context.Background(), dir, stanstore.Options{Limits: m.env.Spec.StoreLimits()})
+	src, err := sourcedir.Open(context.Background(), dir, sourcedir.Options{Limits: m.env.Spec.StoreLimits()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	o := verify.Options{Target: m.env.Target(), Store: st, Sample: sample}
+	defer src.Close()
+	o := verify.Options{Target: m.env.Target(), Sample: sample}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return verify.Run(ctx, m.plan, o)
+	return verify.Run(ctx, src, m.plan, o)
 }
 
 // Verifying a migration against the stopped server's directory passes,
@@ -86,7 +86,7 @@ func TestVerifyFromDir(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if rep, err := verify.Run(ctx, m.plan, m.env.VerifyOptions()); err != nil {
+	if rep, err := verify.Run(ctx, m.env.Src(t), m.plan, m.env.VerifyOptions()); err != nil {
 		t.Fatalf("verify against the restarted server: %v\n%+v", err, rep)
 	}
 }

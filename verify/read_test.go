@@ -55,7 +55,7 @@ func TestWindows(t *testing.T) {
 		}
 	}
 	for _, b := range []bounds{smallWindows(1, n, n), {known: true, first: 1, last: n, msgs: n, bytes: n}} {
-		r, err := fullChannel(ctx, source{sc: e.sc}, e.js, &c, b, nil)
+		r, err := fullChannel(ctx, e.src(t, true, nil), e.js, &c, b, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +80,7 @@ func TestWindows(t *testing.T) {
 	for _, m := range e.read(t, fc) {
 		want.Add(m.Sequence, m.Subject, m.Data)
 	}
-	r, err := fullChannel(ctx, source{sc: e.sc}, e.js, &fc, smallWindows(1, 500, 500), nil)
+	r, err := fullChannel(ctx, e.src(t, true, nil), e.js, &fc, smallWindows(1, 500, 500), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestWindows(t *testing.T) {
 	e.publish(t, "onesub", 1, 3*minWindow+5)
 	oc := e.channel(t, "onesub")
 	e.buildStream(t, oc, nil)
-	r, err = fullChannel(ctx, source{sc: e.sc}, e.js, &oc, smallWindows(1, oc.LastSeq, oc.Msgs), nil)
+	r, err = fullChannel(ctx, e.src(t, true, nil), e.js, &oc, smallWindows(1, oc.LastSeq, oc.Msgs), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestWindows(t *testing.T) {
 	big := fc
 	big.Bytes = big.Msgs << 20
 	for _, c := range []*plan.Channel{&fc, &big} {
-		r, err = Channel(ctx, e.sc, e.js, e.p.STAN.ClusterID(), c)
+		r, err = e.unmonitored(ctx, t, c)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,9 +19,11 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/source/live"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
-	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -29,7 +31,6 @@ func TestMain(m *testing.M) {
 	// Nothing in these tests should stall; if something does, fail fast
 	// rather than wait out production timeouts.
 	idleTimeout = 3 * time.Second
-	learnTimeout = 300 * time.Millisecond
 	os.Exit(m.Run())
 }
 
@@ -149,18 +150,56 @@ func (e *env) plan(chans ...plan.Channel) *plan.Plan {
 	return &plan.Plan{Version: plan.FormatVersion, Source: plan.Source{ClusterID: e.p.STAN.ClusterID()}, Channels: chans}
 }
 
-func (e *env) options(withMonitor bool) Options {
-	o := Options{
-		ClusterID: e.p.STAN.ClusterID(),
-		Source:    conn.Side{Name: "STAN", URL: e.p.STAN.URL()},
-		Target:    conn.Side{Name: "JetStream", URL: e.p.JetStream.URL()},
-		Parallel:  2,
-	}
-	if withMonitor {
-		o.Monitor = e.mon
-	}
-	return o
+func (e *env) options(bool) Options {
+	return Options{Target: conn.Side{Name: "JetStream", URL: e.p.JetStream.URL()}, Parallel: 2}
 }
+
+// src is the STAN server as a source: through monitoring, or without it
+// (p's channels and durables, bounds learned by subscribing).
+func (e *env) src(t *testing.T, withMonitor bool, p *plan.Plan) source.Source {
+	t.Helper()
+	o := live.Options{ClusterID: e.p.STAN.ClusterID(), STAN: conn.Side{Name: "STAN", URL: e.p.STAN.URL()},
+		Sessions: 2, LearnTimeout: 300 * time.Millisecond}
+	var src source.Source
+	if withMonitor {
+		m, err := live.NewMonitored(context.Background(), o, e.mon, e.p.STAN.MonitorURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = m
+	} else {
+		src = live.NewUnmonitored(o, p.SourceChannels())
+	}
+	t.Cleanup(func() { src.Close() })
+	return src
+}
+
+// run verifies p through the source withMonitor chooses.
+func (e *env) run(ctx context.Context, t *testing.T, withMonitor bool, p *plan.Plan, o Options) (*Report, error) {
+	t.Helper()
+	return Run(ctx, e.src(t, withMonitor, p), p, o)
+}
+
+// unmonitored compares one channel with its stream without monitoring:
+// its bounds are learned by subscribing.
+// mon0 is a monitored source for a test that needs no plan.
+func (e *env) mon0(t *testing.T) source.Source { return e.src(t, true, nil) }
+
+func (e *env) unmonitored(ctx context.Context, t *testing.T, c *plan.Channel) (*ChannelReport, error) {
+	t.Helper()
+	rep, err := e.run(ctx, t, false, e.plan(*c), e.options(false))
+	if err != nil && !errors.Is(err, ErrDifferences) {
+		return nil, err
+	}
+	return &rep.Channels[0], nil
+}
+
+// progressFunc is a Reporter calling a function with each channel's
+// progress.
+type progressFunc func(channel string, msgs uint64)
+
+func (progressFunc) Begin(uint64, uint64)                   {}
+func (f progressFunc) Progress(channel string, msgs uint64) { f(channel, msgs) }
 
 func TestChannels(t *testing.T) {
 	lim := &stores.StoreLimits{}
@@ -230,13 +269,13 @@ func TestChannels(t *testing.T) {
 
 			var progressed uint64
 			o := e.options(true)
-			o.Progress = func(ch string, n uint64) {
+			o.Reporter = progressFunc(func(ch string, n uint64) {
 				if ch != tc.name {
 					t.Errorf("progress for channel %q", ch)
 				}
 				progressed += n
-			}
-			rep, err := Run(ctx, e.plan(c), o)
+			})
+			rep, err := e.run(ctx, t, true, e.plan(c), o)
 			if ok != (err == nil) || (!ok && !errors.Is(err, ErrDifferences)) {
 				t.Fatalf("Run: err = %v, want differences: %v", err, !ok)
 			}
@@ -250,7 +289,7 @@ func TestChannels(t *testing.T) {
 
 			// The same comparison without monitoring: bounds learned by
 			// subscribing.
-			fromChannel, err := Channel(ctx, e.sc, e.js, e.p.STAN.ClusterID(), &c)
+			fromChannel, err := e.unmonitored(ctx, t, &c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -297,7 +336,7 @@ func TestChannels(t *testing.T) {
 		for _, tc := range cases {
 			chans = append(chans, e.channel(t, tc.name))
 		}
-		rep, err := Run(ctx, e.plan(chans...), e.options(true))
+		rep, err := e.run(ctx, t, true, e.plan(chans...), e.options(true))
 		if !errors.Is(err, ErrDifferences) || rep.Differences != 4 || len(rep.Channels) != len(cases) {
 			t.Fatalf("err %v, report %+v", err, rep)
 		}
@@ -311,7 +350,7 @@ func TestChannels(t *testing.T) {
 	t.Run("cancelled", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		if _, err := Run(cctx, e.plan(e.channel(t, "same")), e.options(true)); !errors.Is(err, context.Canceled) {
+		if _, err := Run(cctx, e.mon0(t), e.plan(e.channel(t, "same")), e.options(true)); !errors.Is(err, context.Canceled) {
 			t.Errorf("err = %v", err)
 		}
 	})
@@ -322,7 +361,7 @@ func TestChannels(t *testing.T) {
 		defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
 		idleTimeout = 200 * time.Millisecond
 		c := e.channel(t, "same")
-		r, err := fullChannel(ctx, source{sc: e.sc}, e.js, &c, bounds{known: true, first: 1, last: 25, msgs: 25}, nil)
+		r, err := fullChannel(ctx, e.src(t, true, nil), e.js, &c, bounds{known: true, first: 1, last: 25, msgs: 25}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,7 +373,7 @@ func TestChannels(t *testing.T) {
 	t.Run("missing stream", func(t *testing.T) {
 		c := e.channel(t, "same")
 		c.Stream = "NOPE"
-		rep, err := Run(ctx, e.plan(c), e.options(true))
+		rep, err := e.run(ctx, t, true, e.plan(c), e.options(true))
 		if !errors.Is(err, ErrDifferences) {
 			t.Fatal(err)
 		}
@@ -351,7 +390,7 @@ func TestChannels(t *testing.T) {
 		for _, withMonitor := range []bool{true, false} {
 			o := e.options(withMonitor)
 			o.Sample = 100
-			rep, err := Run(ctx, e.plan(c), o)
+			rep, err := e.run(ctx, t, withMonitor, e.plan(c), o)
 			if !errors.Is(err, ErrDifferences) {
 				t.Fatalf("monitor %v: err %v", withMonitor, err)
 			}
@@ -362,7 +401,7 @@ func TestChannels(t *testing.T) {
 		}
 		o := e.options(true)
 		o.Sample = 5
-		rep, err := Run(ctx, e.plan(e.channel(t, "same"), e.channel(t, "trunc")), o)
+		rep, err := e.run(ctx, t, true, e.plan(e.channel(t, "same"), e.channel(t, "trunc")), o)
 		if err != nil {
 			t.Fatalf("sampling identical channels: %v %+v", err, rep)
 		}
@@ -398,14 +437,14 @@ func TestExpiredChannel(t *testing.T) {
 		t.Fatalf("expired channel at %d..%d", c.FirstSeq, c.LastSeq)
 	}
 	e.buildStream(t, c, nil)
-	rep, err := Run(context.Background(), e.plan(c), e.options(true))
+	rep, err := e.run(context.Background(), t, true, e.plan(c), e.options(true))
 	if err != nil {
 		t.Fatalf("%v: %+v", err, rep)
 	}
 	if r := rep.Channels[0]; r.Source.FirstSeq != 6 || r.Target.FirstSeq != 6 || r.Target.LastSeq != 5 {
 		t.Errorf("report %+v", r)
 	}
-	r, err := Channel(context.Background(), e.sc, e.js, e.p.STAN.ClusterID(), &c)
+	r, err := e.unmonitored(context.Background(), t, &c)
 	if err != nil || !r.OK {
 		t.Errorf("without monitoring: %v %+v", err, r)
 	}
@@ -466,11 +505,11 @@ func TestConsumers(t *testing.T) {
 
 	c := e.channel(t, channel)
 	e.buildStream(t, c, nil)
-	durable := plan.Durable{ClientID: "app1", Durable: "dur", Consumer: "app1_dur", Mode: plan.ModePull,
-		MaxInflight: 64, AckWait: plan.Duration(30 * time.Second), LastSent: 6, StartSeq: 7, Position: plan.PositionExact}
-	queue := plan.Durable{QueueGroup: "workers", Durable: "dur", Consumer: "workers_dur", Mode: plan.ModePull,
-		MaxInflight: 64, AckWait: plan.Duration(30 * time.Second), LastSent: 6, StartSeq: 7, Position: plan.PositionExact}
-	create := func(d plan.Durable, start uint64, position string) {
+	durable := plan.Durable{DurableID: source.DurableID{ClientID: "app1", Durable: "dur"}, Consumer: "app1_dur", Mode: plan.ModePull,
+		MaxInflight: 64, AckWait: plan.Duration(30 * time.Second), LastSent: 6, StartSeq: 7, Position: jsformat.Exact}
+	queue := plan.Durable{DurableID: source.DurableID{QueueGroup: "workers", Durable: "dur"}, Consumer: "workers_dur", Mode: plan.ModePull,
+		MaxInflight: 64, AckWait: plan.Duration(30 * time.Second), LastSent: 6, StartSeq: 7, Position: jsformat.Exact}
+	create := func(d plan.Durable, start uint64, position jsformat.Position) {
 		t.Helper()
 		_, err := e.js.CreateConsumer(ctx, c.Stream, jetstream.ConsumerConfig{
 			Durable:       d.Consumer,
@@ -480,26 +519,26 @@ func TestConsumers(t *testing.T) {
 			AckWait:       d.AckWait.D(),
 			MaxAckPending: d.MaxInflight,
 			Metadata: map[string]string{
-				migrate.MetaChannel:  channel,
-				migrate.MetaClientID: d.ClientID,
-				migrate.MetaDurable:  d.Durable,
-				migrate.MetaQueue:    d.QueueGroup,
-				migrate.MetaStart:    strconv.FormatUint(start, 10),
-				migrate.MetaPosition: position,
+				jsformat.MetaChannel:  channel,
+				jsformat.MetaClientID: d.ClientID,
+				jsformat.MetaDurable:  d.Durable,
+				jsformat.MetaQueue:    d.QueueGroup,
+				jsformat.MetaStart:    strconv.FormatUint(start, 10),
+				jsformat.MetaPosition: string(position),
 			},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	create(durable, 7, migrate.PositionExact)
-	create(queue, 7, migrate.PositionExact)
+	create(durable, 7, jsformat.Exact)
+	create(queue, 7, jsformat.Exact)
 
 	run := func(withMonitor bool, ds ...plan.Durable) (*Report, error) {
 		t.Helper()
 		pc := c
 		pc.Durables = ds
-		return Run(ctx, e.plan(pc), e.options(withMonitor))
+		return e.run(ctx, t, withMonitor, e.plan(pc), e.options(withMonitor))
 	}
 
 	for _, withMonitor := range []bool{true, false} {
@@ -511,7 +550,7 @@ func TestConsumers(t *testing.T) {
 			t.Fatalf("consumers %+v", rep.Consumers)
 		}
 		for _, r := range rep.Consumers {
-			if !r.OK || r.Expected != 7 || r.Actual != 7 || r.Position != migrate.PositionExact {
+			if !r.OK || r.Expected != 7 || r.Actual != 7 || r.Position != string(jsformat.Exact) {
 				t.Errorf("monitor %v: %+v", withMonitor, r)
 			}
 		}
@@ -523,7 +562,7 @@ func TestConsumers(t *testing.T) {
 	t.Run("wrong start", func(t *testing.T) {
 		wrong := durable
 		wrong.Consumer = "wrong"
-		create(wrong, 4, migrate.PositionExact)
+		create(wrong, 4, jsformat.Exact)
 		rep, err := run(true, wrong)
 		if !errors.Is(err, ErrDifferences) || rep.Differences != 1 {
 			t.Fatalf("err %v, report %+v", err, rep)
@@ -545,12 +584,12 @@ func TestConsumers(t *testing.T) {
 		// messages looks like; it is trusted while STAN agrees.
 		probed := durable
 		probed.Consumer = "probed"
-		create(probed, 5, migrate.PositionProbed)
+		create(probed, 5, jsformat.Probed)
 		rep, err := run(true, probed)
 		if err != nil {
 			t.Fatalf("%v: %+v", err, rep)
 		}
-		if r := rep.Consumers[0]; !r.OK || r.Expected != 5 || r.Position != migrate.PositionProbed {
+		if r := rep.Consumers[0]; !r.OK || r.Expected != 5 || r.Position != string(jsformat.Probed) {
 			t.Errorf("%+v", r)
 		}
 	})

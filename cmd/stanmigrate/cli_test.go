@@ -23,51 +23,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
-var binary string
-
-// TestMain builds the binary once: fault tests run it as a child process
-// so they can kill it like an operator's OOM killer would.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "stanmigrate-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "stanmigrate")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build stanmigrate: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-func run(t *testing.T, env []string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run %v: %v", args, err)
-	}
-	return result{so.String(), se.String(), code}
-}
-
-// envFor points the binary at a test environment through the documented
+// envFor points the command at a test environment through the documented
 // environment variables.
 func envFor(e *testenv.Env) []string {
 	return []string{
@@ -189,7 +145,7 @@ type killPoint struct {
 // SIGKILL ended it (false: it finished before the point was reached).
 func killMigratorAt(t *testing.T, env []string, args []string, kp killPoint) bool {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(binaryPath(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -306,7 +262,7 @@ func TestInterruptExits130WithCheckpointAndRerunCompletes(t *testing.T) {
 	if r := run(t, envFor(env), "plan", "-o", planFile); r.code != 0 {
 		t.Fatalf("plan: %s", r.stderr)
 	}
-	cmd := exec.Command(binary, "migrate", "--plan", planFile)
+	cmd := exec.Command(binaryPath(t), "migrate", "--plan", planFile)
 	cmd.Env = append(os.Environ(), envFor(env)...)
 	stderr, _ := cmd.StderrPipe()
 	var out bytes.Buffer

@@ -45,7 +45,7 @@ func BenchmarkMigratePeakRSS(b *testing.B) {
 			var out bytes.Buffer
 			for i := 0; i < b.N; i++ {
 				dir := b.TempDir()
-				cmd := exec.CommandContext(ctx, binary, "migrate", "--quiet",
+				cmd := exec.CommandContext(ctx, binaryPath(b), "migrate", "--quiet",
 					"--stan-url", env.Pair.STAN.URL(), "--stan-monitor", env.Pair.STAN.MonitorURL(),
 					"--nats-url", env.Pair.JetStream.URL(), "--state", filepath.Join(dir, "state"))
 				out.Reset()

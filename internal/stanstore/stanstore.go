@@ -39,7 +39,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -162,40 +161,6 @@ type Subscription struct {
 	// sequences below the channel's first: the server drops such an entry
 	// only when it next tries to redeliver it.
 	Pending []uint64
-}
-
-// Durable is one plain durable or one durable queue group (its members
-// and shadow merged), with its exact position.
-type Durable struct {
-	// ClientID owns a plain durable; empty for a queue group.
-	ClientID   string
-	Durable    string
-	QueueGroup string
-	// Members are the client ids of a queue group's members that were
-	// connected when the server stopped.
-	Members []string
-	// Connected: the owner (or a member) was connected when the server
-	// stopped.
-	Connected   bool
-	MaxInflight int
-	AckWait     time.Duration
-	// LastSent is the highest sequence sent (for a queue group, the
-	// group's); Pending the unacknowledged sequences, ascending.
-	LastSent uint64
-	Pending  []uint64
-	// Start is where a consumer must start to resume exactly: the lowest
-	// unacknowledged sequence still in the channel, else
-	// max(LastSent+1, FirstSeq).
-	Start uint64
-}
-
-// Key identifies the durable within its channel, in the same form as
-// plan.Durable.Key: "<client>:<durable>" or "queue <group>:<durable>".
-func (d Durable) Key() string {
-	if d.QueueGroup != "" {
-		return "queue " + d.QueueGroup + ":" + d.Durable
-	}
-	return d.ClientID + ":" + d.Durable
 }
 
 // Open reads the directory's server information, clients, channels and
@@ -383,54 +348,6 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	return nil
-}
-
-// Durables merges the channel's durable subscriptions: one entry per plain
-// durable, one per durable queue group, sorted by Key.
-func (c *Channel) Durables() []Durable {
-	var out []Durable
-	groups := map[string]int{}
-	for _, sub := range c.Subscriptions {
-		if !sub.IsDurable {
-			continue
-		}
-		if sub.QueueGroup == "" {
-			out = append(out, Durable{ClientID: sub.ClientID, Durable: sub.Durable, Connected: sub.Connected,
-				MaxInflight: sub.MaxInflight, AckWait: sub.AckWait, LastSent: sub.LastSent,
-				Pending: slices.Clone(sub.Pending)})
-			continue
-		}
-		key := sub.Durable + ":" + sub.QueueGroup
-		i, ok := groups[key]
-		if !ok {
-			i = len(out)
-			groups[key] = i
-			out = append(out, Durable{Durable: sub.Durable, QueueGroup: sub.QueueGroup,
-				MaxInflight: sub.MaxInflight, AckWait: sub.AckWait})
-		}
-		d := &out[i]
-		d.LastSent = max(d.LastSent, sub.LastSent)
-		d.Pending = append(d.Pending, sub.Pending...)
-		if sub.Connected {
-			d.Connected = true
-			d.Members = append(d.Members, sub.ClientID)
-		}
-	}
-	for i := range out {
-		d := &out[i]
-		slices.Sort(d.Pending)
-		d.Pending = slices.Compact(d.Pending)
-		sort.Strings(d.Members)
-		d.Start = max(d.LastSent+1, c.FirstSeq)
-		for _, seq := range d.Pending {
-			if seq >= c.FirstSeq && seq <= c.LastSeq {
-				d.Start = seq
-				break
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
-	return out
 }
 
 // limitsMatcher finds a channel's limits the way the server does: the

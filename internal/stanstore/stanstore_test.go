@@ -17,9 +17,11 @@ import (
 	"github.com/nats-io/nats-streaming-server/stores"
 	"github.com/nats-io/nats-streaming-server/util"
 
-	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/source"
+	sourcedir "github.com/stanmigrate/stanmigrate/internal/source/dir"
 	"github.com/stanmigrate/stanmigrate/internal/stanstore"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
 )
 
@@ -127,6 +129,21 @@ func TestOpenMatchesServerStoppedWithClients(t *testing.T) {
 	}
 }
 
+// durables are the channel's durables as the directory source merges
+// them (queue group members and shadow into one, pending sets exact).
+func durables(c stanstore.Channel) []source.Durable { return sourcedir.FromStore(c).Durables }
+
+// connectedAtStop reports whether the durable's owner (or a queue group
+// member) was connected when the server stopped.
+func connectedAtStop(c stanstore.Channel, id source.DurableID) bool {
+	for _, s := range c.Subscriptions {
+		if s.IsDurable && s.Durable == id.Durable && s.QueueGroup == id.QueueGroup && (id.QueueGroup != "" || s.ClientID == id.ClientID) && s.Connected {
+			return true
+		}
+	}
+	return false
+}
+
 // matchServer compares the store with the server's monitoring before it
 // stopped and with the fixture's expectations; it returns the channels.
 func matchServer(t *testing.T, st *stanstore.Store, s *storetest.Seeded) map[string]stanstore.Channel {
@@ -153,7 +170,7 @@ func matchServer(t *testing.T, st *stanstore.Store, s *storetest.Seeded) map[str
 				c.Name, c.FirstSeq, c.LastSeq, c.Msgs, c.Bytes, live.FirstSeq, live.LastSeq, live.Msgs, live.Bytes)
 		}
 		// Per durable, the server's last_sent and pending count.
-		for _, d := range c.Durables() {
+		for _, d := range durables(c) {
 			var lastSent uint64
 			pending, found := 0, false
 			for _, ls := range live.Subscriptions {
@@ -164,9 +181,9 @@ func matchServer(t *testing.T, st *stanstore.Store, s *storetest.Seeded) map[str
 					pending += ls.PendingCount
 				}
 			}
-			if !found || lastSent != d.LastSent || pending != len(d.Pending) {
+			if !found || lastSent != d.LastSent || pending != len(d.Stored.Pending) {
 				t.Errorf("channel %q durable %s: last_sent %d, %d pending; the server had found=%v %d, %d",
-					c.Name, d.Key(), d.LastSent, len(d.Pending), found, lastSent, pending)
+					c.Name, d.Key(), d.LastSent, len(d.Stored.Pending), found, lastSent, pending)
 			}
 		}
 	}
@@ -176,8 +193,8 @@ func matchServer(t *testing.T, st *stanstore.Store, s *storetest.Seeded) map[str
 		if c.FirstSeq != want.FirstSeq || c.LastSeq != want.LastSeq || c.Msgs != want.Msgs {
 			t.Errorf("channel %q: %d..%d (%d), fixture expects %d..%d (%d)", name, c.FirstSeq, c.LastSeq, c.Msgs, want.FirstSeq, want.LastSeq, want.Msgs)
 		}
-		got := map[string]stanstore.Durable{}
-		for _, d := range c.Durables() {
+		got := map[string]source.Durable{}
+		for _, d := range durables(c) {
 			got[d.Key()] = d
 		}
 		if len(got) != len(want.Durables) {
@@ -193,10 +210,11 @@ func matchServer(t *testing.T, st *stanstore.Store, s *storetest.Seeded) map[str
 				t.Errorf("channel %q: durable %s missing", name, key)
 				continue
 			}
-			if d.LastSent != wd.LastSent || !slices.Equal(d.Pending, wd.Pending) || d.Start != wd.Start ||
-				d.MaxInflight != wd.MaxInflight || d.AckWait != wd.AckWait || d.Connected != wd.Online {
+			connected := connectedAtStop(c, d.DurableID)
+			if d.LastSent != wd.LastSent || !slices.Equal(d.Stored.Pending, wd.Pending) || d.Stored.Start(c.FirstSeq) != wd.Start ||
+				d.MaxInflight != wd.MaxInflight || d.AckWait != wd.AckWait || connected != wd.Online {
 				t.Errorf("channel %q durable %s:\n got last_sent %d pending %v start %d inflight %d ack_wait %v connected %v\nwant last_sent %d pending %v start %d inflight %d ack_wait %v online %v",
-					name, key, d.LastSent, d.Pending, d.Start, d.MaxInflight, d.AckWait, d.Connected,
+					name, key, d.LastSent, d.Stored.Pending, d.Stored.Start(c.FirstSeq), d.MaxInflight, d.AckWait, connected,
 					wd.LastSent, wd.Pending, wd.Start, wd.MaxInflight, wd.AckWait, wd.Online)
 			}
 		}

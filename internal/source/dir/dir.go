@@ -93,7 +93,7 @@ func (s *Source) Info(context.Context) (source.Info, error) {
 func (s *Source) Channels(context.Context) ([]source.Channel, error) {
 	var out []source.Channel
 	for _, c := range s.st.Channels() {
-		out = append(out, channel(c))
+		out = append(out, FromStore(c))
 	}
 	return out, nil
 }
@@ -104,12 +104,12 @@ func (s *Source) Channel(_ context.Context, name string) (source.Channel, error)
 	if !ok {
 		return source.Channel{}, fmt.Errorf("channel %q is not in the STAN directory %s: %w", name, s.st.Dir(), source.ErrNoChannel)
 	}
-	return channel(c), nil
+	return FromStore(c), nil
 }
 
-// channel presents a stored channel as a server started on the directory
-// would, except that nothing is online: no server runs.
-func channel(c stanstore.Channel) source.Channel {
+// FromStore presents a stored channel as a server started on the
+// directory would, except that nothing is online: no server runs.
+func FromStore(c stanstore.Channel) source.Channel {
 	if c.Err != nil {
 		return source.Channel{Name: c.Name, Err: fmt.Errorf("%w: %w", c.Err, source.ErrUnreadable), DurablesKnown: true}
 	}

@@ -31,6 +31,10 @@ type Options struct {
 	// hands out, so CPU-bound readers (verify) want one per core, while a
 	// migration waits on JetStream and shares one.
 	Sessions int
+	// LearnTimeout is how long Unmonitored waits for the one message that
+	// reveals a channel's first or last sequence (default 2s); an empty
+	// channel answers with silence, so this is paid per empty channel.
+	LearnTimeout time.Duration
 }
 
 // Timeouts are variables so tests can shorten them.
@@ -38,10 +42,6 @@ var (
 	// stallTimeout is how long an acknowledged read may go without a
 	// message while it still expects one before it is abandoned.
 	stallTimeout = 10 * time.Second
-	// learnTimeout is how long to wait for the one message that reveals
-	// a channel's first or last sequence without monitoring; an empty
-	// channel answers with silence, so this is paid per empty channel.
-	learnTimeout = 2 * time.Second
 	// getTimeout is how long to wait for one message that must exist.
 	getTimeout = 5 * time.Second
 	// probeIdle is how long a probe waits for the first redelivery.
@@ -81,9 +81,12 @@ func newBase(o Options) base {
 	if o.Sessions <= 0 {
 		o.Sessions = 1
 	}
+	if o.LearnTimeout <= 0 {
+		o.LearnTimeout = 2 * time.Second
+	}
 	if o.ClientID == "" {
 		host, _ := os.Hostname()
-		o.ClientID = "stanmigrate-" + sanitizeClientID(host) + "-" + nuid.Next()[:8]
+		o.ClientID = "stanmigrate-" + sanitizeClientID(host) + "-" + nuid.Next()
 	}
 	return base{o: o}
 }
@@ -117,7 +120,7 @@ func (b *base) session(ctx context.Context) (*session, error) {
 	}
 	id := b.o.ClientID
 	if b.o.Sessions > 1 {
-		id += "-" + nuid.Next()[:6]
+		id += "-" + nuid.Next()
 	}
 	s := &session{id: id, lost: make(chan struct{})}
 	sc, err := conn.ConnectSTAN(ctx, b.o.STAN, b.o.ClusterID, id, func(stan.Conn, error) { s.markLost() })

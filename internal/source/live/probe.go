@@ -57,7 +57,7 @@ func (b *base) probe(ctx context.Context, channel string, d source.Durable, o so
 	if d.QueueGroup != "" {
 		clientID = o.ClientID
 		if clientID == "" {
-			clientID = "stanmigrate-probe-" + nuid.Next()[:10]
+			clientID = "stanmigrate-probe-" + nuid.Next()
 		}
 	}
 	if o.Intent != nil {

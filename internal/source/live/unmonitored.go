@@ -69,7 +69,7 @@ func (u *Unmonitored) Channel(ctx context.Context, name string) (source.Channel,
 	if err != nil {
 		return source.Channel{}, err
 	}
-	last, err := oneMsg(ctx, s, name, learnTimeout, stan.StartWithLastReceived())
+	last, err := oneMsg(ctx, s, name, u.o.LearnTimeout, stan.StartWithLastReceived())
 	if err != nil {
 		return source.Channel{}, fmt.Errorf("learn the last sequence: %w", err)
 	}
@@ -81,7 +81,7 @@ func (u *Unmonitored) Channel(ctx context.Context, name string) (source.Channel,
 		c.FirstSeq = c.LastSeq + 1
 	default:
 		c.LastSeq = last.Sequence
-		first, err := oneMsg(ctx, s, name, learnTimeout, stan.DeliverAllAvailable())
+		first, err := oneMsg(ctx, s, name, u.o.LearnTimeout, stan.DeliverAllAvailable())
 		if err != nil {
 			return source.Channel{}, fmt.Errorf("learn the first sequence: %w", err)
 		}

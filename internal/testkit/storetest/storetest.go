@@ -19,9 +19,9 @@ import (
 	natsd "github.com/nats-io/nats-server/v2/server"
 	stand "github.com/nats-io/nats-streaming-server/server"
 
-	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 )
 
 // Seeded is a STAN file store directory built from a fixture on a real

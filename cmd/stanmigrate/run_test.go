@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// result is what a command printed and its exit code.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs one command line in-process, as main would, with buffered
+// output that is not a terminal; env ("K=V") is set for the command only.
+// Tests in this package do not run in parallel: the environment is the
+// process's.
+func run(t testing.TB, env []string, args ...string) result {
+	t.Helper()
+	restore := setenv(t, env)
+	defer restore()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var so, se bytes.Buffer
+	a := newApp(&so, &se, false)
+	code := a.execute(ctx, args)
+	return result{so.String(), se.String(), code}
+}
+
+// setenv applies env and returns what puts the previous values back.
+func setenv(t testing.TB, env []string) func() {
+	t.Helper()
+	type old struct {
+		v  string
+		ok bool
+	}
+	prev := map[string]old{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, seen := prev[k]; !seen {
+			ov, ok := os.LookupEnv(k)
+			prev[k] = old{ov, ok}
+		}
+		if err := os.Setenv(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func() {
+		for k, o := range prev {
+			if o.ok {
+				os.Setenv(k, o.v)
+			} else {
+				os.Unsetenv(k)
+			}
+		}
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// binaryPath builds the real binary once, for the tests that must send
+// it a signal (kill -9, Ctrl-C) or measure its memory.
+func binaryPath(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "stanmigrate-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "stanmigrate")
+		if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+			buildErr = err
+			binary = string(out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build stanmigrate: %v\n%s", buildErr, binary)
+	}
+	return binary
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binary != "" && buildErr == nil {
+		os.RemoveAll(filepath.Dir(binary))
+	}
+	os.Exit(code)
+}
