@@ -112,6 +112,10 @@ func New(baseURL string, hc *http.Client) *Client {
 	return c
 }
 
+// URL is the monitoring base URL without user information, safe to show
+// and to write into files.
+func (c *Client) URL() string { return c.display }
+
 // Serverz is /streaming/serverz (the fields the migration uses).
 type Serverz struct {
 	ClusterID     string `json:"cluster_id"`
