@@ -32,7 +32,7 @@ behind and pending durables, an offline durable queue group, a non-durable),
 then runs plan, migrate and verify and prints what each step did.
 
 ` + exitCodesHelp,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
 				return runF(cmd.Context(), o)

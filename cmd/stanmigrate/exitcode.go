@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/spf13/cobra"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -65,4 +66,13 @@ func exitCode(err error) int {
 		}
 	}
 	return exitFailed
+}
+
+// noArgs refuses positional arguments as bad usage (exit 2), as every
+// other flag mistake is.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(cmd, args); err != nil {
+		return usageError{err}
+	}
+	return nil
 }

@@ -58,7 +58,7 @@ first Ctrl-C (or --until-idle) means "finish": a final catch-up, then the
 consumers. A second Ctrl-C stops with the checkpoint saved.
 ` + dirHelp + `
 ` + exitCodesHelp,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.dir.resolve(cmd.Flags()); err != nil {
 				return err

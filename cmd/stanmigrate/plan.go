@@ -37,7 +37,7 @@ prints a dry-run report: what will be created, how much data, what is risky or
 blocked. It changes nothing on either server.
 ` + dirHelp + `
 ` + exitCodesHelp,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.dir.resolve(cmd.Flags()); err != nil {
 				return err

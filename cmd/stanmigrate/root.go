@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -36,7 +37,19 @@ type globalOptions struct {
 	flags                              *pflag.FlagSet
 }
 
-func newRootCmd(a *app) *cobra.Command {
+// runners replace commands' run functions, so tests can check what the
+// flags parse into without running anything.
+type runners struct {
+	plan    func(context.Context, *planOptions) error
+	migrate func(context.Context, *migrateOptions) error
+	verify  func(context.Context, *verifyOptions) error
+	status  func(context.Context, *statusOptions) error
+	demo    func(context.Context, *demoOptions) error
+}
+
+func newRootCmd(a *app) *cobra.Command { return newRootCmdWith(a, runners{}) }
+
+func newRootCmdWith(a *app, r runners) *cobra.Command {
 	g := &globalOptions{stan: conn.Side{Name: "STAN"}, nats: conn.Side{Name: "JetStream"}}
 	root := &cobra.Command{
 		Use:   "stanmigrate",
@@ -59,6 +72,8 @@ file's source.auth / target.auth references apply when no such flag is given.
 ` + exitCodesHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          noArgs,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return g.resolve(cmd.Flags())
 		},
@@ -68,11 +83,11 @@ file's source.auth / target.auth references apply when no such flag is given.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.addFlags(root.PersistentFlags())
 	root.AddCommand(
-		newPlanCmd(a, g, nil),
-		newMigrateCmd(a, g, nil),
-		newVerifyCmd(a, g, nil),
-		newStatusCmd(a, nil),
-		newDemoCmd(a, nil),
+		newPlanCmd(a, g, r.plan),
+		newMigrateCmd(a, g, r.migrate),
+		newVerifyCmd(a, g, r.verify),
+		newStatusCmd(a, r.status),
+		newDemoCmd(a, r.demo),
 	)
 	return root
 }

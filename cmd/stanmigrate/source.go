@@ -107,11 +107,15 @@ func skipUnreadable(ctx context.Context, w io.Writer, p *plan.Plan, src source.S
 }
 
 // loadPlan reads a plan file and applies its auth references for the
-// sides no security flag was given for.
+// sides no security flag was given for. The plan names its STAN cluster,
+// so --cluster is only needed to say otherwise.
 func (g *globalOptions) loadPlan(path string) (*plan.Plan, error) {
 	p, err := plan.Load(path)
 	if err != nil {
 		return nil, err
+	}
+	if g.explicitCluster() == "" {
+		g.cluster = p.Source.ClusterID
 	}
 	if err := g.applyPlanAuth(p); err != nil {
 		return nil, err

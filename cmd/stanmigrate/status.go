@@ -24,7 +24,7 @@ func newStatusCmd(a *app, runF func(context.Context, *statusOptions) error) *cob
 shows, per channel, how far the copy got and how many consumers exist.
 
 ` + exitCodesHelp,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.stateDir == "" {
 				o.stateDir = defaultStateDir(o.planFile)

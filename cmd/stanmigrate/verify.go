@@ -40,7 +40,7 @@ ephemeral ordered consumers. Exit code 1 on any difference,
 naming the channel and the first differing sequences: made for CI.
 ` + dirHelp + `
 ` + exitCodesHelp,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.dir.resolve(cmd.Flags()); err != nil {
 				return err
