@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -86,11 +87,12 @@ func runDemo(ctx context.Context, o *demoOptions) error {
 		return err
 	}
 	step("3/4 stanmigrate migrate --plan %s", planFile)
-	if err := runMigrate(ctx, &migrateOptions{io: o.io, global: g, planFile: planFile, positions: "exact"}); err != nil {
+	if err := runMigrate(ctx, &migrateOptions{io: o.io, global: g, planFile: planFile, positions: "exact",
+		parallel: defaultMigrateParallel, window: defaultWindow}); err != nil {
 		return err
 	}
 	step("4/4 stanmigrate verify --plan %s", planFile)
-	if err := runVerify(ctx, &verifyOptions{io: o.io, global: g, planFile: planFile}); err != nil {
+	if err := runVerify(ctx, &verifyOptions{io: o.io, global: g, planFile: planFile, parallel: runtime.NumCPU()}); err != nil {
 		return err
 	}
 	fmt.Fprintln(o.io.Out, "\nDemo complete: every channel is a stream with the same sequences and content, every durable a consumer at its position.")

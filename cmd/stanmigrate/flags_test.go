@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -51,13 +52,13 @@ func TestFlagsParseIntoOptions(t *testing.T) {
 		{"STAN_DIR", []string{"STAN_DIR=/srv/stan"}, []string{"plan", "-o", "-"},
 			planOptions{output: "-", format: "table", replicas: 1, headers: "full", dir: dirOptions{dir: "/srv/stan"}}},
 		{"migrate defaults", nil, []string{"migrate"},
-			migrateOptions{positions: "exact"}},
+			migrateOptions{positions: "exact", parallel: max(runtime.NumCPU(), 8), window: 8192}},
 		{"migrate, every flag", nil, []string{"migrate", "--plan", "p.yaml", "--state", "st", "--parallel", "4", "--window", "100",
 			"--positions", "lowest-unacked", "--follow", "--until-idle", "5s", "--json", "--quiet"},
 			migrateOptions{planFile: "p.yaml", stateDir: "st", parallel: 4, window: 100, positions: "lowest-unacked", follow: true,
 				untilIdle: 5 * time.Second, json: true, quiet: true}},
 		{"migrate --status", nil, []string{"migrate", "--plan", "p.yaml", "--status"},
-			migrateOptions{planFile: "p.yaml", positions: "exact", status: true}},
+			migrateOptions{planFile: "p.yaml", positions: "exact", status: true, parallel: max(runtime.NumCPU(), 8), window: 8192}},
 		{"verify, every flag", nil, []string{"verify", "--plan", "p.yaml", "--json", "--quiet", "--sample", "5", "--parallel", "3"},
 			verifyOptions{planFile: "p.yaml", json: true, quiet: true, sample: 5, parallel: 3}},
 		{"status beside the plan", nil, []string{"status", "--plan", "dir/p.yaml"},

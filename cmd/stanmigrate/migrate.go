@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -33,6 +34,12 @@ type migrateOptions struct {
 	positions string
 	dir       dirOptions
 }
+
+// Defaults of migrate's numeric flags.
+var (
+	defaultMigrateParallel = max(runtime.NumCPU(), 8)
+	defaultWindow          = 8192
+)
 
 // defaultStateDir keeps checkpoints beside the plan they belong to.
 func defaultStateDir(planFile string) string {
@@ -72,8 +79,8 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 	f := cmd.Flags()
 	f.StringVar(&o.planFile, "plan", "", "plan file written by the plan command (default: plan now with defaults)")
 	f.StringVar(&o.stateDir, "state", "", "checkpoint directory (default: beside the plan, <plan>.state)")
-	f.IntVar(&o.parallel, "parallel", 0, "channels migrated at once (default: 8, or the number of CPUs if higher)")
-	f.IntVar(&o.window, "window", 0, "publishes awaiting a JetStream ack per channel (default 8192; payload in flight is also capped at 32 MiB across all channels)")
+	f.IntVar(&o.parallel, "parallel", defaultMigrateParallel, "channels migrated at once (1 to 1024; default 8, or the number of CPUs if higher)")
+	f.IntVar(&o.window, "window", defaultWindow, "publishes awaiting a JetStream ack per channel (16 to 1048576; payload in flight is also capped at 32 MiB across all channels)")
 	f.StringVar(&o.positions, "positions", "exact", "consumer state: exact (ack what STAN had acknowledged past the start, redeliver only the pending) or lowest-unacked (at-least-once: start at the lowest unacknowledged sequence, acknowledged messages past it are delivered again)")
 	o.dir.addFlags(f)
 	f.BoolVar(&o.follow, "follow", false, "keep tailing new messages until Ctrl-C or --until-idle, then finish")
@@ -88,6 +95,9 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
+	if err := stateDirectory(o.stateDir); err != nil {
+		return err
+	}
 	if o.status {
 		return runStatus(ctx, &statusOptions{io: o.io, stateDir: o.stateDir})
 	}
@@ -97,8 +107,17 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	if o.positions != "exact" && o.positions != "lowest-unacked" {
 		return usageError{fmt.Errorf("--positions is %q: use exact or lowest-unacked", o.positions)}
 	}
-	if o.untilIdle > 0 && !o.follow {
+	if o.untilIdle != 0 && !o.follow {
 		return usageError{errors.New("--until-idle needs --follow")}
+	}
+	if o.untilIdle < 0 {
+		return usageError{fmt.Errorf("--until-idle %v: use a positive duration, such as 30s", o.untilIdle)}
+	}
+	if err := inRange("--parallel", o.parallel, 1, 1024); err != nil {
+		return err
+	}
+	if err := inRange("--window", o.window, 16, 1<<20); err != nil {
+		return err
 	}
 	g := o.global
 	var p *plan.Plan

@@ -93,7 +93,8 @@ func TestMigrateAndVerifyOutputPerMode(t *testing.T) {
 			}
 			so.Reset()
 			se.Reset()
-			err = runMigrate(ctx, &migrateOptions{io: ios, global: g, planFile: planFile, positions: "exact", quiet: m.quiet, json: m.json})
+			err = runMigrate(ctx, &migrateOptions{io: ios, global: g, planFile: planFile, positions: "exact", quiet: m.quiet, json: m.json,
+				parallel: defaultMigrateParallel, window: defaultWindow})
 			if err != nil {
 				t.Fatalf("migrate: %v\n%s%s", err, so.String(), se.String())
 			}
@@ -101,7 +102,7 @@ func TestMigrateAndVerifyOutputPerMode(t *testing.T) {
 
 			so.Reset()
 			se.Reset()
-			err = runVerify(ctx, &verifyOptions{io: ios, global: g, planFile: planFile, quiet: m.quiet, json: m.json})
+			err = runVerify(ctx, &verifyOptions{io: ios, global: g, planFile: planFile, quiet: m.quiet, json: m.json, parallel: 2})
 			if err != nil {
 				t.Fatalf("verify: %v\n%s%s", err, so.String(), se.String())
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -60,6 +62,9 @@ blocked. It changes nothing on either server.
 }
 
 func runPlan(ctx context.Context, o *planOptions) error {
+	if err := writableFile("--output", o.output); err != nil {
+		return err
+	}
 	switch o.format {
 	case report.Table, report.JSON, report.Markdown:
 	default:
@@ -97,8 +102,17 @@ func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
 		return nil, err
 	}
 	defer src.Close()
+	// A dry run proves every connection migrate will need, changing
+	// nothing: the source (monitoring answered when it opened), then the
+	// JetStream API, which Discover asks for the account's limits.
+	if err := src.Check(ctx); err != nil {
+		return nil, err
+	}
 	d, err := plan.Discover(ctx, src, g.nats)
 	if err != nil {
+		return nil, err
+	}
+	if err := selectionMatches(o.include, d); err != nil {
 		return nil, err
 	}
 	p := plan.Build(d, plan.Options{
@@ -116,4 +130,36 @@ func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
 	}
 	p.Target.Auth = authRefs(g.nats, "")
 	return p, nil
+}
+
+// selectionMatches refuses a --channel glob that matches no channel: an
+// empty plan is almost always a typo, and migrating it would do nothing
+// while looking like success.
+func selectionMatches(include []string, d *plan.Discovery) error {
+	for _, g := range include {
+		if _, err := path.Match(g, ""); err != nil {
+			return usageError{fmt.Errorf("--channel %q is not a valid glob: %v", g, err)}
+		}
+		matched := false
+		for _, c := range d.Channels {
+			if ok, _ := path.Match(g, c.Name); ok {
+				matched = true
+				break
+			}
+		}
+		if matched {
+			continue
+		}
+		names := make([]string, 0, 5)
+		for _, c := range d.Channels {
+			if len(names) == 5 {
+				names = append(names, "...")
+				break
+			}
+			names = append(names, c.Name)
+		}
+		return usageError{fmt.Errorf("--channel %q matches none of the %d channel(s) on %s (%s): check the glob (* matches within a name, so orders.* matches orders.eu)",
+			g, len(d.Channels), d.Source.Name, strings.Join(names, ", "))}
+	}
+	return nil
 }

@@ -88,7 +88,10 @@ file's source.auth / target.auth references apply when no such flag is given.
 		newVerifyCmd(a, g, r.verify),
 		newStatusCmd(a, r.status),
 		newDemoCmd(a, r.demo),
+		newVersionCmd(a),
 	)
+	root.Version = readBuildInfo().Version
+	root.SetVersionTemplate(readBuildInfo().String())
 	return root
 }
 

@@ -41,6 +41,9 @@ shows, per channel, how far the copy got and how many consumers exist.
 }
 
 func runStatus(_ context.Context, o *statusOptions) error {
+	if err := stateDirectory(o.stateDir); err != nil {
+		return err
+	}
 	cps, err := migrate.State{Dir: o.stateDir}.All()
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,7 @@ type verifyOptions struct {
 	global *globalOptions
 
 	planFile string
+	junit    string
 	json     bool
 	quiet    bool
 	sample   int
@@ -54,17 +56,25 @@ naming the channel and the first differing sequences: made for CI.
 	f := cmd.Flags()
 	f.StringVar(&o.planFile, "plan", "", "plan file (default: plan now with defaults)")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON (no progress output)")
+	f.StringVar(&o.junit, "junit", "", "also write the report as JUnit XML to this file (one test case per channel and consumer), for CI")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress output")
 	f.IntVar(&o.sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
-	f.IntVar(&o.parallel, "parallel", 0, "channels verified at once (default: number of CPUs)")
+	f.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "channels verified at once (1 to 1024; default: the number of CPUs)")
 	o.dir.addFlags(f)
 	return cmd
 }
 
 func runVerify(ctx context.Context, o *verifyOptions) error {
 	if o.sample < 0 {
-		return usageError{fmt.Errorf("--sample %d: use a positive number of sequences per channel", o.sample)}
+		return usageError{fmt.Errorf("--sample %d: use a positive number of sequences per channel (0, the default, checks every message)", o.sample)}
 	}
+	if err := inRange("--parallel", o.parallel, 1, 1024); err != nil {
+		return err
+	}
+	if err := writableFile("--junit", o.junit); err != nil {
+		return err
+	}
+	start := time.Now()
 	g := o.global
 	var p *plan.Plan
 	var err error
@@ -77,9 +87,6 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 		return err
 	}
 	parallel := o.parallel
-	if parallel <= 0 {
-		parallel = runtime.NumCPU()
-	}
 	// One STAN session per channel verified at once: a session is one
 	// connection whose messages one goroutine hands out.
 	src, err := g.openSource(ctx, o.dir, p, parallel)
@@ -93,6 +100,11 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: verifyProgress{prog},
 	})
 	prog.Close()
+	if o.junit != "" {
+		if jerr := report.WriteJUnit(o.junit, rep, report.JUnitOptions{Timestamp: start, Duration: time.Since(start), Err: err}); jerr != nil {
+			return fmt.Errorf("write the JUnit report %s: %w", o.junit, jerr)
+		}
+	}
 	if rep != nil {
 		if o.json {
 			if jerr := report.JSONTo(o.io.Out, rep); jerr != nil {

@@ -8,16 +8,20 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/jsm.go/natscontext"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/stan.go"
+	stanpb "github.com/nats-io/stan.go/pb"
 )
 
 // Sentinel errors callers branch on (the command maps them to exit 2).
@@ -102,6 +106,10 @@ func (s Side) Resolved() (string, []nats.Option, error) {
 	if u == "" {
 		u = nats.DefaultURL
 	}
+	if err := checkURLs(u); err != nil {
+		return "", nil, fmt.Errorf("%s server URL %s: %v: check %surl (for example nats://host:4222, several separated by commas): %w",
+			s.Name, Redact(u), err, s.flag(), ErrBadConfig)
+	}
 	files := []struct{ flag, path string }{
 		{"creds", s.Creds}, {"nkey", s.NKey}, {"tls-cert", s.TLSCert}, {"tls-key", s.TLSKey}, {"tls-ca", s.TLSCA},
 	}
@@ -114,6 +122,10 @@ func (s Side) Resolved() (string, []nats.Option, error) {
 		}
 	}
 	if s.Creds != "" {
+		if err := checkCreds(s.Creds); err != nil {
+			return "", nil, fmt.Errorf("%s server %s: %screds %s %v: pass the credentials file (user JWT and seed) your operator issued: %w",
+				s.Name, Redact(u), s.flag(), s.Creds, err, ErrBadConfig)
+		}
 		opts = append(opts, nats.UserCredentials(s.Creds))
 	}
 	if s.NKey != "" {
@@ -139,6 +151,60 @@ func (s Side) Resolved() (string, []nats.Option, error) {
 		opts = append(opts, nats.RootCAs(s.TLSCA))
 	}
 	return u, opts, nil
+}
+
+// checkURLs parses each of a comma-separated list of server URLs the way
+// the client will dial them, so a typo is reported as such rather than as
+// an unreachable server.
+func checkURLs(list string) error {
+	for _, raw := range strings.Split(list, ",") {
+		raw = strings.TrimSpace(raw)
+		if !strings.Contains(raw, "://") {
+			raw = "nats://" + raw
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("does not parse: %v", err)
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("scheme %q is not nats, tls, ws or wss", u.Scheme)
+		}
+		if u.Hostname() == "" && u.Port() == "" {
+			return errors.New("names no host")
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("port %q is not a port number", p)
+			}
+		}
+		if _, _, err := net.SplitHostPort(u.Host); err != nil && u.Port() != "" {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkCreds makes sure a credentials file holds a user JWT and a seed:
+// the client library would only say so once a server refused the
+// connection, as if the credentials were wrong rather than missing.
+func checkCreds(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	tok, err := jwt.ParseDecoratedJWT(data)
+	if err == nil {
+		_, err = jwt.DecodeUserClaims(strings.TrimSpace(tok))
+	}
+	if err != nil {
+		return errors.New("holds no user JWT")
+	}
+	if _, err := jwt.ParseDecoratedNKey(data); err != nil {
+		return errors.New("holds no user seed")
+	}
+	return nil
 }
 
 // withoutCredentials drops whatever credentials earlier options (a
@@ -418,4 +484,40 @@ func CheckJetStream(ctx context.Context, s Side, nc *nats.Conn, js jetstream.Jet
 		return fmt.Errorf("%s: %w (authorization violation): JetStream API denied: %v: grant the user publish on $JS.API.>", where, ErrPermission, err)
 	}
 	return fmt.Errorf("%s: JetStream account info: %w", where, err)
+}
+
+// CheckSTAN proves that a STAN server answers for clusterID at the side's
+// URL with the side's credentials, without registering a client (which
+// would write to the server's store): it sends a connect request that
+// STAN refuses as incomplete, and a refusal is the answer it wanted. STAN
+// logs the refusal as an invalid connection request.
+func CheckSTAN(ctx context.Context, s Side, clusterID string) error {
+	nc, err := ConnectNATS(ctx, s, "stanmigrate-check")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	req, err := (&stanpb.ConnectRequest{ClientID: "stanmigrate-check"}).Marshal()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	reply, err := nc.RequestWithContext(rctx, stan.DefaultDiscoverPrefix+"."+clusterID, req)
+	if perr := PermissionErr(s, nc); perr != nil {
+		return perr
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("STAN server %s: cluster id %q: %w: check --cluster (the server's -cid), and that the user's account is the one STAN runs in",
+			Redact(nc.ConnectedUrlRedacted()), clusterID, ErrWrongCluster)
+	}
+	var resp stanpb.ConnectResponse
+	if err := resp.Unmarshal(reply.Data); err != nil {
+		return fmt.Errorf("STAN server %s: cluster id %q: the answer is not a STAN connect response (%v): %w",
+			Redact(nc.ConnectedUrlRedacted()), clusterID, err, ErrWrongCluster)
+	}
+	return nil
 }

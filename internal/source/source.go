@@ -52,6 +52,10 @@ type Source interface {
 	// Channel returns one channel as it stands now, or an error wrapping
 	// ErrNoChannel when the source can tell the channel does not exist.
 	Channel(ctx context.Context, name string) (Channel, error)
+	// Check proves that what reading needs works (a live server's STAN
+	// client URL, credentials and cluster id) without changing anything,
+	// for a dry run.
+	Check(ctx context.Context) error
 	// Connect opens what reading needs (a live server's STAN session), so
 	// that bad settings surface before anything is written.
 	Connect(ctx context.Context) error

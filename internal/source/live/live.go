@@ -154,6 +154,12 @@ func (b *base) addReader(s *session, n int) {
 	b.mu.Unlock()
 }
 
+// Check asks the server to answer for the cluster id without
+// registering a client.
+func (b *base) Check(ctx context.Context) error {
+	return conn.CheckSTAN(ctx, b.o.STAN, b.o.ClusterID)
+}
+
 // Connect opens a session: the STAN client URL, credentials and cluster
 // id are proven before anything is written.
 func (b *base) Connect(ctx context.Context) error {

@@ -271,3 +271,10 @@ func FreePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// NATSServerVersion is the version of the nats-server embedded here.
+func NATSServerVersion() string { return natsd.VERSION }
+
+// STANServerVersion is the version of the nats-streaming-server embedded
+// here.
+func STANServerVersion() string { return stand.VERSION }

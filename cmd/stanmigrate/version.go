@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+)
+
+// buildInfo is what the binary knows about its own build.
+type buildInfo struct {
+	Version  string // module version ("(devel)" for a build from a checkout)
+	Revision string // VCS revision, "+dirty" when built with local changes
+	Time     string // VCS commit time
+	Go       string
+	// The servers the demo embeds.
+	NATSServer, STANServer string
+}
+
+func readBuildInfo() buildInfo {
+	b := buildInfo{Version: "(unknown)", NATSServer: embedded.NATSServerVersion(), STANServer: embedded.STANServerVersion()}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return b
+	}
+	b.Version, b.Go = bi.Main.Version, bi.GoVersion
+	modified := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.Revision = s.Value
+		case "vcs.time":
+			b.Time = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if modified && b.Revision != "" {
+		b.Revision += "+dirty"
+	}
+	return b
+}
+
+func (b buildInfo) String() string {
+	rev := b.Revision
+	if rev == "" {
+		rev = "unknown revision (built without VCS information)"
+	}
+	if b.Time != "" {
+		rev += " (" + b.Time + ")"
+	}
+	return fmt.Sprintf("stanmigrate %s\nrevision %s\n%s\ndemo embeds nats-server %s and nats-streaming-server %s\n",
+		b.Version, rev, b.Go, b.NATSServer, b.STANServer)
+}
+
+type versionOptions struct{ io *iostreams }
+
+func newVersionCmd(a *app) *cobra.Command {
+	o := &versionOptions{io: a.io}
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, VCS revision and the server versions the demo embeds",
+		Args:  noArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runVersion(cmd.Context(), o) },
+	}
+}
+
+func runVersion(_ context.Context, o *versionOptions) error {
+	fmt.Fprint(o.io.Out, readBuildInfo())
+	return nil
+}
