@@ -45,6 +45,9 @@ type runners struct {
 	verify  func(context.Context, *verifyOptions) error
 	status  func(context.Context, *statusOptions) error
 	demo    func(context.Context, *demoOptions) error
+
+	fixtureLoad    func(context.Context, *fixtureLoadOptions) error
+	fixtureCapture func(context.Context, *fixtureCaptureOptions) error
 }
 
 func newRootCmd(a *app) *cobra.Command { return newRootCmdWith(a, runners{}) }
@@ -88,6 +91,7 @@ file's source.auth / target.auth references apply when no such flag is given.
 		newVerifyCmd(a, g, r.verify),
 		newStatusCmd(a, r.status),
 		newDemoCmd(a, r.demo),
+		newFixtureCmd(a, g, r),
 		newVersionCmd(a),
 	)
 	root.Version = readBuildInfo().Version

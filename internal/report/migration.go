@@ -57,7 +57,7 @@ func Migration(w io.Writer, s *migrate.Summary) {
 	if s.Elapsed > 0 {
 		rate = float64(s.Copied) / s.Elapsed.Seconds()
 	}
-	fmt.Fprintf(w, "\n%s message(s), %s copied in %v (%s msgs/s)\n", Count(s.Copied), Bytes(s.Bytes), s.Elapsed.Round(time.Millisecond), Count(uint64(rate)))
+	fmt.Fprintf(w, "\n%s message(s), %s of payload copied in %v (%s msgs/s)\n", Count(s.Copied), Bytes(s.Bytes), s.Elapsed.Round(time.Millisecond), Count(uint64(rate)))
 	if s.NothingToDo {
 		fmt.Fprintln(w, "Nothing to do: every channel and consumer was already migrated; nothing was changed.")
 	}

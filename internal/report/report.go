@@ -75,7 +75,7 @@ func durableName(d plan.Durable) string {
 func planTable(w io.Writer, p *plan.Plan) error {
 	t := p.Totals
 	fmt.Fprintf(w, "Plan: STAN cluster %q (%s) -> JetStream %s (%s)\n", p.Source.ClusterID, p.Source.ServerVersion, p.Target.URL, p.Target.ServerVersion)
-	fmt.Fprintf(w, "%d channel(s), %s message(s), %s, %d durable(s); %d blocker(s), %d warning(s)\n\n",
+	fmt.Fprintf(w, "%d channel(s), %s message(s), %s as STAN stores them, %d durable(s); %d blocker(s), %d warning(s)\n\n",
 		t.Channels, Count(t.Msgs), Bytes(t.Bytes), t.Durables, t.Blockers, t.Warnings)
 	if len(p.Findings) > 0 {
 		tw := table(w)

@@ -36,7 +36,7 @@ func NewMonitored(ctx context.Context, o Options, mon *monitor.Client, monitorUR
 	m := &Monitored{base: newBase(o), mon: mon, monURL: monitorURL}
 	srv, err := mon.Serverz(ctx)
 	if err != nil {
-		return nil, monitorErr(err)
+		return nil, MonitorError(err)
 	}
 	if srv.ClusterID != o.ClusterID {
 		return nil, fmt.Errorf("STAN monitoring %s reports cluster id %q, not %q: pass --cluster %s (or fix --stan-monitor): %w",
@@ -45,8 +45,9 @@ func NewMonitored(ctx context.Context, o Options, mon *monitor.Client, monitorUR
 	return m, nil
 }
 
-// monitorErr says what to check when monitoring fails.
-func monitorErr(err error) error {
+// MonitorError says what to check when monitoring fails, and classes the
+// failure with the connection errors (unreachable, bad settings).
+func MonitorError(err error) error {
 	if errors.Is(err, monitor.ErrUnreachable) {
 		return fmt.Errorf("%w: is STAN running with monitoring enabled (-m), and is --stan-monitor right? %w", err, conn.ErrUnreachable)
 	}
@@ -60,7 +61,7 @@ func monitorErr(err error) error {
 func (m *Monitored) Info(ctx context.Context) (source.Info, error) {
 	srv, err := m.mon.Serverz(ctx)
 	if err != nil {
-		return source.Info{}, monitorErr(err)
+		return source.Info{}, MonitorError(err)
 	}
 	in := source.Info{
 		ClusterID: srv.ClusterID, Name: fmt.Sprintf("STAN cluster %q", srv.ClusterID),
@@ -79,7 +80,7 @@ func (m *Monitored) storeLimits(ctx context.Context) (monitor.StoreLimits, error
 	m.limitsOnce.Do(func() {
 		sz, err := m.mon.Storez(ctx)
 		if err != nil {
-			m.limitsErr = monitorErr(err)
+			m.limitsErr = MonitorError(err)
 			return
 		}
 		m.limits = sz.Limits
@@ -95,7 +96,7 @@ func (m *Monitored) Channels(ctx context.Context) ([]source.Channel, error) {
 	}
 	czs, err := m.mon.Channels(ctx, m.PageSize)
 	if err != nil {
-		return nil, monitorErr(err)
+		return nil, MonitorError(err)
 	}
 	out := make([]source.Channel, 0, len(czs))
 	for _, cz := range czs {
@@ -115,7 +116,7 @@ func (m *Monitored) Channel(ctx context.Context, name string) (source.Channel, e
 		return source.Channel{}, fmt.Errorf("channel %q: %w", name, source.ErrNoChannel)
 	}
 	if err != nil {
-		return source.Channel{}, fmt.Errorf("channel %q: %w", name, monitorErr(err))
+		return source.Channel{}, fmt.Errorf("channel %q: %w", name, MonitorError(err))
 	}
 	return FromMonitor(cz, lim), nil
 }
