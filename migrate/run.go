@@ -123,11 +123,13 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	if err := r.checkTarget(ctx); err != nil {
 		return nil, err
 	}
-	if err := src.Connect(ctx); err != nil {
-		return nil, err
-	}
+	// Everything that can be checked without writing comes first: a
+	// refused run leaves both servers as they were.
 	chans := p.Active()
 	if err := r.checkChannels(ctx, chans); err != nil {
+		return nil, err
+	}
+	if err := src.Connect(ctx); err != nil {
 		return nil, err
 	}
 	r.windowBytes = max(o.WindowBytes/max(min(o.Parallel, len(chans)), 1), 1<<20)
