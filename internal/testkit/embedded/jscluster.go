@@ -292,6 +292,19 @@ func (c *JetStreamCluster) URLList() []string {
 	return urls
 }
 
+// Start starts every stopped node (after Stop, a whole-cluster restart)
+// and waits until the cluster is ready again.
+func (c *JetStreamCluster) Start() error {
+	for _, n := range c.nodes {
+		if !n.Running() {
+			if err := n.Start(); err != nil {
+				return err
+			}
+		}
+	}
+	return c.WaitReady(30 * time.Second)
+}
+
 // Stop shuts every node down.
 func (c *JetStreamCluster) Stop() {
 	var wg sync.WaitGroup

@@ -28,7 +28,8 @@ func startJSCluster(t *testing.T, cfg embedded.JetStreamClusterConfig) *embedded
 // jsClient connects to every node; failover happens on the client side.
 func jsClient(t *testing.T, c *embedded.JetStreamCluster) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,5 +306,37 @@ func TestJetStreamClusterPlacementTags(t *testing.T) {
 		t.Fatal("a stream placed in an unknown cluster was created")
 	} else {
 		t.Logf("placement in an unknown cluster: %v", err)
+	}
+}
+
+// TestJetStreamClusterFullRestart stops every node and starts them again:
+// the stream and its messages come back.
+func TestJetStreamClusterFullRestart(t *testing.T) {
+	c := startJSCluster(t, embedded.JetStreamClusterConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js := jsClient(t, c)
+	createR3(t, ctx, c, js, "F")
+	for i := range 5 {
+		if _, _, err := publishUntil(ctx, js, "F.x", fmt.Sprintf("f%d", i), 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Stop()
+	start := time.Now()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.WaitStreamLeader("F", -1, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("whole cluster restarted: ready and stream leader node %d in %v", l, time.Since(start).Round(time.Millisecond))
+	if st, ok := c.StreamState(l, "F"); !ok || st.Msgs != 5 {
+		t.Fatalf("after restart: %+v %v", st, ok)
+	}
+	ack, _, err := publishUntil(ctx, js, "F.x", "f5", 30*time.Second)
+	if err != nil || ack.Sequence != 6 {
+		t.Fatalf("publish after restart: %+v %v", ack, err)
 	}
 }

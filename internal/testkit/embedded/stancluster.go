@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	natsd "github.com/nats-io/nats-server/v2/server"
 	stand "github.com/nats-io/nats-streaming-server/server"
 	"github.com/nats-io/nats-streaming-server/stores"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/stan.go/pb"
 )
 
 // STANNode is one NATS Streaming server of a STANCluster or STANFT, with
@@ -30,6 +33,10 @@ type STANNode struct {
 	opts        func(n *STANNode) (*stand.Options, *natsd.Options)
 	mu          sync.Mutex
 	srv         *stand.StanServer
+	// probe is how Serving connects (the credentials STAN's own
+	// connections use) and what it asks.
+	probe    []nats.Option
+	pingSubj string
 }
 
 func newSTANNode(index int, name string) (*STANNode, error) {
@@ -71,12 +78,109 @@ func (n *STANNode) Start() error {
 		return fmt.Errorf("embedded STAN: %s already running", n.name)
 	}
 	sopts, nopts := n.opts(n)
+	probe, err := clientOptions(sopts, nopts)
+	if err != nil {
+		return fmt.Errorf("embedded STAN: %s: %w", n.name, err)
+	}
 	srv, err := stand.RunServerWithOpts(sopts, nopts)
 	if err != nil {
 		return fmt.Errorf("embedded STAN: %s: %w", n.name, err)
 	}
 	n.srv = srv
+	n.probe = probe
+	n.pingSubj = sopts.DiscoverPrefix + "." + sopts.ID + ".pings"
 	return nil
+}
+
+// pingProbe is a STAN client PING for a connection the server does not
+// know: the server that leads (or is FT active) answers it with an error,
+// and registers nothing.
+var pingProbe, _ = (&pb.Ping{ConnID: []byte("embedded-probe")}).Marshal()
+
+// Serving checks that a STAN client connecting through this node's NATS
+// server reaches a STAN server ready for it: the leader (or the FT active
+// server) answers a client PING sent here. A server reports the Raft role
+// Leader or the state FT_ACTIVE before it has subscribed to client
+// requests, and its subscriptions take a moment more to reach the other
+// nodes over the routes; a client connecting in between fails at once
+// ("connect request timeout": no responders).
+func (n *STANNode) Serving() error {
+	n.mu.Lock()
+	running, probe, subj := n.srv != nil, n.probe, n.pingSubj
+	n.mu.Unlock()
+	if !running {
+		return fmt.Errorf("%s stopped", n.name)
+	}
+	opts := append(append([]nats.Option(nil), probe...), nats.Name("embedded-probe"), nats.Timeout(time.Second),
+		nats.NoReconnect(), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	nc, err := nats.Connect(n.URL(), opts...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.name, err)
+	}
+	defer nc.Close()
+	if _, err := nc.Request(subj, pingProbe, 500*time.Millisecond); err != nil {
+		return fmt.Errorf("%s: STAN not answering: %w", n.name, err)
+	}
+	return nil
+}
+
+// waitServing waits until every running node of nodes is Serving.
+func waitServing(nodes []*STANNode, timeout time.Duration) error {
+	return waitFor(timeout, 20*time.Millisecond, func() error {
+		for _, n := range nodes {
+			if n.Running() {
+				if err := n.Serving(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// clientOptions are the NATS options of a client authenticating the way
+// the STAN server's own connections do (server.go createNatsClientConn).
+func clientOptions(s *stand.Options, n *natsd.Options) ([]nats.Option, error) {
+	var o []nats.Option
+	if s.TLSServerName != "" || s.TLSSkipVerify {
+		o = append(o, nats.Secure(&tls.Config{ServerName: s.TLSServerName, InsecureSkipVerify: s.TLSSkipVerify}))
+	} else if s.Secure {
+		o = append(o, nats.Secure())
+	}
+	if s.NATSCredentials != "" {
+		o = append(o, nats.UserCredentials(s.NATSCredentials))
+	}
+	o = append(o, s.NATSClientOpts...)
+	user, pass, token := n.Username, n.Password, n.Authorization
+	if user == "" {
+		user = s.Username
+	}
+	if pass == "" {
+		pass = s.Password
+	}
+	if token == "" {
+		token = s.Token
+	}
+	if user != "" {
+		o = append(o, nats.UserInfo(user, pass))
+	}
+	if token != "" {
+		o = append(o, nats.Token(token))
+	}
+	if s.NKeySeedFile != "" {
+		nk, err := nats.NkeyOptionFromSeed(s.NKeySeedFile)
+		if err != nil {
+			return nil, err
+		}
+		o = append(o, nk)
+	}
+	if s.ClientCA != "" {
+		o = append(o, nats.RootCAs(s.ClientCA))
+	}
+	if s.ClientCert != "" {
+		o = append(o, nats.ClientCert(s.ClientCert, s.ClientKey))
+	}
+	return o, nil
 }
 
 // Shutdown stops the node (and the NATS server it embeds, closing the
@@ -226,23 +330,31 @@ func StartSTANCluster(cfg STANClusterConfig) (*STANCluster, error) {
 			}
 		}
 	}
-	// Start every node at once: a node's start waits on its Raft peers.
+	if err := c.Start(); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Start starts every stopped node at once (after Stop, a whole-cluster
+// restart) and waits until a leader is settled.
+func (c *STANCluster) Start() error {
 	errs := make([]error, len(c.nodes))
 	var wg sync.WaitGroup
 	for i, n := range c.nodes {
+		if n.Running() {
+			continue
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[i] = n.Start() }()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		c.Stop()
-		return nil, err
+		return err
 	}
-	if _, err := c.WaitSettled(30 * time.Second); err != nil {
-		c.Stop()
-		return nil, err
-	}
-	return c, nil
+	_, err := c.WaitSettled(30 * time.Second)
+	return err
 }
 
 func (c *STANCluster) storeDir(n *STANNode) string {
@@ -322,17 +434,20 @@ func (c *STANCluster) Leader() int {
 }
 
 // WaitLeader waits for a leader other than node except (-1: any) and
-// returns its index.
+// returns its index. It goes by the Raft role alone, the moment an
+// election ends; WaitSettled also waits until clients can reach it.
 func (c *STANCluster) WaitLeader(except int, timeout time.Duration) (int, error) {
 	return waitIndex(timeout, except, c.Leader, "STAN cluster leader")
 }
 
-// WaitSettled waits until one running node reports the role Leader and
+// WaitSettled waits until one running node reports the role Leader,
 // every other running node Follower (a node that lost its leader reports
-// Candidate until the election ends), and returns the leader's index.
+// Candidate until the election ends), and a client can reach the leader
+// through every running node (see STANNode.Serving); it returns the
+// leader's index.
 func (c *STANCluster) WaitSettled(timeout time.Duration) (int, error) {
 	leader := -1
-	err := waitFor(timeout, 10*time.Millisecond, func() error {
+	err := waitFor(timeout, 20*time.Millisecond, func() error {
 		leader = -1
 		for i, n := range c.nodes {
 			if !n.Running() {
@@ -352,6 +467,13 @@ func (c *STANCluster) WaitSettled(timeout time.Duration) (int, error) {
 		if leader < 0 {
 			return errors.New("no STAN cluster leader")
 		}
+		for _, n := range c.nodes {
+			if n.Running() {
+				if err := n.Serving(); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	})
 	return leader, err
@@ -364,8 +486,8 @@ func (c *STANCluster) Shutdown(i int) { c.nodes[i].Shutdown() }
 func (c *STANCluster) Restart(i int) error { return c.nodes[i].Restart() }
 
 // RestartLeader shuts the leader down, waits for another node to be
-// elected, starts the old leader again as a follower and returns the old
-// and new leaders' indexes.
+// elected, starts the old leader again as a follower, waits until the
+// cluster is settled and returns the old and new leaders' indexes.
 func (c *STANCluster) RestartLeader(timeout time.Duration) (old, leader int, err error) {
 	if old, err = c.WaitLeader(-1, timeout); err != nil {
 		return -1, -1, err
@@ -374,7 +496,11 @@ func (c *STANCluster) RestartLeader(timeout time.Duration) (old, leader int, err
 	if leader, err = c.WaitLeader(old, timeout); err != nil {
 		return old, -1, err
 	}
-	return old, leader, c.nodes[old].Start()
+	if err = c.nodes[old].Start(); err != nil {
+		return old, leader, err
+	}
+	leader, err = c.WaitSettled(timeout)
+	return old, leader, err
 }
 
 // Stop shuts every node down.

@@ -233,3 +233,40 @@ func stanClusterLeaderRestart(t *testing.T, cfg embedded.STANClusterConfig) {
 	got.mu.Unlock()
 	t.Logf("%d messages, %d redeliveries", total, redelivered)
 }
+
+// TestSTANClusterFullRestart stops every node and starts them again: the
+// channel and the durable come back.
+func TestSTANClusterFullRestart(t *testing.T) {
+	c, err := embedded.StartSTANCluster(embedded.STANClusterConfig{Dir: t.TempDir()}.FastRaft())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	sc, _ := stanClient(t, c.ClusterID(), "c1", c.URLList(), nil)
+	for i := range 5 {
+		if _, _, err := stanPublishUntil(sc, "ch", fmt.Appendf(nil, "m%d", i), 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc.Close()
+	c.Stop()
+	start := time.Now()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("whole STAN cluster restarted, leader node %d in %v", c.Leader(), time.Since(start).Round(time.Millisecond))
+	// Settled means serving: a new client connects and publishes at once.
+	sc2, _ := stanClient(t, c.ClusterID(), "c2", c.URLList(), nil)
+	if err := sc2.Publish("ch", []byte("m5")); err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range c.MonitorURLs() {
+		deadline := time.Now().Add(10 * time.Second)
+		for z := channelz(t, u, "ch"); z.LastSeq != 6; z = channelz(t, u, "ch") {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d after restart: %+v", i, z)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}

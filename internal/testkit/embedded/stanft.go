@@ -125,6 +125,10 @@ func StartSTANFT(cfg STANFTConfig) (*STANFT, error) {
 		f.Stop()
 		return nil, err
 	}
+	if err := f.WaitServing(10 * time.Second); err != nil {
+		f.Stop()
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -181,12 +185,21 @@ func (f *STANFT) Active() int {
 	return found
 }
 
-// WaitActive waits for an active node other than except (-1: any) and
-// returns its index. A node is counted once it has taken the store lock
-// and recovered the store (its state turns FT_ACTIVE only then).
+// WaitActive waits for an active node other than except (-1: any), and
+// until a client can reach it through every running node (see
+// STANNode.Serving), and returns its index.
 func (f *STANFT) WaitActive(except int, timeout time.Duration) (int, error) {
-	return waitIndex(timeout, except, f.Active, "active STAN FT server")
+	start := time.Now()
+	a, err := waitIndex(timeout, except, f.Active, "active STAN FT server")
+	if err != nil {
+		return a, err
+	}
+	return a, waitServing(f.nodes, timeout-time.Since(start))
 }
+
+// WaitServing waits until a client can reach the active server through
+// every running node (see STANNode.Serving), as after Restart.
+func (f *STANFT) WaitServing(timeout time.Duration) error { return waitServing(f.nodes, timeout) }
 
 // waitStandbys waits until every running node but the active one reports
 // FT_STANDBY.

@@ -95,8 +95,11 @@ func TestSTANFTFailover(t *testing.T) {
 		if err := f.Restart(old); err != nil {
 			t.Fatal(err)
 		}
+		if err := f.WaitServing(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
 		// The restarted node stays in standby.
-		time.Sleep(2 * embedded.FTMissedHeartbeatInterval)
+		time.Sleep(embedded.FTMissedHeartbeatInterval * 3 / 2)
 		checkFTRoles(t, f, f.Active())
 	}
 	select {
