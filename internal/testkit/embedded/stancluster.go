@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,8 @@ type STANNode struct {
 	// connections use) and what it asks.
 	probe    []nats.Option
 	pingSubj string
+	// https: monitoring serves HTTPS (a TLS Security moves it there).
+	https bool
 }
 
 func newSTANNode(index int, name string) (*STANNode, error) {
@@ -87,6 +90,7 @@ func (n *STANNode) Start() error {
 		return fmt.Errorf("embedded STAN: %s: %w", n.name, err)
 	}
 	n.srv = srv
+	n.https = nopts.HTTPSPort != 0
 	n.probe = probe
 	n.pingSubj = sopts.DiscoverPrefix + "." + sopts.ID + ".pings"
 	return nil
@@ -222,14 +226,54 @@ func (n *STANNode) Name() string { return n.name }
 // URL is the client URL of the NATS server the node embeds.
 func (n *STANNode) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
 
-// MonitorURL is the node's HTTP monitoring base URL.
-func (n *STANNode) MonitorURL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.httpPort) }
+// MonitorURL is the node's monitoring base URL: http, or https when a
+// TLS Security moved monitoring to HTTPS.
+func (n *STANNode) MonitorURL() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	scheme := "http"
+	if n.https {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, n.httpPort)
+}
 
-// Serverz reads the node's /streaming/serverz.
-func (n *STANNode) Serverz() (*stand.Serverz, error) { return GetServerz(n.MonitorURL()) }
+// Serverz is what the node's /streaming/serverz reports, asked in process
+// (no HTTP, so TLS and a port being shut down do not matter).
+func (n *STANNode) Serverz() (*stand.Serverz, error) {
+	srv := n.Server()
+	if srv == nil {
+		return nil, fmt.Errorf("%s stopped", n.name)
+	}
+	req, err := http.NewRequest(http.MethodGet, stand.ServerPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	w := &recorder{header: http.Header{}, status: http.StatusOK}
+	srv.HandleServerz(w, req)
+	if w.status != http.StatusOK {
+		return nil, fmt.Errorf("%s %s: %d %s", n.name, stand.ServerPath, w.status, w.body.String())
+	}
+	var z stand.Serverz
+	if err := json.Unmarshal(w.body.Bytes(), &z); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", n.name, stand.ServerPath, err)
+	}
+	return &z, nil
+}
+
+// recorder is an in-memory http.ResponseWriter.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(status int)      { r.status = status }
 
 // monitorClient is short-timed: a node being shut down must not stall a
-// leader poll.
+// poll.
 var monitorClient = &http.Client{Timeout: 2 * time.Second}
 
 // GetServerz reads /streaming/serverz from a STAN monitoring base URL.
