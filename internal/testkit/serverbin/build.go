@@ -155,6 +155,7 @@ type BuildResult struct {
 
 type buildState struct {
 	once sync.Once
+	done chan struct{} // closed when res is final
 	res  BuildResult
 }
 
@@ -168,7 +169,7 @@ func state(l Line) *buildState {
 	defer buildsMu.Unlock()
 	s := builds[l]
 	if s == nil {
-		s = &buildState{}
+		s = &buildState{done: make(chan struct{})}
 		builds[l] = s
 	}
 	return s
@@ -179,8 +180,19 @@ func (s *buildState) get(l Line) BuildResult {
 		start := time.Now()
 		s.res = ensure(l)
 		s.res.Duration = time.Since(start)
+		close(s.done)
 	})
 	return s.res
+}
+
+// finished returns the result if the build is over.
+func (s *buildState) finished() (BuildResult, bool) {
+	select {
+	case <-s.done:
+		return s.res, true
+	default:
+		return BuildResult{}, false
+	}
 }
 
 // Binary returns the path of the line's nats-server binary, building it
@@ -220,18 +232,23 @@ func Results(lines ...Line) []BuildResult {
 	return out
 }
 
-// Summary describes the outcome of every line's build in this process, one
-// line of text per release line, naming those that could not be built.
+// Summary describes, one line of text per release line, how each line's
+// build went in this process: built (and how long it took), found in the
+// cache, NOT BUILT (with the reason), or not finished. It does not wait.
 func Summary() string {
 	var b strings.Builder
-	for _, r := range Results() {
+	for _, l := range Lines() {
+		version, _ := l.Version()
+		r, ok := state(l).finished()
 		switch {
+		case !ok:
+			fmt.Fprintf(&b, "nats-server %s (v%s): build not finished or not started\n", l, version)
 		case r.Err != nil:
-			fmt.Fprintf(&b, "nats-server %s (v%s): NOT BUILT: %v\n", r.Line, r.Version, firstLine(r.Err.Error()))
+			fmt.Fprintf(&b, "nats-server %s (v%s): NOT BUILT: %v\n", l, version, firstLine(r.Err.Error()))
 		case r.Built:
-			fmt.Fprintf(&b, "nats-server %s (v%s): built in %s -> %s\n", r.Line, r.Version, r.Duration.Round(100*time.Millisecond), r.Path)
+			fmt.Fprintf(&b, "nats-server %s (v%s): built in %s -> %s\n", l, version, r.Duration.Round(100*time.Millisecond), r.Path)
 		default:
-			fmt.Fprintf(&b, "nats-server %s (v%s): cached %s\n", r.Line, r.Version, r.Path)
+			fmt.Fprintf(&b, "nats-server %s (v%s): cached %s\n", l, version, r.Path)
 		}
 	}
 	return b.String()
@@ -313,6 +330,7 @@ func goBuild(moddir, out string) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gobin, "build", "-o", out, serverPkg)
 	cmd.Dir = moddir
+	cmd.SysProcAttr = sysProcAttr() // no orphaned build if the test process dies
 	cmd.Env = append(os.Environ(),
 		"GOWORK=off",
 		"GOFLAGS=-mod=readonly",

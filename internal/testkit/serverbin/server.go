@@ -44,6 +44,9 @@ type Options struct {
 	ReadyTimeout time.Duration
 }
 
+// startMarker begins the log of each start in the log file.
+const startMarker = "=== serverbin: start "
+
 // Server is a nats-server process of one release line.
 type Server struct {
 	line     Line
@@ -109,7 +112,7 @@ func Launch(l Line, opts Options) (*Server, error) {
 			return nil, err
 		}
 		err = s.start()
-		if err == nil || !pickPorts || attempt == 3 || !strings.Contains(s.LogTail(20), "address already in use") {
+		if err == nil || !pickPorts || attempt == 3 || !s.bindFailed() {
 			break
 		}
 	}
@@ -188,7 +191,7 @@ func (s *Server) start() error {
 		return err
 	}
 	s.starts++
-	fmt.Fprintf(logf, "=== serverbin: start #%d of nats-server %s (v%s) at %s: %s -c %s\n",
+	fmt.Fprintf(logf, startMarker+"#%d of nats-server %s (v%s) at %s: %s -c %s\n",
 		s.starts, s.line, s.version, time.Now().Format(time.RFC3339Nano), s.bin, s.cfgPath)
 	cmd := exec.Command(s.bin, "-c", s.cfgPath)
 	cmd.Dir = s.opts.Dir
@@ -359,7 +362,16 @@ func (s *Server) Restart() error {
 	if err := s.Stop(); err != nil {
 		return err
 	}
-	return s.start()
+	// Another test may be probing the port for FreePort just now: that
+	// lasts an instant, so try again for a while before giving up.
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		if err = s.start(); err == nil || !s.bindFailed() {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
 }
 
 func (s *Server) signalAndWait(sig syscall.Signal, grace time.Duration) error {
@@ -392,6 +404,16 @@ func (s *Server) signalAndWait(sig syscall.Signal, grace time.Duration) error {
 	}
 	s.mu.Unlock()
 	return err
+}
+
+// bindFailed tells whether the last start failed for a port in use.
+func (s *Server) bindFailed() bool {
+	b, _ := os.ReadFile(s.logPath)
+	log := string(b)
+	if i := strings.LastIndex(log, startMarker); i >= 0 {
+		log = log[i:]
+	}
+	return strings.Contains(log, "address already in use")
 }
 
 // LogTail returns the last n lines of the server's log.

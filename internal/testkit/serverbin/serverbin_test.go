@@ -3,6 +3,7 @@ package serverbin_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -354,12 +355,58 @@ func mustStream(ctx context.Context, t *testing.T, nc *nats.Conn, name string) j
 	return st
 }
 
-// TestStartReportsUnbuildableLine: a line without a pinned module fails
-// with a message that names it.
+// TestStartReportsUnbuildableLine: a line that cannot be built fails the
+// test (never skips it) with a message naming the line.
 func TestStartReportsUnbuildableLine(t *testing.T) {
 	_, err := serverbin.Launch("2.99", serverbin.Options{StoreDir: t.TempDir(), Dir: t.TempDir()})
-	if err == nil || !strings.Contains(err.Error(), "line 2.99") {
+	var be *serverbin.BuildError
+	if !errors.As(err, &be) || be.Line != "2.99" || !strings.Contains(err.Error(), "line 2.99") {
 		t.Fatalf("Launch of an unknown line: %v", err)
+	}
+
+	rec := &fatalRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		serverbin.Start(rec, "2.99", serverbin.Options{})
+	}()
+	<-done
+	if !rec.fatal || !strings.Contains(rec.msg, "cannot build nats-server line 2.99") {
+		t.Fatalf("Start of an unknown line: fatal=%v %q", rec.fatal, rec.msg)
+	}
+}
+
+// fatalRecorder catches a Fatalf instead of failing the test.
+type fatalRecorder struct {
+	testing.TB
+	fatal bool
+	msg   string
+}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) {
+	r.fatal, r.msg = true, fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func (r *fatalRecorder) Skipf(format string, args ...any) {
+	r.msg = "skipped: " + fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestBuildErrorShowsOutputTail(t *testing.T) {
+	var out strings.Builder
+	for i := 1; i <= 100; i++ {
+		fmt.Fprintf(&out, "line %d\n", i)
+	}
+	err := &serverbin.BuildError{Line: "2.12", Version: "2.12.15", ModuleDir: "/m", Output: out.String(), Err: errors.New("go build: exit status 1")}
+	msg := err.Error()
+	for _, want := range []string{"line 2.12 (v2.12.15) in /m: go build: exit status 1", "line 100", "line 71\n"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "line 70\n") {
+		t.Errorf("message has more than the tail:\n%s", msg)
 	}
 }
 
