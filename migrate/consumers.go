@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/source"
@@ -87,18 +89,48 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 		cur = source.Durable{DurableID: d.DurableID, Online: d.Online, MaxInflight: d.MaxInflight, AckWait: d.AckWait.D(),
 			LastSent: d.LastSent, PendingCount: -1}
 	}
+	prev := cp.Consumers[d.Key()]
+	takeOver := false
 	if cur.Online {
-		return out, false, permanent{fmt.Errorf("%s: owner is online: stop the application, then re-run migrate: %w", d.Describe(c.Name), ErrOwnerOnline)}
+		// Online is refused, unless the holder is our own probe of a run
+		// that died mid-probe: its client is registered until STAN's
+		// heartbeats fail, and the probe takes it over.
+		if prev.Probe == nil || !heldOnlyBy(cur, prev.Probe.ClientID) {
+			return out, false, permanent{fmt.Errorf("%s: owner is online: stop the application, then re-run migrate: %w", d.Describe(c.Name), ErrOwnerOnline)}
+		}
+		takeOver = true
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "probing",
+			Message: fmt.Sprintf("%s is held by client %q, the probe of a run that stopped mid-probe: taking it over", d.Key(), prev.Probe.ClientID)})
 	}
 	var pos source.Position
-	if prev, ok := cp.Consumers[d.Key()]; ok && prev.Probed {
+	if prev.Probed {
 		// An earlier run probed already. Probing again would see the
 		// messages the first probe was sent as pending too, so the
 		// first answer is the true one.
 		pos = source.Position{LastSent: prev.LastSent, Pending: prev.Pending, How: jsformat.Probed}
 	} else {
+		po := source.ProbeOptions{
+			TakeOver: takeOver,
+			Intent: func(clientID string) error {
+				intent := prev
+				intent.Consumer = d.Consumer
+				intent.Probe = &ProbeIntent{ClientID: clientID, Started: time.Now().UTC(), LastSent: cur.LastSent}
+				cp.Consumers[d.Key()] = intent
+				return r.state.Save(cp)
+			},
+			Resumed: func(clientID string) {
+				r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "probing",
+					Message: fmt.Sprintf("%s resumed as client %q to learn its unacknowledged messages", d.Key(), clientID)})
+			},
+		}
+		switch {
+		case prev.Probe != nil:
+			po.ClientID = prev.Probe.ClientID
+		case d.QueueGroup != "":
+			po.ClientID = "stanmigrate-probe-" + nuid.Next()
+		}
 		var err error
-		pos, err = r.src.Position(ctx, c.Name, cur, source.ProbeOptions{})
+		pos, err = r.src.Position(ctx, c.Name, cur, po)
 		if errors.Is(err, source.ErrOwnerOnline) {
 			err = permanent{fmt.Errorf("%w: %w", err, ErrOwnerOnline)}
 		}
@@ -175,6 +207,24 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 	out.Acked = n
 	out.Status = "created"
 	return out, true, nil
+}
+
+// heldOnlyBy reports whether the only online holder of the durable is
+// the given client id (a plain durable's owner id, or every online member
+// of a queue group).
+func heldOnlyBy(d source.Durable, clientID string) bool {
+	if d.QueueGroup == "" {
+		return d.ClientID == clientID
+	}
+	if len(d.Members) == 0 {
+		return false
+	}
+	for _, m := range d.Members {
+		if m != clientID {
+			return false
+		}
+	}
+	return true
 }
 
 func countIn(sorted []uint64, lo, hi uint64) int {

@@ -51,11 +51,23 @@ type ConsumerOutcome struct {
 	// LastSent and Probed record a probe's answer before the consumer
 	// exists: a probe moves the durable on STAN, so a re-run must not
 	// probe again.
-	LastSent  uint64 `json:"last_sent,omitempty"`
-	Probed    bool   `json:"probed,omitempty"`
-	Acked     uint64 `json:"acked,omitempty"`
-	SeenAgain uint64 `json:"seen_again,omitempty"`
-	Created   bool   `json:"created"`
+	LastSent uint64 `json:"last_sent,omitempty"`
+	Probed   bool   `json:"probed,omitempty"`
+	// Probe is a probe under way: recorded before it connects, so that
+	// a run dying mid-probe leaves the next one the client id that holds
+	// the durable.
+	Probe     *ProbeIntent `json:"probe,omitempty"`
+	Acked     uint64       `json:"acked,omitempty"`
+	SeenAgain uint64       `json:"seen_again,omitempty"`
+	Created   bool         `json:"created"`
+}
+
+// ProbeIntent is a probe about to resume a durable.
+type ProbeIntent struct {
+	ClientID string    `json:"client_id"`
+	Started  time.Time `json:"started"`
+	// LastSent is the durable's last_sent before the probe.
+	LastSent uint64 `json:"last_sent"`
 }
 
 // State is a directory of checkpoints, one file per stream.

@@ -230,6 +230,14 @@ type ProbeOptions struct {
 	// to connect as, before it connects: a run that dies mid-probe can
 	// then recognise its own orphaned client on the next run.
 	Intent func(clientID string) error
+	// Resumed, when set, is called once the probe holds the durable.
+	Resumed func(clientID string)
+	// TakeOver probes even a durable with nothing pending: it is held by
+	// an earlier probe whose process died, and connecting as that
+	// probe's client id (STAN replaces a client whose connection no
+	// longer answers) releases it as a clean probe would have. A client
+	// id a live connection still holds is refused: the owner is online.
+	TakeOver bool
 }
 
 // Msg is one message of a channel.

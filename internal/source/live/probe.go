@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nuid"
@@ -22,7 +23,7 @@ func (b *base) Position(ctx context.Context, channel string, d source.Durable, o
 	if d.Stored != nil {
 		return *d.Stored, nil
 	}
-	if d.PendingCount == 0 {
+	if d.PendingCount == 0 && !o.TakeOver {
 		return source.Position{LastSent: d.LastSent, How: jsformat.Exact}, nil
 	}
 	pr, err := b.probe(ctx, channel, d, o)
@@ -66,6 +67,11 @@ func (b *base) probe(ctx context.Context, channel string, d source.Durable, o so
 		}
 	}
 	sc, err := conn.ConnectSTAN(ctx, b.o.STAN, b.o.ClusterID, clientID, nil)
+	if err != nil && strings.Contains(err.Error(), "clientID already registered") {
+		// STAN asked the registered client whether it is alive, and it
+		// answered: the owner (or whoever holds the client id) is online.
+		return probeResult{}, fmt.Errorf("%s: client id %q is held by a live connection: stop the application, then re-run migrate: %w", d.Describe(channel), clientID, source.ErrOwnerOnline)
+	}
 	if err != nil {
 		return probeResult{}, fmt.Errorf("probe %s: %w", d.Describe(channel), err)
 	}
@@ -88,6 +94,9 @@ func (b *base) probe(ctx context.Context, channel string, d source.Durable, o so
 	}
 	if err != nil {
 		return probeResult{}, fmt.Errorf("probe %s: resume durable: %v: is the owner still connected? %w", d.Describe(channel), err, source.ErrOwnerOnline)
+	}
+	if o.Resumed != nil {
+		o.Resumed(clientID)
 	}
 	var seqs []uint64
 	done := func(lastSent uint64) (probeResult, error) {

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
+)
+
+// durableState is a durable's state on STAN, as monitoring shows it.
+type durableState struct {
+	online   bool
+	clients  []string
+	lastSent uint64
+	pending  int
+}
+
+// durables reads every durable of a channel, queue group members merged.
+func durables(t *testing.T, env *testenv.Env, channel string) map[string]durableState {
+	t.Helper()
+	cz, err := monitor.New(env.Pair.STAN.MonitorURL(), nil).Channel(context.Background(), channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]durableState{}
+	for _, s := range cz.Subscriptions {
+		if !s.IsDurable {
+			continue
+		}
+		key := s.ClientID + ":" + s.DurableName
+		if s.QueueName != "" {
+			key = "queue " + s.QueueName
+		}
+		d := out[key]
+		d.online = d.online || !s.IsOffline
+		if !s.IsOffline {
+			d.clients = append(d.clients, s.ClientID)
+		}
+		d.lastSent = max(d.lastSent, s.LastSent)
+		d.pending += s.PendingCount
+		out[key] = d
+	}
+	return out
+}
+
+// TestKillDuringAProbeThenRerunTakesTheProbeOver kills the migrator (as
+// the kernel would, SIGKILL) while its probe holds a durable queue group,
+// and separately a plain durable: STAN keeps the dead probe's client
+// registered, so the durable shows online. The immediate re-run
+// recognises its own probe from the checkpoint, takes the client id over,
+// completes, and verify passes; the durable ends offline with the
+// last_sent and pending count a clean run's probe leaves, which is what
+// the rollback path (pointing the applications back at STAN) expects.
+func TestKillDuringAProbeThenRerunTakesTheProbeOver(t *testing.T) {
+	// What a clean run leaves on STAN.
+	clean := startFixture(t, "core.yaml")
+	cleanPlan := t.TempDir() + "/plan.yaml"
+	if r := run(t, envFor(clean), "plan", "-o", cleanPlan); r.code != 0 {
+		t.Fatalf("plan: %s", r.stderr)
+	}
+	if r := run(t, envFor(clean), "migrate", "--plan", cleanPlan, "--quiet"); r.code != 0 {
+		t.Fatalf("clean migrate: %s%s", r.stdout, r.stderr)
+	}
+
+	for _, tc := range []struct{ name, channel, key string }{
+		{"durable queue group", "payments", "queue settle:settlers"},
+		{"plain durable", "orders.eu", "audit:trail"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			caught := false
+			for try := 1; try <= 8 && !caught; try++ {
+				env := startFixture(t, "core.yaml")
+				planFile := t.TempDir() + "/plan.yaml"
+				if r := run(t, envFor(env), "plan", "-o", planFile); r.code != 0 {
+					t.Fatalf("plan: %s", r.stderr)
+				}
+				args := []string{"migrate", "--plan", planFile}
+				kp := killPoint{trigger: fmt.Sprintf("probing %q:", tc.channel), n: 1}
+				if !killMigratorAt(t, envFor(env), args, kp) {
+					t.Fatalf("the migrator finished before it probed %s", tc.key)
+				}
+				// A close the probe sent just before the kill may still be
+				// on its way to STAN: give it time to land, so that what
+				// is held now is held by a dead client.
+				time.Sleep(300 * time.Millisecond)
+				held := durables(t, env, tc.channel)[tc.key]
+				if !held.online {
+					// The probe had already let go when the kill landed:
+					// nothing to take over this time.
+					t.Logf("try %d: the probe of %s finished before SIGKILL; trying again", try, tc.key)
+					continue
+				}
+				caught = true
+				t.Logf("try %d: after SIGKILL %s is held by %v (last_sent %d, %d pending)", try, tc.key, held.clients, held.lastSent, held.pending)
+				for _, c := range held.clients {
+					if tc.key == "audit:trail" && c != "audit" || tc.key != "audit:trail" && !strings.HasPrefix(c, "stanmigrate-probe-") {
+						t.Errorf("%s is held by %q, not by the killed migrator's probe", tc.key, c)
+					}
+				}
+				start := time.Now()
+				r := run(t, envFor(env), "migrate", "--plan", planFile)
+				if r.code != 0 {
+					t.Fatalf("re-run after the kill: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+				}
+				if !strings.Contains(r.stderr, "taking it over") {
+					t.Errorf("the re-run does not say it took the probe over:\n%s", r.stderr)
+				}
+				t.Logf("re-run took %v", time.Since(start).Round(time.Millisecond))
+				if v := run(t, envFor(env), "verify", "--plan", planFile); v.code != 0 {
+					t.Fatalf("verify: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+				}
+				got, want := durables(t, env, tc.channel)[tc.key], durables(t, clean, tc.channel)[tc.key]
+				if got.online || got.lastSent != want.lastSent || got.pending != want.pending {
+					t.Errorf("%s on STAN after the take-over: online %v, last_sent %d, %d pending; after a clean run: online %v, last_sent %d, %d pending",
+						tc.key, got.online, got.lastSent, got.pending, want.online, want.lastSent, want.pending)
+				}
+			}
+			if !caught {
+				t.Fatalf("8 kills never landed while the probe held %s", tc.key)
+			}
+		})
+	}
+}
