@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/stan.go"
+
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 )
@@ -66,9 +68,13 @@ func TestKillDuringAProbeThenRerunTakesTheProbeOver(t *testing.T) {
 		t.Fatalf("clean migrate: %s%s", r.stdout, r.stderr)
 	}
 
-	for _, tc := range []struct{ name, channel, key string }{
-		{"durable queue group", "payments", "queue settle:settlers"},
-		{"plain durable", "orders.eu", "audit:trail"},
+	for _, tc := range []struct {
+		name, channel, key string
+		appReturns         bool
+	}{
+		{"durable queue group", "payments", "queue settle:settlers", false},
+		{"plain durable", "orders.eu", "audit:trail", false},
+		{"plain durable, whose application comes back", "orders.eu", "audit:trail", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			caught := false
@@ -100,6 +106,30 @@ func TestKillDuringAProbeThenRerunTakesTheProbeOver(t *testing.T) {
 					if tc.key == "audit:trail" && c != "audit" || tc.key != "audit:trail" && !strings.HasPrefix(c, "stanmigrate-probe-") {
 						t.Errorf("%s is held by %q, not by the killed migrator's probe", tc.key, c)
 					}
+				}
+				if tc.appReturns {
+					// The application comes back before the re-run: STAN
+					// hands it the client id the dead probe held, and the
+					// re-run must leave its durable alone.
+					app, err := stan.Connect(env.Pair.STAN.ClusterID(), "audit", stan.NatsURL(env.Pair.STAN.URL()))
+					if err != nil {
+						t.Fatalf("the application cannot take its client id back: %v", err)
+					}
+					if _, err := app.Subscribe(tc.channel, func(*stan.Msg) {}, stan.DurableName("trail"), stan.SetManualAckMode(), stan.MaxInflight(200)); err != nil {
+						t.Fatal(err)
+					}
+					r := run(t, envFor(env), "migrate", "--plan", planFile)
+					if r.code == 0 || !strings.Contains(r.stderr, "owner is online") {
+						t.Errorf("re-run with the application online: exit %d, want a refusal saying the owner is online\n%s", r.code, r.stderr)
+					}
+					_ = app.Close()
+					if v := run(t, envFor(env), "migrate", "--plan", planFile); v.code != 0 {
+						t.Fatalf("re-run once the application left: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+					}
+					if v := run(t, envFor(env), "verify", "--plan", planFile); v.code != 0 {
+						t.Fatalf("verify: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+					}
+					continue
 				}
 				start := time.Now()
 				r := run(t, envFor(env), "migrate", "--plan", planFile)
