@@ -59,7 +59,7 @@ func durables(t *testing.T, env *testenv.Env, channel string) map[string]durable
 // the rollback path (pointing the applications back at STAN) expects.
 func TestKillDuringAProbeThenRerunTakesTheProbeOver(t *testing.T) {
 	// What a clean run leaves on STAN.
-	clean := startFixture(t, "core.yaml")
+	clean := startFixture(t, "probe.yaml")
 	cleanPlan := t.TempDir() + "/plan.yaml"
 	if r := run(t, envFor(clean), "plan", "-o", cleanPlan); r.code != 0 {
 		t.Fatalf("plan: %s", r.stderr)
@@ -72,14 +72,14 @@ func TestKillDuringAProbeThenRerunTakesTheProbeOver(t *testing.T) {
 		name, channel, key string
 		appReturns         bool
 	}{
-		{"durable queue group", "payments", "queue settle:settlers", false},
-		{"plain durable", "orders.eu", "audit:trail", false},
-		{"plain durable, whose application comes back", "orders.eu", "audit:trail", true},
+		{"durable queue group", "jobs", "queue wq:workers", false},
+		{"plain durable", "events", "app:tail", false},
+		{"plain durable, whose application comes back", "events", "app:tail", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			caught := false
-			for try := 1; try <= 8 && !caught; try++ {
-				env := startFixture(t, "core.yaml")
+			for try := 1; try <= 5 && !caught; try++ {
+				env := startFixture(t, "probe.yaml")
 				planFile := t.TempDir() + "/plan.yaml"
 				if r := run(t, envFor(env), "plan", "-o", planFile); r.code != 0 {
 					t.Fatalf("plan: %s", r.stderr)
@@ -103,7 +103,7 @@ func TestKillDuringAProbeThenRerunTakesTheProbeOver(t *testing.T) {
 				caught = true
 				t.Logf("try %d: after SIGKILL %s is held by %v (last_sent %d, %d pending)", try, tc.key, held.clients, held.lastSent, held.pending)
 				for _, c := range held.clients {
-					if tc.key == "audit:trail" && c != "audit" || tc.key != "audit:trail" && !strings.HasPrefix(c, "stanmigrate-probe-") {
+					if tc.key == "app:tail" && c != "app" || tc.key != "app:tail" && !strings.HasPrefix(c, "stanmigrate-probe-") {
 						t.Errorf("%s is held by %q, not by the killed migrator's probe", tc.key, c)
 					}
 				}
@@ -111,11 +111,11 @@ func TestKillDuringAProbeThenRerunTakesTheProbeOver(t *testing.T) {
 					// The application comes back before the re-run: STAN
 					// hands it the client id the dead probe held, and the
 					// re-run must leave its durable alone.
-					app, err := stan.Connect(env.Pair.STAN.ClusterID(), "audit", stan.NatsURL(env.Pair.STAN.URL()))
+					app, err := stan.Connect(env.Pair.STAN.ClusterID(), "app", stan.NatsURL(env.Pair.STAN.URL()))
 					if err != nil {
 						t.Fatalf("the application cannot take its client id back: %v", err)
 					}
-					if _, err := app.Subscribe(tc.channel, func(*stan.Msg) {}, stan.DurableName("trail"), stan.SetManualAckMode(), stan.MaxInflight(200)); err != nil {
+					if _, err := app.Subscribe(tc.channel, func(*stan.Msg) {}, stan.DurableName("tail"), stan.SetManualAckMode(), stan.MaxInflight(8000)); err != nil {
 						t.Fatal(err)
 					}
 					r := run(t, envFor(env), "migrate", "--plan", planFile)
@@ -150,7 +150,7 @@ func TestKillDuringAProbeThenRerunTakesTheProbeOver(t *testing.T) {
 				}
 			}
 			if !caught {
-				t.Fatalf("8 kills never landed while the probe held %s", tc.key)
+				t.Fatalf("5 kills never landed while the probe held %s", tc.key)
 			}
 		})
 	}
