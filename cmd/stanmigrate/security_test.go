@@ -748,7 +748,7 @@ func TestSecuritySourceAndTargetInDifferentAccountsOfOneServer(t *testing.T) {
 	}
 	checkStream(t, secureSide{client: conn.Side{Creds: file("js.creds")}}, st.URL())
 	// The STAN account has no JetStream: swapping the credentials fails.
-	r := run(t, env, "plan", "-o", "-", "--nats-creds", file("stan.creds"))
+	r := run(t, env, "plan", "-o", "-", "--stan-creds", file("stan.creds"), "--nats-creds", file("stan.creds"))
 	if r.code != 2 || !strings.Contains(r.stderr, "JetStream is not enabled") {
 		t.Errorf("target credentials of the STAN account: exit %d, want 2 saying JetStream is not enabled\n%s", r.code, r.stderr)
 	}
