@@ -32,6 +32,15 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 			continue
 		}
 		out, created, err := r.consumer(ctx, js, c, d, sc, cp)
+		// A failover on either side is ridden out like one mid-copy.
+		for attempt := 0; err != nil && !isPermanent(err) && ctx.Err() == nil; attempt++ {
+			if berr := r.backoff(ctx, attempt, Event{Channel: c.Name, Stream: c.Stream}, err); berr != nil {
+				return changed, berr
+			}
+			if sc, err = r.current(ctx, c); err == nil {
+				out, created, err = r.consumer(ctx, js, c, d, sc, cp)
+			}
+		}
 		if err != nil {
 			return changed, err
 		}

@@ -102,7 +102,7 @@ file's source.auth / target.auth references apply when no such flag is given.
 func (g *globalOptions) addFlags(pf *pflag.FlagSet) {
 	pf.StringVar(&g.stan.URL, "stan-url", defaultSTANURL, "STAN server URL (env STAN_URL)")
 	pf.StringVar(&g.cluster, "cluster", defaultCluster, "STAN cluster id (env STAN_CLUSTER)")
-	pf.StringVar(&g.monitorURL, "stan-monitor", defaultMonitor, "STAN monitoring URL (env STAN_MONITOR)")
+	pf.StringVar(&g.monitorURL, "stan-monitor", defaultMonitor, "STAN monitoring URL (env STAN_MONITOR); for clustered or FT STAN, every server's, comma separated: the one that leads is read")
 	pf.StringVar(&g.monitorCA, "stan-monitor-ca", "", "CA certificate of an https:// monitoring endpoint (default: --stan-tls-ca)")
 	pf.StringVar(&g.monitorCert, "stan-monitor-cert", "", "client certificate for the monitoring endpoint (behind a proxy that asks for one)")
 	pf.StringVar(&g.monitorKey, "stan-monitor-key", "", "key of --stan-monitor-cert")
@@ -170,11 +170,14 @@ func (g *globalOptions) resolveMonitorTLS() error {
 	return nil
 }
 
-func (g *globalOptions) monitor() *monitor.Client {
+// monitor reads STAN monitoring: one endpoint, or, when --stan-monitor
+// lists several (a clustered STAN's nodes, an FT pair), the one whose
+// server leads. nil without monitoring.
+func (g *globalOptions) monitor() monitor.Reader {
 	if g.noMonitor || g.monitorURL == "" {
 		return nil
 	}
-	return monitor.New(g.monitorURL, g.monitorHTTP)
+	return monitor.Open(g.monitorURL, g.monitorHTTP)
 }
 
 // securityFlags are a side's flags that say how to authenticate and

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
@@ -250,11 +251,13 @@ type Msg struct {
 	// time); its sequence was delivered before.
 	Redelivered bool
 	ack         interface{ Ack() error }
+	acked       *atomic.Uint64
 }
 
-// NewMsg returns a message whose Ack calls ack (nil: nothing to ack).
-func NewMsg(seq uint64, subject string, data []byte, ts int64, redelivered bool, ack interface{ Ack() error }) Msg {
-	return Msg{Sequence: seq, Subject: subject, Data: data, Timestamp: ts, Redelivered: redelivered, ack: ack}
+// NewMsg returns a message whose Ack calls ack (nil: nothing to ack) and
+// counts the ack in acked (nil: no count).
+func NewMsg(seq uint64, subject string, data []byte, ts int64, redelivered bool, ack interface{ Ack() error }, acked *atomic.Uint64) Msg {
+	return Msg{Sequence: seq, Subject: subject, Data: data, Timestamp: ts, Redelivered: redelivered, ack: ack, acked: acked}
 }
 
 // Ack acknowledges the message to the source. A read that does not
@@ -263,6 +266,9 @@ func NewMsg(seq uint64, subject string, data []byte, ts int64, redelivered bool,
 func (m *Msg) Ack() error {
 	if m.ack == nil {
 		return nil
+	}
+	if m.acked != nil {
+		m.acked.Add(1)
 	}
 	return m.ack.Ack()
 }

@@ -174,7 +174,7 @@ func (s *Source) Get(_ context.Context, channel string, seq uint64) (*source.Msg
 	if m.Sequence != seq {
 		return nil, nil
 	}
-	msg := source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil)
+	msg := source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil, nil)
 	return &msg, nil
 }
 
@@ -216,7 +216,7 @@ func (s *Source) Read(_ context.Context, channel string, from uint64, o source.R
 				r.err = fmt.Errorf("channel %q: %w", channel, source.ErrEnd)
 				return
 			}
-			if !o.Deliver(source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil)) {
+			if !o.Deliver(source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil, nil)) {
 				return
 			}
 		}

@@ -21,7 +21,7 @@ func (b *base) Get(ctx context.Context, channel string, seq uint64) (*source.Msg
 	if err != nil || m == nil || m.Sequence != seq {
 		return nil, err
 	}
-	msg := source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil)
+	msg := source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil, nil)
 	return &msg, nil
 }
 

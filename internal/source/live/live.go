@@ -8,14 +8,18 @@ package live
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nuid"
 	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/source"
 )
 
 // Options say how to reach the server.
@@ -42,6 +46,15 @@ var (
 	// stallTimeout is how long an acknowledged read may go without a
 	// message while it still expects one before it is abandoned.
 	stallTimeout = 10 * time.Second
+	// firstTimeout is the same for the first message of a read: STAN sends
+	// at once what a new subscription asks for, so silence means the
+	// subscription reached a server that stopped serving it (a leader or
+	// active server going away as it was made) and reading again is
+	// cheaper than waiting.
+	firstTimeout = 2 * time.Second
+	// roomTimeout is the same mid-read while STAN may send more (fewer
+	// than MaxInflight messages unacknowledged): it sends at once then.
+	roomTimeout = 2 * time.Second
 	// getTimeout is how long to wait for one message that must exist.
 	getTimeout = 5 * time.Second
 	// probeIdle is how long a probe waits for the first redelivery.
@@ -55,6 +68,10 @@ type base struct {
 	mu       sync.Mutex
 	sessions []*session
 	closed   bool
+	// proven is set once a session connected: STAN answered for the
+	// cluster id, so a later connect that goes unanswered is a failover
+	// in progress, not a wrong cluster id.
+	proven atomic.Bool
 }
 
 // session is one STAN connection and the reads on it.
@@ -128,11 +145,22 @@ func (b *base) session(ctx context.Context) (*session, error) {
 		if best != nil {
 			return best, nil
 		}
-		return nil, err
+		return nil, b.unanswered(err)
 	}
+	b.proven.Store(true)
 	s.sc = sc
 	b.sessions = append(b.sessions, s)
 	return s, nil
+}
+
+// unanswered turns "no STAN server answered for the cluster id" into a
+// transient loss once the cluster id was proven: the server (a leader,
+// an FT pair's active member) is being replaced.
+func (b *base) unanswered(err error) error {
+	if b.proven.Load() && errors.Is(err, conn.ErrWrongCluster) {
+		return fmt.Errorf("STAN did not answer for cluster %q, which it served before (a failover in progress?): %w", b.o.ClusterID, source.ErrLost)
+	}
+	return err
 }
 
 // drop closes a session that misbehaved, so the next read opens another.

@@ -18,7 +18,7 @@ import (
 // sees them.
 type Monitored struct {
 	base
-	mon    *monitor.Client
+	mon    monitor.Reader
 	monURL string
 	// PageSize for channelsz paging (0 = the server's default 1024).
 	PageSize int
@@ -32,7 +32,7 @@ var _ source.Source = (*Monitored)(nil)
 
 // NewMonitored checks that the monitoring endpoint answers for the
 // cluster id and returns the source. It connects no STAN client yet.
-func NewMonitored(ctx context.Context, o Options, mon *monitor.Client, monitorURL string) (*Monitored, error) {
+func NewMonitored(ctx context.Context, o Options, mon monitor.Reader, monitorURL string) (*Monitored, error) {
 	m := &Monitored{base: newBase(o), mon: mon, monURL: monitorURL}
 	srv, err := mon.Serverz(ctx)
 	if err != nil {
@@ -65,7 +65,7 @@ func (m *Monitored) Info(ctx context.Context) (source.Info, error) {
 	}
 	in := source.Info{
 		ClusterID: srv.ClusterID, Name: fmt.Sprintf("STAN cluster %q", srv.ClusterID),
-		MonitorURL: conn.Redact(m.monURL), ServerVersion: srv.Version,
+		MonitorURL: conn.Redact(m.mon.URL()), ServerVersion: srv.Version,
 	}
 	if u, _, err := m.o.STAN.Resolved(); err == nil {
 		in.URL = conn.Redact(u)

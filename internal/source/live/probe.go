@@ -73,7 +73,7 @@ func (b *base) probe(ctx context.Context, channel string, d source.Durable, o so
 		return probeResult{}, fmt.Errorf("%s: client id %q is held by a live connection: stop the application, then re-run migrate: %w", d.Describe(channel), clientID, source.ErrOwnerOnline)
 	}
 	if err != nil {
-		return probeResult{}, fmt.Errorf("probe %s: %w", d.Describe(channel), err)
+		return probeResult{}, fmt.Errorf("probe %s: %w", d.Describe(channel), b.unanswered(err))
 	}
 	defer sc.Close()
 	got := make(chan *stan.Msg, d.MaxInflight+16)

@@ -67,6 +67,9 @@ type ackedReader struct {
 	// consumer is not stalled.
 	delivering atomic.Bool
 	reconnects uint64
+	// delivered and acked count messages handed out and acknowledged:
+	// their difference is what STAN holds against MaxInflight.
+	delivered, acked atomic.Uint64
 
 	done     chan struct{}
 	stop     chan struct{}
@@ -92,7 +95,8 @@ func (r *ackedReader) onMsg(m *stan.Msg) {
 		r.started, r.highest = true, seq
 	}
 	r.delivering.Store(true)
-	ok := r.o.Deliver(source.NewMsg(seq, m.Subject, m.Data, m.Timestamp, again || m.Redelivered, m))
+	r.delivered.Add(1)
+	ok := r.o.Deliver(source.NewMsg(seq, m.Subject, m.Data, m.Timestamp, again || m.Redelivered, m, &r.acked))
 	r.delivering.Store(false)
 	if !ok {
 		r.finish(nil)
@@ -140,10 +144,27 @@ func (r *ackedReader) watch(ctx context.Context) {
 			continue
 		}
 		r.mu.Lock()
-		due := r.o.To == 0 || !r.started || r.highest < r.o.To
+		started := r.started
+		due := !started || r.highest < r.o.To
 		next := r.highest + 1
 		r.mu.Unlock()
-		if r.o.To != 0 && due && time.Since(lastAt) > stallTimeout {
+		if r.o.To == 0 || !due {
+			continue
+		}
+		if !started && time.Since(lastAt) > firstTimeout {
+			r.end(fmt.Errorf("channel %q: STAN sent nothing for %v after subscribing: %w", r.channel, firstTimeout, source.ErrLost))
+			return
+		}
+		// STAN sends while fewer than MaxInflight messages wait for an
+		// ack. Silence while there is room means the server serving the
+		// channel went away (a leader or active server replaced without
+		// this connection noticing): read again rather than wait.
+		if unacked := r.delivered.Load() - min(r.acked.Load(), r.delivered.Load()); unacked < uint64(max(r.o.MaxInflight, 2))/2 && time.Since(lastAt) > roomTimeout {
+			r.end(fmt.Errorf("channel %q: STAN sent nothing for %v at sequence %d though %d of %d messages may be unacknowledged: %w",
+				r.channel, roomTimeout, next, unacked, r.o.MaxInflight, source.ErrLost))
+			return
+		}
+		if time.Since(lastAt) > stallTimeout {
 			// The session may be wedged: the next read opens another.
 			r.b.drop(r.s)
 			r.end(fmt.Errorf("channel %q: no message from STAN for %v at sequence %d: %w", r.channel, stallTimeout, next, source.ErrLost))

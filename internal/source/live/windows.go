@@ -111,7 +111,7 @@ func (r *windowReader) deliver(w *window, m *stan.Msg) {
 	// A lower sequence was delivered by an earlier window that STAN
 	// started past its range (the front of the channel expired meanwhile).
 	if m.Sequence > r.handed {
-		if !r.o.Deliver(source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil)) {
+		if !r.o.Deliver(source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil, nil)) {
 			return
 		}
 		r.handed = m.Sequence
