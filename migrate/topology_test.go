@@ -62,9 +62,9 @@ type failoverReporter struct {
 	// stalled is the longest time without progress since the fault.
 	stalled time.Duration
 	events  []string
-	trigger  uint64
-	fault    func()
-	once     sync.Once
+	trigger uint64
+	fault   func()
+	once    sync.Once
 }
 
 func (r *failoverReporter) Begin(uint64, uint64) {}
