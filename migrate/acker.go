@@ -58,11 +58,17 @@ func (a *attempt) acker(ctx context.Context) {
 	broken := false
 	for it := range a.inflight {
 		if broken {
+			if !it.gap {
+				a.unconfirmed = append(a.unconfirmed, unconfirmed{seq: it.seq, size: it.size})
+			}
 			continue
 		}
-		err := a.pub.await(it.seq, timer, publishTimeout)
+		err := a.pub.await(it.seq, timer, publishTimeout, a.targetMoved)
 		if err != nil {
 			broken = true
+			if !it.gap {
+				a.unconfirmed = append(a.unconfirmed, unconfirmed{seq: it.seq, size: it.size})
+			}
 			a.fail(a.classifyPublishErr(it.seq, err))
 			continue
 		}
@@ -141,3 +147,47 @@ func (a *attempt) classifyPublishErr(seq uint64, err error) error {
 	}
 	return base
 }
+
+// targetMoved reports, as an error, that the target moved under the
+// attempt: the connection to JetStream was re-established (its server
+// went away), or the stream has another leader than when the attempt
+// began. Publishes in flight then get no answer, and the attempt ends at
+// once; the next one reconciles with what the stream holds and resumes,
+// so a failover costs about the election, not the acknowledgement
+// timeout.
+func (a *attempt) targetMoved() error {
+	if n := a.r.nc.Stats().Reconnects; n != a.reconnects {
+		return fmt.Errorf("channel %q: the connection to JetStream was interrupted: %w", a.c.Name, errTargetMoved)
+	}
+	if a.leader == "" {
+		return nil // not a clustered stream
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, time.Second)
+	defer cancel()
+	s, err := a.js.Stream(ctx, a.c.Stream)
+	if err != nil {
+		// No answer from the stream's leader: an election in progress
+		// or a server going away; the acknowledgement timeout decides.
+		return nil
+	}
+	if cl := s.CachedInfo().Cluster; cl != nil && cl.Leader != a.leader {
+		to := cl.Leader
+		if to == "" {
+			to = "none yet"
+		}
+		return fmt.Errorf("stream %q: its leader moved from %s to %s: %w", a.c.Stream, a.leader, to, errTargetMoved)
+	}
+	return nil
+}
+
+// unconfirmed is a message published but not confirmed stored when an
+// attempt ended: it may have landed all the same, which the next
+// attempt's look at the stream tells.
+type unconfirmed struct {
+	seq  uint64
+	size int
+}
+
+// errTargetMoved: publishes in flight went to a server or stream leader
+// that is gone; the next attempt resumes from what the stream holds.
+var errTargetMoved = errors.New("the JetStream target moved")

@@ -73,6 +73,9 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 	// failures counts consecutive failed attempts; an attempt that copied
 	// something (a failover mid-run) starts the count again.
 	failures := 0
+	// landed are publishes an earlier attempt stopped waiting for; those
+	// the stream holds now were copied all the same.
+	var landed []unconfirmed
 	for attempt := 0; ; attempt++ {
 		info, err := stream.Info(ctx)
 		if err != nil {
@@ -97,6 +100,19 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			continue
 		}
 		last := max(info.State.LastSeq, c.FirstSeq-1)
+		var landedMsgs, landedBytes uint64
+		for _, u := range landed {
+			if u.seq <= last {
+				landedMsgs++
+				landedBytes += uint64(u.size)
+			}
+		}
+		landed = nil
+		if landedMsgs > 0 {
+			res.Copied += landedMsgs
+			res.Bytes += landedBytes
+			r.o.Reporter.Progress(landedMsgs, landedBytes)
+		}
 		if r.o.Follow && !fin.finished() {
 			target = ^uint64(0)
 		} else if r.o.Follow && target == ^uint64(0) {
@@ -119,10 +135,11 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			}
 			r.o.Reporter.Event(ev)
 		}
-		a := r.newAttempt(c, cp, d, last+1, target, fin, info.State.Msgs == 0)
+		a := r.newAttempt(c, cp, d, last+1, target, fin, info)
 		err = a.run(ctx)
 		res.Copied += a.copied
 		res.Bytes += a.bytes
+		landed = a.unconfirmed
 		if a.copied > 0 {
 			changed = true
 			failures = 0

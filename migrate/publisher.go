@@ -64,6 +64,10 @@ func newPublisher(nc *nats.Conn, window int) (*publisher, error) {
 
 func (p *publisher) close() { _ = p.sub.Unsubscribe() }
 
+// checkEvery is how long a publish waits for its acknowledgement before
+// the acker asks whether the target moved (see await).
+const checkEvery = 500 * time.Millisecond
+
 // set puts one header value, reusing the value slice.
 func (p *publisher) set(key, value string) {
 	if v := p.hdr[key]; len(v) == 1 {
@@ -130,20 +134,37 @@ func (p *publisher) onReply(m *nats.Msg) {
 }
 
 // await waits for seq's reply, at most timeout, and returns its error.
-// It does not stop on cancellation: an interrupted run drains what is in
-// flight so the checkpoint covers every message that landed.
-func (p *publisher) await(seq uint64, timer *time.Timer, timeout time.Duration) error {
+// While it waits longer than checkEvery, it asks moved (when not nil)
+// whether the target moved under the publish (a reconnect, a new stream
+// leader): then the reply will not come, and waiting out the timeout
+// would only add to the failover. It does not stop on cancellation: an
+// interrupted run drains what is in flight so the checkpoint covers every
+// message that landed.
+func (p *publisher) await(seq uint64, timer *time.Timer, timeout time.Duration, moved func() error) error {
 	slot := &p.slots[seq%uint64(len(p.slots))]
 	armed := false
+	var deadline, nextCheck time.Time
 	for slot.Load() != seq {
 		if !armed {
-			timer.Reset(timeout)
+			now := time.Now()
+			deadline, nextCheck = now.Add(timeout), now.Add(checkEvery)
+			timer.Reset(min(timeout, checkEvery))
 			armed = true
 		}
 		select {
 		case <-p.signal:
 		case <-timer.C:
-			return fmt.Errorf("no acknowledgement from JetStream within %v: %w", timeout, jetstream.ErrAsyncPublishTimeout)
+			now := time.Now()
+			if !now.Before(deadline) {
+				return fmt.Errorf("no acknowledgement from JetStream within %v: %w", timeout, jetstream.ErrAsyncPublishTimeout)
+			}
+			if moved != nil && !now.Before(nextCheck) {
+				if err := moved(); err != nil {
+					return err
+				}
+				nextCheck = time.Now().Add(checkEvery)
+			}
+			timer.Reset(min(deadline.Sub(time.Now()), checkEvery))
 		}
 	}
 	if armed {

@@ -79,7 +79,12 @@ type attempt struct {
 	// streamEmpty: nothing stored yet, so a read that starts past the
 	// requested sequence repositions the stream instead of filling.
 	streamEmpty bool
-	ctx         context.Context
+	// leader is the stream's leader and reconnects the target
+	// connection's reconnect count when the attempt began (see
+	// targetMoved).
+	leader     string
+	reconnects uint64
+	ctx        context.Context
 
 	// delivery-goroutine state
 	mu     sync.Mutex
@@ -101,6 +106,8 @@ type attempt struct {
 
 	copied, bytes  uint64
 	finishedFollow bool
+	// unconfirmed are the publishes the attempt stopped waiting for.
+	unconfirmed []unconfirmed
 
 	// The running hash is advanced as messages are published (see
 	// publish); wantMark asks the publishing side for a digest.Mark, which
@@ -114,12 +121,16 @@ type attempt struct {
 	prevSeqStr string
 }
 
-func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, streamEmpty bool) *attempt {
-	a := &attempt{r: r, c: c, cp: cp, d: d, from: from, fin: fin, next: from, streamEmpty: streamEmpty,
-		failed: make(chan struct{}), complete: make(chan struct{}), full: r.p.Headers != jsformat.HeadersMinimal,
+func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, info *jetstream.StreamInfo) *attempt {
+	a := &attempt{r: r, c: c, cp: cp, d: d, from: from, fin: fin, next: from, streamEmpty: info.State.Msgs == 0,
+		reconnects: r.nc.Stats().Reconnects,
+		failed:     make(chan struct{}), complete: make(chan struct{}), full: r.p.Headers != jsformat.HeadersMinimal,
 		idPrefix: jsformat.MsgIDPrefix(r.p.Source.ClusterID, c.Name), published: from - 1,
 		maxPayload: r.nc.MaxPayload(),
 		headroom:   int64(plan.HeaderOverhead + 3*len(c.Name) + len(r.p.Source.ClusterID))}
+	if info.Cluster != nil {
+		a.leader = info.Cluster.Leader
+	}
 	a.target.Store(target)
 	a.stored.Store(from - 1)
 	if m, err := d.Mark(); err == nil {

@@ -86,6 +86,8 @@ type runner struct {
 // with the partial summary.
 func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summary, error) {
 	start := time.Now()
+	ctx, stop := withoutDeadline(ctx)
+	defer stop()
 	if b := p.Blockers(); len(b) > 0 {
 		return nil, fmt.Errorf("%d blocker(s), first: %s: %s: resolve them (see `stanmigrate plan`) before migrating: %w",
 			len(b), b[0].Object, b[0].Message, ErrBlocked)
@@ -226,4 +228,15 @@ func (r *runner) srcName(ctx context.Context) string {
 		return in.Name
 	}
 	return fmt.Sprintf("STAN cluster %q", r.p.Source.ClusterID)
+}
+
+// withoutDeadline keeps ctx's cancellation but drops its deadline. The
+// JetStream client bounds each API request by its own timeout only when
+// the context has no deadline; under a distant one a request to a cluster
+// electing its meta leader would wait for that deadline instead of
+// failing and being retried.
+func withoutDeadline(ctx context.Context) (context.Context, func()) {
+	nctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
+	return nctx, func() { stop(); cancel() }
 }

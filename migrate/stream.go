@@ -66,6 +66,14 @@ func (r *runner) ensureStream(ctx context.Context, js jetstream.JetStream, c *pl
 		return nil, false, permanent{fmt.Errorf("stream %q exists on the target with subjects %v, not [%s]: remove it or rename the stream in the plan: %w",
 			c.Stream, got.Subjects, c.Name, ErrConflict)}
 	}
+	var placed *plan.Placement
+	if pl := got.Placement; pl != nil && (pl.Cluster != "" || len(pl.Tags) > 0) {
+		placed = &plan.Placement{Cluster: pl.Cluster, Tags: pl.Tags}
+	}
+	if !placed.Equal(c.Placement) {
+		return nil, false, permanent{fmt.Errorf("stream %q exists with placement %s, the plan says %s: align the plan or remove the stream: %w",
+			c.Stream, placed, c.Placement, ErrConflict)}
+	}
 	if got.Storage != want.Storage || got.Replicas != want.Replicas {
 		return nil, false, permanent{fmt.Errorf("stream %q exists with storage %v and %d replica(s), the plan says %v and %d: align the plan or remove the stream: %w",
 			c.Stream, got.Storage, got.Replicas, want.Storage, want.Replicas, ErrConflict)}
@@ -92,6 +100,9 @@ func (r *runner) streamConfig(c *plan.Channel, replaying bool) jetstream.StreamC
 	}
 	if c.Storage == "memory" {
 		cfg.Storage = jetstream.MemoryStorage
+	}
+	if pl := c.Placement; pl != nil && (pl.Cluster != "" || len(pl.Tags) > 0) {
+		cfg.Placement = &jetstream.Placement{Cluster: pl.Cluster, Tags: pl.Tags}
 	}
 	if cfg.Duplicates == 0 {
 		cfg.Duplicates = plan.DefaultDuplicateWindow

@@ -156,6 +156,9 @@ func migrateThroughFault(t *testing.T, clusterID string, urls string, monitors [
 	if rep.faultAt.IsZero() {
 		t.Fatal("the fault never ran: the migration finished first")
 	}
+	if sum.Copied != p.Totals.Msgs {
+		t.Errorf("the summary counts %d message(s) copied; %d were, each once", sum.Copied, p.Totals.Msgs)
+	}
 	vr, err := verify.Run(ctx, src, p, verify.Options{Target: target})
 	if err != nil {
 		for _, c := range vr.Channels {

@@ -25,8 +25,10 @@ type Options struct {
 	Include  []string // channel globs; empty = all
 	Exclude  []string // channel globs
 	Replicas int
-	Headers  string
-	Now      time.Time
+	// Placement applies to every stream (nil: none).
+	Placement *Placement
+	Headers   string
+	Now       time.Time
 	// SkipBroken marks channels the source cannot read skip: true with a
 	// warning; otherwise each is a blocker.
 	SkipBroken bool
@@ -74,6 +76,7 @@ func Build(d *Discovery, o Options) *Plan {
 				MaxConsumers: lim.MaxSubscriptions, From: sc.LimitsFrom,
 			},
 			Replicas:        o.Replicas,
+			Placement:       o.Placement,
 			Storage:         "file",
 			DuplicateWindow: Duration(DefaultDuplicateWindow),
 		}

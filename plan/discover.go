@@ -106,6 +106,9 @@ func DiscoverTarget(ctx context.Context, side conn.Side, wanted []string) (*Targ
 			Metadata: si.Config.Metadata,
 			Msgs:     si.State.Msgs, FirstSeq: si.State.FirstSeq, LastSeq: si.State.LastSeq,
 		}
+		if pl := si.Config.Placement; pl != nil && (pl.Cluster != "" || len(pl.Tags) > 0) {
+			es.Placement = &Placement{Cluster: pl.Cluster, Tags: pl.Tags}
+		}
 		if deep(es.Name) {
 			if err := readStream(cctx, js, &es); err != nil {
 				return nil, err

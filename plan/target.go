@@ -32,6 +32,7 @@ type ExistingStream struct {
 	Subjects  []string
 	Storage   string // "file" or "memory"
 	Replicas  int
+	Placement *Placement
 	Retention string // "limits", "interest" or "workqueue"
 	Sealed    bool
 	Metadata  map[string]string
@@ -205,6 +206,9 @@ func checkExistingStream(p *Plan, d *Discovery, c Channel, es ExistingStream, ob
 	}
 	if es.Replicas != 0 && es.Replicas != c.Replicas {
 		diffs = append(diffs, fmt.Sprintf("%d replica(s) (plan: %d)", es.Replicas, c.Replicas))
+	}
+	if !es.Placement.Equal(c.Placement) {
+		diffs = append(diffs, fmt.Sprintf("placement %s (plan: %s)", es.Placement, c.Placement))
 	}
 	if es.Retention != "" && es.Retention != "limits" {
 		diffs = append(diffs, fmt.Sprintf("%s retention (plan: limits)", es.Retention))

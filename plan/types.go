@@ -6,6 +6,8 @@ package plan
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -87,11 +89,50 @@ type Channel struct {
 	Bytes    uint64 `yaml:"bytes" json:"bytes"`
 	Limits   Limits `yaml:"limits" json:"limits"`
 	Replicas int    `yaml:"replicas" json:"replicas"`
-	Storage  string `yaml:"storage" json:"storage"`
+	// Placement puts the stream's replicas in a JetStream cluster and on
+	// servers with these tags (nil: where the target decides).
+	Placement *Placement `yaml:"placement,omitempty" json:"placement,omitempty"`
+	Storage   string     `yaml:"storage" json:"storage"`
 	// DuplicateWindow is the stream's dedup window once migrated; while
 	// migrating a short window is used (see migrate).
 	DuplicateWindow Duration  `yaml:"duplicate_window" json:"duplicate_window"`
 	Durables        []Durable `yaml:"durables,omitempty" json:"durables,omitempty"`
+}
+
+// Placement says where a stream's replicas go in a JetStream cluster.
+type Placement struct {
+	Cluster string   `yaml:"cluster,omitempty" json:"cluster,omitempty"`
+	Tags    []string `yaml:"tags,omitempty" json:"tags,omitempty"`
+}
+
+// String describes the placement for messages.
+func (p *Placement) String() string {
+	if p == nil || (p.Cluster == "" && len(p.Tags) == 0) {
+		return "anywhere"
+	}
+	s := "cluster " + p.Cluster
+	if p.Cluster == "" {
+		s = "any cluster"
+	}
+	if len(p.Tags) > 0 {
+		s += " tags " + strings.Join(p.Tags, ",")
+	}
+	return s
+}
+
+// Equal reports whether two placements put replicas in the same places.
+func (p *Placement) Equal(o *Placement) bool {
+	norm := func(x *Placement) (string, string) {
+		if x == nil {
+			return "", ""
+		}
+		t := slices.Clone(x.Tags)
+		slices.Sort(t)
+		return x.Cluster, strings.Join(t, ",")
+	}
+	c1, t1 := norm(p)
+	c2, t2 := norm(o)
+	return c1 == c2 && t1 == t2
 }
 
 // Limits are the stream limits carried over from STAN (0 = unlimited).

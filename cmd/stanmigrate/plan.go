@@ -24,6 +24,8 @@ type planOptions struct {
 	exclude  []string
 	format   string
 	replicas int
+	cluster  string
+	tags     []string
 	headers  string
 	dir      dirOptions
 }
@@ -56,6 +58,8 @@ blocked. It changes nothing on either server.
 	f.StringArrayVar(&o.exclude, "exclude", nil, "leave out channels matching this glob (repeatable)")
 	f.StringVar(&o.format, "format", report.Table, "report format: table, json or markdown")
 	f.IntVar(&o.replicas, "replicas", 1, "stream replicas on the target (1, 3 or 5)")
+	f.StringVar(&o.cluster, "placement-cluster", "", "put every stream in this JetStream cluster")
+	f.StringArrayVar(&o.tags, "placement-tag", nil, "put every stream's replicas on servers with this tag (repeatable)")
 	o.dir.addFlags(f)
 	f.StringVar(&o.headers, "headers", jsformat.HeadersFull, "migration headers: full (Msg-Id, channel, sequence, timestamp) or minimal (Msg-Id, timestamp)")
 	return cmd
@@ -115,8 +119,12 @@ func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
 	if err := selectionMatches(o.include, d); err != nil {
 		return nil, err
 	}
+	var placement *plan.Placement
+	if o.cluster != "" || len(o.tags) > 0 {
+		placement = &plan.Placement{Cluster: o.cluster, Tags: o.tags}
+	}
 	p := plan.Build(d, plan.Options{
-		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Headers: o.headers, Now: time.Now(),
+		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Placement: placement, Headers: o.headers, Now: time.Now(),
 		SkipBroken: o.dir.skipBroken,
 	})
 	if errs := d.Unreadable(p); len(errs) > 0 {
