@@ -62,6 +62,7 @@ type ExistingConsumer struct {
 
 func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args ...any)) {
 	t := d.Target
+	checkTargetLine(t.Version, add)
 	if t.Version != "" && FirstSeqHazard(t.Version) {
 		add(Warning, "target server "+t.Version, "this nats-server release loses every message of a file stream with a configured first sequence on restart (nats-server PR #6753): stanmigrate never sets it (it positions streams by purging), but upgrade to 2.10.28+/2.11.2+ before relying on restarts")
 	}
@@ -289,16 +290,59 @@ func checkExistingConsumers(c Channel, es ExistingStream, add func(sev, obj, for
 	}
 }
 
-// FirstSeqHazard reports whether a nats-server version loses the messages
-// of a file stream with a configured first sequence on restart (2.10.0 to
-// 2.10.27 and 2.11.0 to 2.11.1, fixed by nats-server PR #6753).
-func FirstSeqHazard(version string) bool {
-	var maj, min, patch int
+// checkTargetLine names the target's release line and what differs on it
+// for a migration. Lines before 2.10 lack the stream and consumer metadata
+// migrate records each one's origin in, so they are a blocker. The
+// first-sequence hazard of early 2.10 and 2.11 releases is a warning of
+// its own (FirstSeqHazard).
+func checkTargetLine(version string, add func(sev, obj, format string, args ...any)) {
+	maj, min, _, ok := parseServerVersion(version)
+	if !ok {
+		return
+	}
+	obj := "target server " + version
+	line := fmt.Sprintf("%d.%d", maj, min)
+	before := func(m, n int) bool { return maj < m || maj == m && min < n }
+	if before(2, 10) {
+		add(Blocker, obj, "release line %s is not supported: stanmigrate records each stream's and consumer's origin in JetStream metadata and resumes by it, which nats-server has only from 2.10 on: upgrade the target to 2.10.28 or later", line)
+		return
+	}
+	var parts []string
+	if before(2, 12) {
+		parts = append(parts, "a resend of a stored message whose Nats-Msg-Id is still in the stream's duplicate window is answered with a duplicate ack, as this line checks the Msg-Id before the expected last sequence (2.12 and later answer error 10071 \"wrong last sequence\"); migrate treats both answers as already stored")
+	} else {
+		parts = append(parts, "a resend of a stored message is answered with error 10071 \"wrong last sequence\" even while its Nats-Msg-Id is in the stream's duplicate window, as this line checks the expected last sequence first (2.10 and 2.11 answer with a duplicate ack); migrate treats it as already stored")
+	}
+	if before(2, 14) {
+		parts = append(parts, "no fast batched publishing (the stream setting allow_batched arrived in 2.14): migrate publishes each message asynchronously")
+	} else {
+		parts = append(parts, "fast batched publishing is available (stream setting allow_batched)")
+	}
+	if FirstSeqHazard(version) {
+		parts = append(parts, "this release has the first-sequence restart hazard (see the warning)")
+	}
+	add(Info, obj, "release line %s: %s", line, strings.Join(parts, "; "))
+}
+
+// parseServerVersion reads "2.10.29", "v2.11.0-RC.1" or "2.12" as major,
+// minor and patch; ok is false for anything else.
+func parseServerVersion(version string) (maj, min, patch int, ok bool) {
 	v := strings.TrimPrefix(version, "v")
 	if i := strings.IndexAny(v, "-+"); i >= 0 {
 		v = v[:i]
 	}
 	if n, _ := fmt.Sscanf(v, "%d.%d.%d", &maj, &min, &patch); n < 2 {
+		return 0, 0, 0, false
+	}
+	return maj, min, patch, true
+}
+
+// FirstSeqHazard reports whether a nats-server version loses the messages
+// of a file stream with a configured first sequence on restart (2.10.0 to
+// 2.10.27 and 2.11.0 to 2.11.1, fixed by nats-server PR #6753).
+func FirstSeqHazard(version string) bool {
+	maj, min, patch, ok := parseServerVersion(version)
+	if !ok {
 		return false
 	}
 	switch {

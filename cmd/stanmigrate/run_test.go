@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stanmigrate/stanmigrate/internal/testkit/serverbin"
 )
 
 // result is what a command printed and its exit code.
@@ -92,7 +95,16 @@ func binaryPath(t testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
+	// nats-server processes of every release line (TestEveryReleaseLine):
+	// built in the background while the other tests run, once per machine.
+	serverbin.Prepare()
 	code := m.Run()
+	// Say which lines could not be built, even when no test got to them.
+	for _, line := range strings.Split(serverbin.Summary(), "\n") {
+		if strings.Contains(line, "NOT BUILT") {
+			fmt.Println(line)
+		}
+	}
 	if binary != "" && buildErr == nil {
 		os.RemoveAll(filepath.Dir(binary))
 	}
