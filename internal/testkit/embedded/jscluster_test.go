@@ -3,6 +3,7 @@ package embedded_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -177,6 +178,7 @@ func TestJetStreamClusterMetaLeaderFailover(t *testing.T) {
 // leader and then the meta leader: no leader hand-over, so the survivors
 // elect when their timers run out.
 func TestJetStreamClusterKill(t *testing.T) {
+	timings(t)
 	if testing.Short() {
 		t.Skip("two elections on timers run out: about 20s")
 	}
@@ -312,6 +314,7 @@ func TestJetStreamClusterPlacementTags(t *testing.T) {
 // TestJetStreamClusterFullRestart stops every node and starts them again:
 // the stream and its messages come back.
 func TestJetStreamClusterFullRestart(t *testing.T) {
+	timings(t)
 	c := startJSCluster(t, embedded.JetStreamClusterConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -338,5 +341,17 @@ func TestJetStreamClusterFullRestart(t *testing.T) {
 	ack, _, err := publishUntil(ctx, js, "F.x", "f5", 30*time.Second)
 	if err != nil || ack.Sequence != 6 {
 		t.Fatalf("publish after restart: %+v %v", ack, err)
+	}
+}
+
+// timings skips a test that measures how the rigs behave (election
+// times, whole-topology restarts) unless STANMIGRATE_RIG_TIMINGS is set:
+// they take a minute, and the product's own topology tests
+// (migrate/topology_test.go, migrate/jscluster_test.go) run the rigs in
+// every CI run.
+func timings(t *testing.T) {
+	t.Helper()
+	if os.Getenv("STANMIGRATE_RIG_TIMINGS") == "" {
+		t.Skip("measures the rig's timings: set STANMIGRATE_RIG_TIMINGS=1 to run")
 	}
 }

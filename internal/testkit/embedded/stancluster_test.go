@@ -123,6 +123,7 @@ func TestSTANClusterLeaderRestart(t *testing.T) {
 		stanClusterLeaderRestart(t, embedded.STANClusterConfig{}.FastRaft())
 	})
 	t.Run("defaults", func(t *testing.T) {
+		timings(t)
 		if testing.Short() {
 			t.Skip("server-default Raft timings take about 10s")
 		}
@@ -237,6 +238,7 @@ func stanClusterLeaderRestart(t *testing.T, cfg embedded.STANClusterConfig) {
 // TestSTANClusterFullRestart stops every node and starts them again: the
 // channel and the durable come back.
 func TestSTANClusterFullRestart(t *testing.T) {
+	timings(t)
 	c, err := embedded.StartSTANCluster(embedded.STANClusterConfig{Dir: t.TempDir()}.FastRaft())
 	if err != nil {
 		t.Fatal(err)
