@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,6 +65,9 @@ func (a *attempt) acker(ctx context.Context) {
 			continue
 		}
 		err := a.pub.await(it.seq, timer, publishTimeout, a.targetMoved)
+		if err != nil && a.alreadyStored(ctx, it.seq, err) {
+			err = nil
+		}
 		if err != nil {
 			broken = true
 			if !it.gap {
@@ -146,6 +150,44 @@ func (a *attempt) classifyPublishErr(seq uint64, err error) error {
 		return permanent{fmt.Errorf("%w: %w", base, conn.ErrPermission)}
 	}
 	return base
+}
+
+// alreadyStored recognises a resend of a message the stream holds: the
+// answer "wrong last sequence" naming a last sequence at or past the
+// message's own (nats-server 2.12 and later check the expected sequence
+// before the dedup id; 2.10 and 2.11 answer a duplicate acknowledgement
+// instead, which needs nothing). It happens when a publish of an attempt
+// that stopped waiting lands after the next attempt resent the message;
+// the stored message must be ours for this channel and sequence.
+func (a *attempt) alreadyStored(ctx context.Context, seq uint64, err error) bool {
+	last, ok := wrongLastSeq(err)
+	if !ok || last < seq {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, serr := a.js.Stream(cctx, a.c.Stream)
+	return serr == nil && a.r.checkOwnership(cctx, s, a.c, seq) == nil
+}
+
+// wrongLastSeq reads the stream's last sequence from a "wrong last
+// sequence" answer.
+func wrongLastSeq(err error) (uint64, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return 0, false
+	}
+	switch apiErr.ErrorCode {
+	case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+	default:
+		return 0, false
+	}
+	_, num, ok := strings.Cut(apiErr.Description, "wrong last sequence: ")
+	if !ok {
+		return 0, false
+	}
+	last, perr := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+	return last, perr == nil
 }
 
 // targetMoved reports, as an error, that the target moved under the
