@@ -39,6 +39,9 @@ import (
 // cpu is the process's user+system time per message: the server(s) run
 // in the same process, so it is client and server together, which is what
 // shares the cores. allocs likewise counts the servers' allocations too.
+// FASTINGEST_BENCH_URL points the R1 shapes at a server in another
+// process instead (a nats-server 2.14+ with JetStream): cpu and allocs are
+// then the client's alone.
 func BenchmarkIngest(b *testing.B) {
 	sizes := []int{128, 1024, 65536}
 	if s := os.Getenv("FASTINGEST_BENCH_SIZES"); s != "" {
@@ -71,8 +74,17 @@ func BenchmarkIngest(b *testing.B) {
 // headerSets are the header combinations measured.
 var headerSets = []string{"none", "exp", "exp+ts", "exp+3", "exp+msgid"}
 
-// paths are the publishers measured.
+// paths are the publishers measured (FASTINGEST_BENCH_PATHS narrows
+// them). fastbare is fast without the acker goroutine (one Await at the
+// end), on the same footing as orbit, which cannot have one.
 var paths = []string{"async", "fast", "orbit"}
+
+func benchPaths() []string {
+	if s := os.Getenv("FASTINGEST_BENCH_PATHS"); s != "" {
+		return strings.Split(s, ",")
+	}
+	return paths
+}
 
 type result struct {
 	rate   float64 // messages a second
@@ -82,7 +94,9 @@ type result struct {
 
 func benchShape(b *testing.B, replicas, size, total int) {
 	var url string
-	if replicas == 1 {
+	if u := os.Getenv("FASTINGEST_BENCH_URL"); u != "" && replicas == 1 {
+		url = u
+	} else if replicas == 1 {
 		e := startEnv(b)
 		url = e.srv.URL()
 	} else {
@@ -97,7 +111,7 @@ func benchShape(b *testing.B, replicas, size, total int) {
 	window := min(8192, max((32<<20)/(size+1), 16))
 	results := map[string][]result{}
 	var cols []string
-	for _, p := range paths {
+	for _, p := range benchPaths() {
 		for _, h := range headerSets {
 			cols = append(cols, p+"/"+h)
 		}
@@ -228,6 +242,8 @@ func runColumn(nc *nats.Conn, path, hset, subject string, data []byte, total, wi
 		err = runAsync(nc, hset, subject, data, total, window)
 	case "fast":
 		err = runFast(nc, hset, subject, data, total, window)
+	case "fastbare":
+		err = runFastBare(nc, hset, subject, data, total, window)
 	case "orbit":
 		err = runOrbit(nc, hset, subject, data, total, window)
 	}
@@ -273,6 +289,27 @@ func runFast(nc *nats.Conn, hset, subject string, data []byte, total, window int
 	}
 	close(inflight)
 	return <-ackErr
+}
+
+// runFastBare: this package's Publisher without an acker: the loop
+// publishes, then Flush and one Await for the last sequence.
+func runFastBare(nc *nats.Conn, hset, subject string, data []byte, total, window int) error {
+	p, err := New(nc, Options{Window: window})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	f := newFiller(hset, subject)
+	for seq := uint64(1); seq <= uint64(total); seq++ {
+		h, _ := f.fill(seq)
+		if err := p.Publish(subject, h, data, seq); err != nil {
+			return err
+		}
+	}
+	p.Flush()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	return p.Await(uint64(total), timer, 30*time.Second)
 }
 
 // runOrbit: orbit.go's FastPublisher. It is not safe for concurrent use,
