@@ -110,7 +110,8 @@ type batch struct {
 }
 
 // Publisher publishes one stream's messages in fast-ingest batches. Publish
-// is called from one goroutine; Await, Stored and Err from any.
+// and Flush are called from one goroutine, Await from one goroutine (the
+// acker), Stored and Err from any.
 type Publisher struct {
 	nc    *nats.Conn
 	inbox string // "<inbox>." ; replies arrive on inbox + batch id + ...
@@ -243,6 +244,9 @@ func (p *Publisher) Publish(subject string, hdr nats.Header, data []byte, seq ui
 		return ErrClosed
 	}
 	first := p.last == 0
+	if seq == 0 {
+		return fmt.Errorf("fast-ingest publish of sequence 0: %w", ErrSequence)
+	}
 	if first {
 		p.stored.Store(seq - 1)
 	} else if seq != p.last+1 {
@@ -384,7 +388,9 @@ func (p *Publisher) waitReady(seq uint64) error {
 		select {
 		case <-p.pubSig:
 		case <-timer.C:
-			return fmt.Errorf("fast-ingest publish of sequence %d: no answer to the batch start within %v: %w", seq, p.opts.AckTimeout, ErrTimeout)
+			err := fmt.Errorf("fast-ingest publish of sequence %d: no answer to the batch start within %v: %w", seq, p.opts.AckTimeout, ErrTimeout)
+			p.fail(seq, err, true)
+			return err
 		}
 	}
 	return nil
@@ -392,8 +398,8 @@ func (p *Publisher) waitReady(seq uint64) error {
 
 // Await waits until stream sequence seq is stored (nil) or known not to
 // be confirmed (the error). timer is the caller's, reused across calls;
-// timeout bounds the wait without progress. Await only returns nil for a
-// message the server acknowledged, directly or by a later one's ack.
+// timeout bounds this call's wait (ErrTimeout). Await only returns nil for
+// a message the server acknowledged, directly or by a later one's ack.
 func (p *Publisher) Await(seq uint64, timer *time.Timer, timeout time.Duration) error {
 	armed := false
 	for p.stored.Load() < seq {

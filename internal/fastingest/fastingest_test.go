@@ -522,3 +522,50 @@ func TestBounded(t *testing.T) {
 	}
 	checkStream(t, e.js, "bounded", 1, from-1)
 }
+
+// TestTinyWindow: with the smallest window (2, so an ack interval of 1)
+// publishing still makes progress: the flow stays below the window.
+func TestTinyWindow(t *testing.T) {
+	e := startEnv(t)
+	createStream(t, e.js, "tiny", true, 1)
+	p, err := New(e.nc, Options{Window: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	acked, _, err := publishRange(t, p, "tiny", 1, 2_000, 2)
+	if err != nil || acked != 2_000 {
+		t.Fatalf("confirmed up to %d, error %v", acked, err)
+	}
+	checkStream(t, e.js, "tiny", 1, 2_000)
+}
+
+// TestSequenceChecks: Publish refuses sequence 0 and a sequence that does
+// not follow the previous one, before sending anything.
+func TestSequenceChecks(t *testing.T) {
+	e := startEnv(t)
+	createStream(t, e.js, "seqs", true, 1)
+	p, err := New(e.nc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Publish("seqs", nil, []byte("x"), 0); !errors.Is(err, ErrSequence) {
+		t.Fatalf("Publish(0) = %v", err)
+	}
+	if err := p.Publish("seqs", nil, []byte("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish("seqs", nil, []byte("x"), 3); !errors.Is(err, ErrSequence) {
+		t.Fatalf("Publish(3) after 1 = %v", err)
+	}
+	p.Flush()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	if err := p.Await(1, timer, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastSeq(t, e.js, "seqs"); got != 1 {
+		t.Fatalf("stream's last sequence %d, want 1", got)
+	}
+}
