@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
@@ -76,6 +77,9 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 	// landed are publishes an earlier attempt stopped waiting for; those
 	// the stream holds now were copied all the same.
 	var landed []unconfirmed
+	// refused: the stream refused fast-ingest batches (made without
+	// allow_batched, or the server took a batch as plain publishes).
+	refused := false
 	for attempt := 0; ; attempt++ {
 		info, err := stream.Info(ctx)
 		if err != nil {
@@ -135,7 +139,12 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			}
 			r.o.Reporter.Event(ev)
 		}
-		a := r.newAttempt(c, cp, d, last+1, target, fin, info)
+		batched := r.batchable() && !refused && fastingest.Usable(r.apiLevel, &info.Config)
+		if attempt == 0 && r.batchable() && !batched {
+			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
+				Message: fmt.Sprintf("each message asynchronously: stream %q was not made with allow_batched, so it takes no fast-ingest batches", c.Stream)})
+		}
+		a := r.newAttempt(c, cp, d, last+1, target, fin, info, batched)
 		err = a.run(ctx)
 		res.Copied += a.copied
 		res.Bytes += a.bytes
@@ -158,6 +167,12 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		if ctx.Err() != nil {
 			r.saveCheckpoint(cp, d)
 			return res, changed, ctx.Err()
+		}
+		if batched && noBatches(err) {
+			refused = true
+			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
+				Message: fmt.Sprintf("each message asynchronously from now on: %v", err)})
+			continue
 		}
 		if isPermanent(err) {
 			r.saveCheckpoint(cp, d)

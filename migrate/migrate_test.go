@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/stan.go"
 
@@ -17,6 +21,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -115,6 +120,9 @@ func TestMigrateCoreFixtureReproducesChannelsAndPositions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("channel %q: stream: %v", name, err)
 		}
+		if !stream.CachedInfo().Config.AllowBatchPublish {
+			t.Errorf("channel %q: the stream takes no fast-ingest batches on a server that offers them", name)
+		}
 		st := stream.CachedInfo().State
 		if st.Msgs != ce.Msgs || st.FirstSeq != ce.FirstSeq || st.LastSeq != ce.LastSeq {
 			t.Errorf("channel %q: stream has %d msgs %d..%d, channel %d msgs %d..%d", name, st.Msgs, st.FirstSeq, st.LastSeq, ce.Msgs, ce.FirstSeq, ce.LastSeq)
@@ -129,7 +137,8 @@ func TestMigrateCoreFixtureReproducesChannelsAndPositions(t *testing.T) {
 				t.Fatalf("channel %q seq %d: wrong content or subject %q", name, seq, m.Subject)
 			}
 			h := m.Header
-			if h.Get("Nats-Msg-Id") != jsformat.MsgID("test-cluster", name, seq) ||
+			// The default set is stan2js's; the Msg-Id is opt-in.
+			if h.Get("Nats-Msg-Id") != "" ||
 				h.Get(jsformat.HdrChannel) != name || h.Get(jsformat.HdrSequence) != strconv.FormatUint(seq, 10) {
 				t.Fatalf("channel %q seq %d: headers %v", name, seq, h)
 			}
@@ -283,31 +292,157 @@ func TestFrontDroppedAfterPlanningRepositionsTheStream(t *testing.T) {
 	}
 }
 
-func TestMinimalHeadersKeepOnlyMsgIDAndTimestamp(t *testing.T) {
+// TestHeaderSetsAndMsgID migrates with each header choice into a fresh
+// target and reads a message back: minimal keeps the original timestamp
+// only, full adds stan2js's channel and sequence, and --msg-id adds the
+// Msg-Id to either.
+func TestHeaderSetsAndMsgID(t *testing.T) {
 	env := startCore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		headers string
+		msgID   bool
+		want    []string
+	}{
+		{jsformat.HeadersMinimal, false, []string{jsformat.HdrTimestamp}},
+		{jsformat.HeadersMinimal, true, []string{jsformat.HdrTimestamp, jsformat.HdrMsgID}},
+		{jsformat.HeadersFull, true, []string{jsformat.HdrTimestamp, jsformat.HdrChannel, jsformat.HdrSequence, jsformat.HdrMsgID}},
+	} {
+		t.Run(fmt.Sprintf("%s,msg-id=%v", tc.headers, tc.msgID), func(t *testing.T) {
+			js, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer js.Stop()
+			p, err := env.Plan(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Headers, p.MsgID = tc.headers, tc.msgID
+			o := env.MigrateOptions()
+			o.Target.URL, o.StateDir = js.URL(), t.TempDir()
+			if _, err := migrate.Run(ctx, env.Src(t), p, o); err != nil {
+				t.Fatal(err)
+			}
+			nc, err := nats.Connect(js.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			jsc, _ := jetstream.New(nc)
+			s, err := jsc.Stream(ctx, "payments")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := s.GetMsg(ctx, 300)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, k := range []string{jsformat.HdrTimestamp, jsformat.HdrChannel, jsformat.HdrSequence, jsformat.HdrMsgID, jsformat.HdrGap} {
+				if m.Header.Get(k) != "" {
+					got = append(got, k)
+				}
+			}
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(tc.want))
+			if !slices.Equal(got, want) {
+				t.Errorf("message 300 carries %v, want %v (all headers: %v)", got, want, m.Header)
+			}
+			if tc.msgID && m.Header.Get(jsformat.HdrMsgID) != jsformat.MsgID("test-cluster", "payments", 300) {
+				t.Errorf("Msg-Id %q", m.Header.Get(jsformat.HdrMsgID))
+			}
+		})
+	}
+}
+
+// eventLog is a Reporter that keeps every event, and can cancel the run
+// after some progress.
+type eventLog struct {
+	mu     sync.Mutex
+	events []migrate.Event
+	copied uint64
+	cancel func()
+	after  uint64
+}
+
+func (l *eventLog) Begin(uint64, uint64) {}
+func (l *eventLog) Progress(m, _ uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.copied += m
+	if l.cancel != nil && l.copied >= l.after {
+		l.cancel()
+	}
+}
+func (l *eventLog) Event(e migrate.Event) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) kinds(kind string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, e := range l.events {
+		if e.Kind == kind {
+			out = append(out, e.Channel+": "+e.Message)
+		}
+	}
+	return out
+}
+
+// TestStreamsWithoutBatchesArePublishedOneByOne interrupts a run made
+// with --publish async, whose streams take no fast-ingest batches, and
+// resumes it with the default: the resumed channels say they publish each
+// message asynchronously, the run ends exact, and streams made by the
+// default path take batches.
+func TestStreamsWithoutBatchesArePublishedOneByOne(t *testing.T) {
+	env := startLarge(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	p, err := env.Plan(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Headers = jsformat.HeadersMinimal
-	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
-		t.Fatal(err)
+	runCtx, stop := context.WithCancel(ctx)
+	log := &eventLog{cancel: stop, after: p.Totals.Msgs / 4}
+	o := env.MigrateOptions()
+	o.Publish, o.Reporter = migrate.PublishAsync, log
+	if _, err := migrate.Run(runCtx, env.Src(t), p, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the interrupted run: %v", err)
 	}
-	s, err := jsConn(t, env).Stream(ctx, "payments")
-	if err != nil {
-		t.Fatal(err)
+	js := jsConn(t, env)
+	batchedStreams := func() map[string]bool {
+		out := map[string]bool{}
+		for _, c := range p.Channels {
+			if s, err := js.Stream(ctx, c.Stream); err == nil {
+				out[c.Stream] = s.CachedInfo().Config.AllowBatchPublish
+			}
+		}
+		return out
 	}
-	m, err := s.GetMsg(ctx, 300)
-	if err != nil {
-		t.Fatal(err)
+	before := batchedStreams()
+	for name, b := range before {
+		if b {
+			t.Errorf("stream %q made with --publish async takes batches", name)
+		}
 	}
-	h := m.Header
-	if h.Get("Nats-Msg-Id") != jsformat.MsgID("test-cluster", "payments", 300) || h.Get(jsformat.HdrTimestamp) == "" {
-		t.Fatalf("minimal headers lack the Msg-Id or timestamp: %v", h)
+
+	resumed := &eventLog{}
+	o.Publish, o.Reporter = migrate.PublishAuto, resumed
+	verifyClean(t, ctx, env, func() error { _, err := migrate.Run(ctx, env.Src(t), p, o); return err })
+	said := strings.Join(resumed.kinds("publishing"), "\n")
+	for name := range before {
+		if !strings.Contains(said, fmt.Sprintf("stream %q was not made with allow_batched", name)) {
+			t.Errorf("resuming stream %q does not say it publishes each message asynchronously; it said:\n%s", name, said)
+		}
 	}
-	if h.Get(jsformat.HdrChannel) != "" || h.Get(jsformat.HdrSequence) != "" {
-		t.Fatalf("minimal headers still carry channel or sequence: %v", h)
+	for name, b := range batchedStreams() {
+		if _, old := before[name]; !old && !b {
+			t.Errorf("stream %q made by the default path takes no batches", name)
+		}
 	}
 }

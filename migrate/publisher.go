@@ -68,20 +68,11 @@ func (p *publisher) close() { _ = p.sub.Unsubscribe() }
 // the acker asks whether the target moved (see await).
 const checkEvery = 500 * time.Millisecond
 
-// set puts one header value, reusing the value slice.
-func (p *publisher) set(key, value string) {
-	if v := p.hdr[key]; len(v) == 1 {
-		v[0] = value
-		return
-	}
-	p.hdr[key] = []string{value}
-}
-
-func (p *publisher) del(key string) { delete(p.hdr, key) }
+func (p *publisher) header() nats.Header { return p.hdr }
 
 // publish sends the message built in p.msg/p.hdr, its sequence in the
 // reply subject.
-func (p *publisher) publish(subject, seqStr string, data []byte) error {
+func (p *publisher) publish(subject, seqStr string, _ uint64, data []byte) error {
 	p.msg.Subject = subject
 	p.msg.Reply = p.inbox + seqStr
 	p.msg.Data = data

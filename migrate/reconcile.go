@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -92,10 +93,11 @@ func (r *runner) checkOwnership(ctx context.Context, s jetstream.Stream, c *plan
 	if err != nil {
 		return fmt.Errorf("stream %q: read message %d: %w", c.Stream, seq, err)
 	}
-	want := jsformat.MsgID(r.p.Source.ClusterID, c.Name, seq)
-	if got := m.Header.Get(jsformat.HdrMsgID); got != want {
-		return permanent{fmt.Errorf("stream %q: message %d has Nats-Msg-Id %q, expected %q: the stream holds data stanmigrate did not write for this channel: remove it or rename the stream in the plan: %w",
-			c.Stream, seq, got, want, ErrConflict)}
+	origin, ok := jsformat.ReadStreamOrigin(s.CachedInfo().Config.Metadata)
+	streamOurs := ok && origin.Channel == c.Name && origin.Cluster == r.p.Source.ClusterID
+	if !jsformat.Written(m.Header, streamOurs, r.p.Source.ClusterID, c.Name, seq) {
+		return permanent{fmt.Errorf("stream %q: message %d was not written by stanmigrate as sequence %d of channel %q of cluster %q (its headers: %s): the stream holds data stanmigrate did not write for this channel: remove it or rename the stream in the plan: %w",
+			c.Stream, seq, seq, c.Name, r.p.Source.ClusterID, describeHeaders(m.Header), ErrConflict)}
 	}
 	return nil
 }
@@ -143,4 +145,18 @@ func (r *runner) rehash(ctx context.Context, s jetstream.Stream, d *digest.Chann
 			return nil
 		}
 	}
+}
+
+// describeHeaders names a message's provenance headers for an error.
+func describeHeaders(h map[string][]string) string {
+	var parts []string
+	for _, k := range []string{jsformat.HdrMsgID, jsformat.HdrChannel, jsformat.HdrSequence, jsformat.HdrTimestamp} {
+		if v := h[k]; len(v) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %q", k, v[0]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none of stanmigrate's"
+	}
+	return strings.Join(parts, ", ")
 }

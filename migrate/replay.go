@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -70,8 +71,12 @@ type attempt struct {
 	target atomic.Uint64
 	fin    *finisher
 	js     jetstream.JetStream
-	pub    *publisher
+	pub    sender
 	full   bool
+	// msgID: the plan asks for a Nats-Msg-Id on every message.
+	msgID bool
+	// batched: publish in fast-ingest batches.
+	batched bool
 	// Per-attempt constants for the publish path.
 	idPrefix   string // "<cluster>:<channel>:"
 	maxPayload int64
@@ -121,8 +126,9 @@ type attempt struct {
 	prevSeqStr string
 }
 
-func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, info *jetstream.StreamInfo) *attempt {
+func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, info *jetstream.StreamInfo, batched bool) *attempt {
 	a := &attempt{r: r, c: c, cp: cp, d: d, from: from, fin: fin, next: from, streamEmpty: info.State.Msgs == 0,
+		msgID: r.p.MsgID, batched: batched,
 		reconnects: r.nc.Stats().Reconnects,
 		failed:     make(chan struct{}), complete: make(chan struct{}), full: r.p.Headers != jsformat.HeadersMinimal,
 		idPrefix: jsformat.MsgIDPrefix(r.p.Source.ClusterID, c.Name), published: from - 1,
@@ -167,7 +173,12 @@ func (a *attempt) run(ctx context.Context) error {
 		return err
 	}
 	a.js = js
-	pub, err := newPublisher(a.r.nc, w)
+	var pub sender
+	if a.batched {
+		pub, err = newBatchSender(a.r.nc, w)
+	} else {
+		pub, err = newPublisher(a.r.nc, w)
+	}
 	if err != nil {
 		return err
 	}
@@ -326,8 +337,11 @@ func (a *attempt) skipTo(seq uint64) bool {
 
 func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 	p := a.pub
+	h := p.header()
 	seqStr := strconv.FormatUint(seq, 10)
-	p.set(jsformat.HdrMsgID, a.idPrefix+seqStr)
+	if a.msgID {
+		setHeader(h, jsformat.HdrMsgID, a.idPrefix+seqStr)
+	}
 	// Publishes are consecutive, so the expected last sequence is
 	// nearly always the previous message's own: one allocation less.
 	prev := a.prevSeqStr
@@ -335,25 +349,25 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 		prev = strconv.FormatUint(seq-1, 10)
 	}
 	a.prevSeq, a.prevSeqStr = seq, seqStr
-	p.set(jsformat.HdrExpectedLastSeq, prev)
+	setHeader(h, jsformat.HdrExpectedLastSeq, prev)
 	var data []byte
 	if gap {
-		p.set(jsformat.HdrGap, "true")
-		p.del(jsformat.HdrChannel)
-		p.del(jsformat.HdrSequence)
-		p.del(jsformat.HdrTimestamp)
+		setHeader(h, jsformat.HdrGap, "true")
+		delete(h, jsformat.HdrChannel)
+		delete(h, jsformat.HdrSequence)
+		delete(h, jsformat.HdrTimestamp)
 	} else {
 		data = m.Data
-		p.del(jsformat.HdrGap)
+		delete(h, jsformat.HdrGap)
 		if a.full {
-			p.set(jsformat.HdrChannel, a.c.Name)
-			p.set(jsformat.HdrSequence, seqStr)
+			setHeader(h, jsformat.HdrChannel, a.c.Name)
+			setHeader(h, jsformat.HdrSequence, seqStr)
 		}
-		p.set(jsformat.HdrTimestamp, jsformat.Timestamp(m.Timestamp))
+		setHeader(h, jsformat.HdrTimestamp, jsformat.Timestamp(m.Timestamp))
 		// Exact sizing only near the limit: the bound is cheap, the walk
 		// over the headers is not.
 		if a.maxPayload > 0 && int64(len(data))+a.headroom > a.maxPayload &&
-			int64(len(data)+headerSize(p.hdr)+len(a.c.Name)) > a.maxPayload {
+			int64(len(data)+headerSize(h)+len(a.c.Name)) > a.maxPayload {
 			a.fail(permanent{fmt.Errorf("channel %q sequence %d: message of %d bytes does not fit the target's max_payload %d once migration headers are added: raise max_payload on the target: %w",
 				a.c.Name, seq, len(m.Data), a.maxPayload, ErrTooLarge)})
 			return false
@@ -371,7 +385,12 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 			a.wantMark.Store(false)
 		}
 	}
-	if err := p.publish(a.c.Name, seqStr, data); err != nil {
+	if err := p.publish(a.c.Name, seqStr, seq, data); err != nil {
+		if errors.Is(err, fastingest.ErrUnsupported) {
+			// Stored as an ordinary publish: the acker counts it.
+			a.inflight <- item{msg: m, seq: seq, gap: gap, size: len(m.Data)}
+			a.next, a.published = seq+1, seq
+		}
 		a.fail(fmt.Errorf("channel %q sequence %d: publish: %w", a.c.Name, seq, err))
 		return false
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
@@ -44,8 +45,17 @@ type Options struct {
 	// AtLeastOnce starts consumers at the lowest unacknowledged sequence
 	// without reproducing STAN's acknowledged set past it.
 	AtLeastOnce bool
-	Reporter    Reporter
+	// Publish is PublishAuto (fast-ingest batches where the target offers
+	// them, each message asynchronously otherwise) or PublishAsync.
+	Publish  string
+	Reporter Reporter
 }
+
+// Publish paths.
+const (
+	PublishAuto  = "auto"
+	PublishAsync = "async"
+)
 
 // Reporter receives progress. Implementations must be safe for use from
 // several goroutines; Progress is called often and must be cheap.
@@ -79,6 +89,15 @@ type runner struct {
 
 	// windowBytes is each channel's share of Options.WindowBytes.
 	windowBytes int
+	// apiLevel is the target's JetStream API level (fast-ingest batches
+	// need fastingest.MinAPILevel, nats-server 2.14).
+	apiLevel int
+}
+
+// batchable reports whether streams migrate creates can take fast-ingest
+// batches.
+func (r *runner) batchable() bool {
+	return r.o.Publish != PublishAsync && r.apiLevel >= fastingest.MinAPILevel
 }
 
 // Run executes the plan, reading from src. On cancellation it drains
@@ -106,6 +125,9 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	}
 	if o.WindowBytes <= 0 {
 		o.WindowBytes = 32 << 20
+	}
+	if o.Publish == "" {
+		o.Publish = PublishAuto
 	}
 	info, err := src.Info(ctx)
 	if err != nil {
@@ -196,7 +218,18 @@ func (r *runner) checkTarget(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return conn.CheckJetStream(ctx, r.o.Target, r.nc, js)
+	if err := conn.CheckJetStream(ctx, r.o.Target, r.nc, js); err != nil {
+		return err
+	}
+	if ai, err := js.AccountInfo(ctx); err == nil {
+		r.apiLevel = ai.API.Level
+	}
+	if r.o.Publish == PublishAuto && !r.batchable() {
+		r.o.Reporter.Event(Event{Kind: "publishing", Message: fmt.Sprintf(
+			"each message asynchronously: the target (nats-server %s, JetStream API level %d) has no fast-ingest batches, which need nats-server 2.14 or later",
+			r.nc.ConnectedServerVersion(), r.apiLevel)})
+	}
+	return nil
 }
 
 // checkChannels refuses a plan naming channels the source no longer has

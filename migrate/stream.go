@@ -97,6 +97,9 @@ func (r *runner) streamConfig(c *plan.Channel, replaying bool) jetstream.StreamC
 		MaxMsgs:     -1,
 		MaxBytes:    -1,
 		Metadata:    jsformat.StreamMetadata(r.p.Source.ClusterID, c.Name),
+		// Fast-ingest batches where the target has them: the cheapest
+		// publish that still checks each message's expected sequence.
+		AllowBatchPublish: r.batchable(),
 	}
 	if c.Storage == "memory" {
 		cfg.Storage = jetstream.MemoryStorage

@@ -28,6 +28,7 @@ type Options struct {
 	// Placement applies to every stream (nil: none).
 	Placement *Placement
 	Headers   string
+	MsgID     bool
 	Now       time.Time
 	// SkipBroken marks channels the source cannot read skip: true with a
 	// warning; otherwise each is a blocker.
@@ -52,6 +53,7 @@ func Build(d *Discovery, o Options) *Plan {
 		},
 		Target:  Target{URL: d.Target.URL, ServerVersion: d.Target.Version, MaxPayload: d.Target.MaxPayload},
 		Headers: o.Headers,
+		MsgID:   o.MsgID,
 	}
 	add := func(sev, obj, format string, args ...any) {
 		p.Findings = append(p.Findings, Finding{Severity: sev, Object: obj, Message: fmt.Sprintf(format, args...)})

@@ -78,12 +78,12 @@ func discovery() *seen {
 		},
 		target: plan.TargetState{URL: "nats://js:4222", Version: "2.11.1", MaxPayload: 1 << 20, MaxConsumers: 2,
 			Streams: []plan.ExistingStream{
-				{Name: "payments", Subjects: []string{"payments"}, Msgs: 4, FirstSeq: 1, LastSeq: 4, FirstMsgID: "other:payments:1"},
+				{Name: "payments", Subjects: []string{"payments"}, Msgs: 4, FirstSeq: 1, LastSeq: 4, FirstHeaders: msgID("other:payments:1")},
 				{Name: "ARCHIVE", Subjects: []string{"legacy.>"}},
 				{Name: "sessions", Subjects: []string{"sessions"}, Storage: "memory", Replicas: 1, Retention: "limits"},
 				{Name: "invoices", Subjects: []string{"invoices"}, Storage: "file", Replicas: 1, Retention: "limits",
 					Metadata: map[string]string{"stanmigrate.channel": "invoices", "stanmigrate.cluster": "prod"},
-					Msgs:     10, FirstSeq: 1, LastSeq: 10, FirstMsgID: "prod:invoices:1",
+					Msgs:     10, FirstSeq: 1, LastSeq: 10, FirstHeaders: msgID("prod:invoices:1"),
 					Consumers: []plan.ExistingConsumer{
 						ourConsumer("invoices", "billing", "issuer", "billing_issuer", 11, func(c *plan.ExistingConsumer) { c.AckWait = plan.Duration(5 * time.Second) }),
 						ourConsumer("invoices", "ledger", "posting", "ledger_posting", 5, nil),

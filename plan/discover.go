@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 )
@@ -131,7 +130,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, es *ExistingStream)
 	}
 	if es.Msgs > 0 {
 		if m, err := s.GetMsg(ctx, es.FirstSeq); err == nil {
-			es.FirstMsgID = m.Header.Get(jsformat.HdrMsgID)
+			es.FirstHeaders = m.Header
 		}
 	}
 	cl := s.ListConsumers(ctx)

@@ -39,9 +39,9 @@ type ExistingStream struct {
 	Msgs      uint64
 	FirstSeq  uint64
 	LastSeq   uint64
-	// FirstMsgID is the Nats-Msg-Id of the first stored message, which
-	// tells our own earlier run apart from foreign data.
-	FirstMsgID string
+	// FirstHeaders are the first stored message's headers, which tell
+	// our own earlier run apart from foreign data.
+	FirstHeaders map[string][]string
 	// Consumers are read only for streams a channel maps to.
 	Consumers []ExistingConsumer
 }
@@ -200,7 +200,6 @@ func sample(items []string) string {
 // checkExistingStream decides whether a stream already on the target can
 // be resumed. It reports false when it is a conflict.
 func checkExistingStream(p *Plan, d *Discovery, c Channel, es ExistingStream, obj string, add func(sev, obj, format string, args ...any)) bool {
-	prefix := jsformat.MsgIDPrefix(d.Source.ClusterID, c.Name)
 	var diffs []string
 	if es.Storage != "" && !strings.EqualFold(es.Storage, c.Storage) {
 		diffs = append(diffs, fmt.Sprintf("storage %s (plan: %s)", es.Storage, c.Storage))
@@ -226,7 +225,7 @@ func checkExistingStream(p *Plan, d *Discovery, c Channel, es ExistingStream, ob
 		add(Blocker, obj, "a stream %q already exists on the target (names differ only in case): rename the stream in the plan", es.Name)
 	case len(es.Subjects) != 1 || es.Subjects[0] != c.Name:
 		add(Blocker, obj, "already exists on the target with subjects %v, not [%s]: remove it or rename the stream in the plan", es.Subjects, c.Name)
-	case es.Msgs > 0 && !strings.HasPrefix(es.FirstMsgID, prefix):
+	case es.Msgs > 0 && !jsformat.Written(es.FirstHeaders, ours(es.Metadata, d.Source.ClusterID, c.Name), d.Source.ClusterID, c.Name, es.FirstSeq):
 		add(Blocker, obj, "already exists on the target and holds %d message(s) not written by stanmigrate for this channel: remove it or rename the stream in the plan", es.Msgs)
 	case len(diffs) > 0:
 		add(Blocker, obj, "already exists on the target with a different configuration: %s: remove it or align the plan", strings.Join(diffs, ", "))
@@ -352,4 +351,11 @@ func FirstSeqHazard(version string) bool {
 		return patch <= 1
 	}
 	return false
+}
+
+// ours reports whether a stream's metadata says stanmigrate made it for
+// the channel of the cluster.
+func ours(md map[string]string, cluster, channel string) bool {
+	o, ok := jsformat.ReadStreamOrigin(md)
+	return ok && o.Channel == channel && o.Cluster == cluster
 }

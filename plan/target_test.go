@@ -28,7 +28,7 @@ func ours(change func(*plan.ExistingStream)) plan.ExistingStream {
 	s := plan.ExistingStream{
 		Name: "orders", Subjects: []string{"orders"}, Storage: "file", Replicas: 1, Retention: "limits",
 		Metadata: map[string]string{"stanmigrate.channel": "orders", "stanmigrate.cluster": "prod"},
-		Msgs:     4, FirstSeq: 1, LastSeq: 4, FirstMsgID: "prod:orders:1",
+		Msgs:     4, FirstSeq: 1, LastSeq: 4, FirstHeaders: msgID("prod:orders:1"),
 	}
 	if change != nil {
 		change(&s)
@@ -54,13 +54,26 @@ func TestExistingStreamIsResumedOnlyWhenItIsOurs(t *testing.T) {
 		contains string
 	}{
 		{"earlier run of ours", ours(nil), plan.Info, "migrate resumes it"},
-		{"empty, same settings, created by hand", ours(func(s *plan.ExistingStream) { s.Metadata, s.Msgs, s.FirstMsgID = nil, 0, "" }), plan.Info, "migrate resumes it"},
+		{"empty, same settings, created by hand", ours(func(s *plan.ExistingStream) { s.Metadata, s.Msgs, s.FirstHeaders = nil, 0, nil }), plan.Info, "migrate resumes it"},
 		{"memory storage", ours(func(s *plan.ExistingStream) { s.Storage = "memory" }), plan.Blocker, "storage memory (plan: file)"},
 		{"three replicas", ours(func(s *plan.ExistingStream) { s.Replicas = 3 }), plan.Blocker, "3 replica(s) (plan: 1)"},
 		{"work queue", ours(func(s *plan.ExistingStream) { s.Retention = "workqueue" }), plan.Blocker, "workqueue retention"},
 		{"sealed", ours(func(s *plan.ExistingStream) { s.Sealed = true }), plan.Blocker, "sealed"},
 		{"made for another cluster", ours(func(s *plan.ExistingStream) { s.Metadata["stanmigrate.cluster"] = "staging"; s.Msgs = 0 }), plan.Blocker, `cluster "staging"`},
-		{"foreign data", ours(func(s *plan.ExistingStream) { s.FirstMsgID = "" }), plan.Blocker, "not written by stanmigrate"},
+		{"foreign data", ours(func(s *plan.ExistingStream) { s.FirstHeaders = nil }), plan.Blocker, "not written by stanmigrate"},
+		{"earlier run of ours with stan2js's headers, no Msg-Id", ours(func(s *plan.ExistingStream) {
+			s.FirstHeaders = map[string][]string{"Nats-Streaming-Channel": {"orders"}, "Nats-Streaming-Sequence": {"1"}, "Nats-Streaming-Timestamp": {"2026-12-01T00:00:00Z"}}
+		}), plan.Info, "migrate resumes it"},
+		{"another channel's data under stan2js's headers", ours(func(s *plan.ExistingStream) {
+			s.FirstHeaders = map[string][]string{"Nats-Streaming-Channel": {"payments"}, "Nats-Streaming-Sequence": {"1"}}
+		}), plan.Blocker, "not written by stanmigrate"},
+		{"earlier run of ours with the timestamp only", ours(func(s *plan.ExistingStream) {
+			s.FirstHeaders = map[string][]string{"Nats-Streaming-Timestamp": {"2026-12-01T00:00:00Z"}}
+		}), plan.Info, "migrate resumes it"},
+		{"a timestamp only, in a stream stanmigrate did not make", ours(func(s *plan.ExistingStream) {
+			s.Metadata = nil
+			s.FirstHeaders = map[string][]string{"Nats-Streaming-Timestamp": {"2026-12-01T00:00:00Z"}}
+		}), plan.Blocker, "not written by stanmigrate"},
 		{"other subjects", ours(func(s *plan.ExistingStream) { s.Subjects = []string{"orders", "orders.>"} }), plan.Blocker, "with subjects [orders orders.>]"},
 		{"name differs in case", ours(func(s *plan.ExistingStream) { s.Name = "ORDERS" }), plan.Blocker, `"ORDERS" already exists`},
 	}
@@ -225,3 +238,6 @@ func TestSubjectsOverlappingAnExistingStreamAreBlockers(t *testing.T) {
 		})
 	}
 }
+
+// msgID is the headers of a stored message carrying only a Msg-Id.
+func msgID(id string) map[string][]string { return map[string][]string{"Nats-Msg-Id": {id}} }

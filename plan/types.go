@@ -27,11 +27,15 @@ const (
 
 // Plan is the unit of coordination: what migrate does and verify checks.
 type Plan struct {
-	Version     int          `yaml:"version" json:"version"`
-	CreatedAt   time.Time    `yaml:"created_at" json:"created_at"`
-	Source      Source       `yaml:"source" json:"source"`
-	Target      Target       `yaml:"target" json:"target"`
-	Headers     string       `yaml:"headers" json:"headers"`
+	Version   int       `yaml:"version" json:"version"`
+	CreatedAt time.Time `yaml:"created_at" json:"created_at"`
+	Source    Source    `yaml:"source" json:"source"`
+	Target    Target    `yaml:"target" json:"target"`
+	Headers   string    `yaml:"headers" json:"headers"`
+	// MsgID puts a Nats-Msg-Id on every message (opt-in: exactly-once
+	// rests on the expected last sequence, and every remembered id costs
+	// the server memory and time).
+	MsgID       bool         `yaml:"msg_id,omitempty" json:"msg_id,omitempty"`
 	Channels    []Channel    `yaml:"channels" json:"channels"`
 	Excluded    []string     `yaml:"excluded,omitempty" json:"excluded,omitempty"`
 	NonDurables []NonDurable `yaml:"non_durables,omitempty" json:"non_durables,omitempty"`

@@ -96,6 +96,7 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 		{"--format", nil, []string{"plan", "--format", "xml"}, []string{"--format"}},
 		{"--headers", nil, []string{"plan", "-o", "-", "--headers", "none"}, []string{"--headers", "full or minimal"}},
 		{"--positions", nil, []string{"migrate", "--plan", good, "--positions", "sometimes"}, []string{"--positions", "exact or lowest-unacked"}},
+		{"--publish", nil, []string{"migrate", "--plan", good, "--publish", "sync"}, []string{"--publish", "auto or async"}},
 		{"--channel matching nothing", nil, []string{"plan", "-o", "-", "--channel", "typo*"}, []string{`--channel "typo*"`, "matches none", "orders.eu"}},
 		{"--channel that is not a glob", nil, []string{"plan", "-o", "-", "--channel", "["}, []string{`--channel "["`, "not a valid glob"}},
 		{"an argument", nil, []string{"plan", "orders"}, []string{"unknown command", "orders"}},

@@ -14,6 +14,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/report"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/migrate"
 )
 
 type demoOptions struct {
@@ -87,7 +88,7 @@ func runDemo(ctx context.Context, o *demoOptions) error {
 		return err
 	}
 	step("3/4 stanmigrate migrate --plan %s", planFile)
-	if err := runMigrate(ctx, &migrateOptions{io: o.io, global: g, planFile: planFile, positions: "exact",
+	if err := runMigrate(ctx, &migrateOptions{io: o.io, global: g, planFile: planFile, positions: "exact", publish: migrate.PublishAuto,
 		parallel: defaultMigrateParallel, window: defaultWindow}); err != nil {
 		return err
 	}

@@ -91,6 +91,13 @@ func migrateOnLine(t *testing.T, bin string, l serverbin.Line) {
 	if !acted || !br.signaled(syscall.SIGKILL) {
 		t.Fatalf("nats-server %s: the first migrate was not killed mid-copy (exit %d):\n%s%s", l, br.code, br.stdout, br.stderr)
 	}
+	// Lines before 2.14 have no fast-ingest batches: migrate says it
+	// publishes each message asynchronously; 2.14 and later take them.
+	fellBack := strings.Contains(br.stderr, "publishing: each message asynchronously")
+	if wantFallBack := l != serverbin.Line2_15; fellBack != wantFallBack {
+		t.Errorf("nats-server %s: the run says it publishes each message asynchronously: %v, want %v\n%s", l, fellBack, wantFallBack, br.stderr)
+	}
+
 	if after := sumCounts(w.stored()); after >= total {
 		t.Fatalf("nats-server %s: the kill landed after the copy (%d of %d messages stored): the fixture is too small for this machine", l, after, total)
 	}

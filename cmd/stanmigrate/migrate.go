@@ -32,6 +32,7 @@ type migrateOptions struct {
 	status    bool
 	window    int
 	positions string
+	publish   string
 	dir       dirOptions
 }
 
@@ -82,6 +83,7 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 	f.IntVar(&o.parallel, "parallel", defaultMigrateParallel, "channels migrated at once (1 to 1024; default 8, or the number of CPUs if higher)")
 	f.IntVar(&o.window, "window", defaultWindow, "publishes awaiting a JetStream ack per channel (16 to 1048576; payload in flight is also capped at 32 MiB across all channels)")
 	f.StringVar(&o.positions, "positions", "exact", "consumer state: exact (ack what STAN had acknowledged past the start, redeliver only the pending) or lowest-unacked (at-least-once: start at the lowest unacknowledged sequence, acknowledged messages past it are delivered again)")
+	f.StringVar(&o.publish, "publish", migrate.PublishAuto, "auto (fast-ingest batches where the target offers them, nats-server 2.14+; each message asynchronously otherwise) or async (always each message asynchronously)")
 	o.dir.addFlags(f)
 	f.BoolVar(&o.follow, "follow", false, "keep tailing new messages until Ctrl-C or --until-idle, then finish")
 	f.DurationVar(&o.untilIdle, "until-idle", 0, "with --follow: finish a channel after this long without a new message")
@@ -106,6 +108,9 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	}
 	if o.positions != "exact" && o.positions != "lowest-unacked" {
 		return usageError{fmt.Errorf("--positions is %q: use exact or lowest-unacked", o.positions)}
+	}
+	if o.publish != migrate.PublishAuto && o.publish != migrate.PublishAsync {
+		return usageError{fmt.Errorf("--publish %q: use auto or async", o.publish)}
 	}
 	if o.untilIdle != 0 && !o.follow {
 		return usageError{errors.New("--until-idle needs --follow")}
@@ -157,6 +162,7 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		Finish:      finish,
 		IdleFinish:  o.untilIdle,
 		AtLeastOnce: o.positions == "lowest-unacked",
+		Publish:     o.publish,
 		Reporter:    prog,
 	})
 	prog.Close()

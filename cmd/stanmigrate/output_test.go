@@ -93,7 +93,7 @@ func TestMigrateAndVerifyOutputPerMode(t *testing.T) {
 			}
 			so.Reset()
 			se.Reset()
-			err = runMigrate(ctx, &migrateOptions{io: ios, global: g, planFile: planFile, positions: "exact", quiet: m.quiet, json: m.json,
+			err = runMigrate(ctx, &migrateOptions{io: ios, global: g, planFile: planFile, positions: "exact", publish: migrate.PublishAuto, quiet: m.quiet, json: m.json,
 				parallel: defaultMigrateParallel, window: defaultWindow})
 			if err != nil {
 				t.Fatalf("migrate: %v\n%s%s", err, so.String(), se.String())

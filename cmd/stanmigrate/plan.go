@@ -27,6 +27,7 @@ type planOptions struct {
 	cluster  string
 	tags     []string
 	headers  string
+	msgID    bool
 	dir      dirOptions
 }
 
@@ -61,7 +62,8 @@ blocked. It changes nothing on either server.
 	f.StringVar(&o.cluster, "placement-cluster", "", "put every stream in this JetStream cluster")
 	f.StringArrayVar(&o.tags, "placement-tag", nil, "put every stream's replicas on servers with this tag (repeatable)")
 	o.dir.addFlags(f)
-	f.StringVar(&o.headers, "headers", jsformat.HeadersFull, "migration headers: full (Msg-Id, channel, sequence, timestamp) or minimal (Msg-Id, timestamp)")
+	f.StringVar(&o.headers, "headers", jsformat.HeadersFull, "headers on migrated messages: full (stan2js's: channel, sequence, original timestamp) or minimal (original timestamp)")
+	f.BoolVar(&o.msgID, "msg-id", false, "also put a Nats-Msg-Id (<cluster>:<channel>:<sequence>) on every message; exactly-once does not need it, and it costs the server memory and time")
 	return cmd
 }
 
@@ -124,7 +126,7 @@ func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
 		placement = &plan.Placement{Cluster: o.cluster, Tags: o.tags}
 	}
 	p := plan.Build(d, plan.Options{
-		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Placement: placement, Headers: o.headers, Now: time.Now(),
+		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Placement: placement, Headers: o.headers, MsgID: o.msgID, Now: time.Now(),
 		SkipBroken: o.dir.skipBroken,
 	})
 	if errs := d.Unreadable(p); len(errs) > 0 {

@@ -128,6 +128,10 @@ func (p *progress) Event(e migrate.Event) {
 	if p.bar != nil {
 		_ = p.bar.Clear()
 	}
+	if e.Channel == "" {
+		fmt.Fprintf(p.w, "%s: %s\n", e.Kind, e.Message)
+		return
+	}
 	fmt.Fprintf(p.w, "%s %q: %s\n", e.Kind, e.Channel, e.Message)
 }
 

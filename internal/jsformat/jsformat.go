@@ -34,10 +34,12 @@ const (
 	HdrGap = "Stanmigrate-Gap"
 )
 
-// Header sets a plan can choose.
+// Header sets a plan can choose. The Msg-Id is apart (a plan's msg_id):
+// exactly-once rests on the expected last sequence, and a Msg-Id costs the
+// server a map entry per message.
 const (
-	HeadersFull    = "full"    // Msg-Id plus the three Nats-Streaming-* headers
-	HeadersMinimal = "minimal" // Msg-Id and the timestamp only
+	HeadersFull    = "full"    // the three Nats-Streaming-* headers, as stan2js writes them
+	HeadersMinimal = "minimal" // the original timestamp only
 )
 
 // Timestamp formats a STAN timestamp (nanoseconds since the epoch) for
@@ -177,4 +179,32 @@ func (o ConsumerOrigin) StartValid() bool {
 // Made reports whether the consumer was made for the given durable.
 func (o ConsumerOrigin) Made(channel, durable, queueGroup string) bool {
 	return o.Channel == channel && o.Durable == durable && o.QueueGroup == queueGroup
+}
+
+// Written reports whether a stored message's headers say stanmigrate
+// wrote it as sequence seq of channel (of cluster), so that a stream is
+// never extended over data that is not ours. What a message carries
+// depends on the plan's headers: a Msg-Id (cluster, channel and sequence),
+// stan2js's channel and sequence headers, or only the original timestamp;
+// then the stream's own metadata (streamOurs) must say it was made for
+// the channel. A gap placeholder is ours by its marker.
+func Written(h map[string][]string, streamOurs bool, cluster, channel string, seq uint64) bool {
+	get := func(k string) string {
+		if v := h[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	seqStr := strconv.FormatUint(seq, 10)
+	switch {
+	case get(HdrGap) != "":
+		return streamOurs || get(HdrMsgID) == MsgID(cluster, channel, seq)
+	case get(HdrMsgID) != "":
+		return get(HdrMsgID) == MsgID(cluster, channel, seq)
+	case get(HdrChannel) != "" || get(HdrSequence) != "":
+		return get(HdrChannel) == channel && get(HdrSequence) == seqStr
+	case get(HdrTimestamp) != "":
+		return streamOurs
+	}
+	return false
 }

@@ -1,11 +1,9 @@
-// Package naming holds the rules that turn STAN names into JetStream names
-// and the identifiers the migration stamps on every message.
+// Package naming holds the rules that turn STAN names into JetStream names.
 package naming
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"strconv"
 	"strings"
 	"unicode"
 )
@@ -53,15 +51,6 @@ func ConsumerName(clientID, durable, queueGroup string) string {
 	}
 	return Legal(clientID + "_" + durable)
 }
-
-// MsgID is the deduplication id of a migrated message.
-func MsgID(cluster, channel string, seq uint64) string {
-	return MsgIDPrefix(cluster, channel) + strconv.FormatUint(seq, 10)
-}
-
-// MsgIDPrefix is the part of MsgID shared by every message of a channel,
-// so the replay loop builds each id with a single concatenation.
-func MsgIDPrefix(cluster, channel string) string { return cluster + ":" + channel + ":" }
 
 // Collisions groups names that JetStream (or a case-insensitive file
 // system under the store) would treat as one. Only groups with more than

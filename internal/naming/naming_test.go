@@ -48,12 +48,6 @@ func TestCollisions(t *testing.T) {
 	}
 }
 
-func TestMsgID(t *testing.T) {
-	if got := MsgID("c", "orders.eu", 42); got != MsgIDPrefix("c", "orders.eu")+"42" || got != "c:orders.eu:42" {
-		t.Fatalf("MsgID mismatch: %q", got)
-	}
-}
-
 func TestSubjectsOverlap(t *testing.T) {
 	tests := []struct {
 		a, b string
