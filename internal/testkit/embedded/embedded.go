@@ -7,6 +7,7 @@ package embedded
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -262,14 +263,24 @@ func (p *Pair) Stop() {
 	p.STAN.Stop()
 }
 
-// FreePort asks the kernel for a free loopback TCP port.
+// FreePort returns a loopback TCP port nothing listens on.
+//
+// It picks from 20000-32767, below Linux's ephemeral range (32768 and
+// up): a port the kernel handed out would be reused for the outgoing
+// connections the tests make by the hundred, so between this call and the
+// server's bind another socket could take it. Random picks keep test
+// packages running at once apart.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+	for range 200 {
+		port := 20000 + rand.IntN(12768)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("find a free port: none free in 20000-32767 after 200 tries")
 }
 
 // NATSServerVersion is the version of the nats-server embedded here.

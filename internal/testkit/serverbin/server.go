@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -151,13 +152,21 @@ func Start(t testing.TB, l Line, opts Options) *Server {
 
 // FreePort returns a loopback TCP port that was free a moment ago, for
 // configuration fragments that need their own ports (cluster, leafnodes).
+//
+// It picks from 20000-32767, below Linux's ephemeral range, so that the
+// outgoing connections tests make cannot take it before the server binds
+// (see embedded.FreePort).
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("serverbin: free port: %w", err)
+	for range 200 {
+		port := 20000 + rand.IntN(12768)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("serverbin: free port: none free in 20000-32767 after 200 tries")
 }
 
 func (s *Server) writeConfig() error {
