@@ -10,8 +10,11 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/source"
+	sourcedir "github.com/stanmigrate/stanmigrate/internal/source/dir"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/ceiling"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/verify"
@@ -60,6 +63,14 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		b.Fatal(err)
 	}
 	defer env.Stop()
+	// A copy of the store, for the offline source: what migrate reads
+	// from a stopped server's directory, with no STAN server in the loop.
+	env.Pair.STAN.Stop()
+	stopped := filepath.Join(b.TempDir(), "stan")
+	storetest.CopyDir(b, env.Pair.STAN.Dir(), stopped)
+	if err := env.Pair.STAN.Start(); err != nil {
+		b.Fatal(err)
+	}
 	src := ceiling.Source{ClusterID: env.Pair.STAN.ClusterID(), URL: env.Pair.STAN.URL(), PerChannel: perChannel}
 	for _, c := range spec.Channels {
 		src.Channels = append(src.Channels, c.Name)
@@ -96,7 +107,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 	}
 	payload := make([]byte, size)
 	var migrated *embedded.JetStream
-	migrateInto := func(b *testing.B, headers string, keep bool) time.Duration {
+	migrateInto := func(b *testing.B, headers string, keep bool, publish string, offline bool) time.Duration {
 		js := freshTarget(b)
 		env.Pair.JetStream = js
 		p, err := env.Plan(ctx)
@@ -106,8 +117,18 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		p.Headers = headers
 		opts := env.MigrateOptions()
 		opts.StateDir = dirs[js] + ".state"
+		opts.Publish = publish
+		var from source.Source = env.Src(b)
+		if offline {
+			d, err := sourcedir.Open(ctx, stopped, sourcedir.Options{Limits: spec.StoreLimits(), LimitsFrom: "the fixture"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			from = d
+		}
 		start := time.Now()
-		if _, err := migrate.Run(ctx, env.Src(b), p, opts); err != nil {
+		if _, err := migrate.Run(ctx, from, p, opts); err != nil {
 			b.Fatal(err)
 		}
 		d := time.Since(start)
@@ -134,8 +155,25 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 			defer drop(js)
 			return timed(b, func() (time.Duration, error) { return ceiling.Pipelined(src, js.URL()) })
 		}},
-		{"migrate-minimal-headers", func(b *testing.B) time.Duration { return migrateInto(b, jsformat.HeadersMinimal, false) }},
-		{"migrate", func(b *testing.B) time.Duration { return migrateInto(b, jsformat.HeadersFull, true) }},
+		{"raw-fast-ingest", func(b *testing.B) time.Duration {
+			js := freshTarget(b)
+			defer drop(js)
+			return timed(b, func() (time.Duration, error) {
+				return ceiling.FastIngest(js.URL(), src.Channels, perChannel, payload, true)
+			})
+		}},
+		{"migrate-minimal-headers", func(b *testing.B) time.Duration {
+			return migrateInto(b, jsformat.HeadersMinimal, false, migrate.PublishAuto, false)
+		}},
+		{"migrate-async", func(b *testing.B) time.Duration {
+			return migrateInto(b, jsformat.HeadersFull, false, migrate.PublishAsync, false)
+		}},
+		{"offline-migrate", func(b *testing.B) time.Duration {
+			return migrateInto(b, jsformat.HeadersFull, false, migrate.PublishAuto, true)
+		}},
+		{"migrate", func(b *testing.B) time.Duration {
+			return migrateInto(b, jsformat.HeadersFull, true, migrate.PublishAuto, false)
+		}},
 		{"verify", func(b *testing.B) time.Duration {
 			defer drop(migrated)
 			p, err := env.Plan(ctx)
@@ -165,16 +203,19 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		for _, c := range columns {
 			b.ReportMetric(rate(c.name), c.name+"-msgs/s")
 		}
-		migratePct, minimalPct, verifyPct := took.Share("migrate", "pipelined"), took.Share("migrate-minimal-headers", "pipelined"), took.Share("verify", "raw-stan-read")
+		migratePct, minimalPct, asyncPct := took.Share("migrate", "pipelined"), took.Share("migrate-minimal-headers", "pipelined"), took.Share("migrate-async", "pipelined")
+		offlinePct, verifyPct := took.Share("offline-migrate", "raw-fast-ingest"), took.Share("verify", "raw-stan-read")
 		b.ReportMetric(migratePct, "migrate-%")
+		b.ReportMetric(offlinePct, "offline-%")
 		b.ReportMetric(verifyPct, "verify-%")
 		if !ceiling.Final(b) {
 			return
 		}
 		mbs := func(k string) string { return fmt.Sprintf("%.0f MB/s", rate(k)*float64(size)/1e6) }
-		b.Logf("| %d B, %d ch | %.0fk (%s) | %.0fk | %.0fk (%s) | **%.0fk** (%s, **%.0f%%**) | %.0fk (%.0f%%) | **%.0fk** (**%.0f%%** of raw read) |",
+		b.Logf("| %d B, %d ch | %.0fk (%s) | %.0fk | %.0fk (%s) | **%.0fk** (%s, **%.0f%%**) | %.0fk (%.0f%%) | %.0fk (%.0f%%) | %.0fk | **%.0fk** (**%.0f%%**) | **%.0fk** (**%.0f%%** of raw read) |",
 			size, channels, rate("raw-stan-read")/1e3, mbs("raw-stan-read"), rate("raw-js-publish")/1e3,
 			rate("pipelined")/1e3, mbs("pipelined"), rate("migrate")/1e3, mbs("migrate"), migratePct,
-			rate("migrate-minimal-headers")/1e3, minimalPct, rate("verify")/1e3, verifyPct)
+			rate("migrate-minimal-headers")/1e3, minimalPct, rate("migrate-async")/1e3, asyncPct,
+			rate("raw-fast-ingest")/1e3, rate("offline-migrate")/1e3, offlinePct, rate("verify")/1e3, verifyPct)
 	})
 }
