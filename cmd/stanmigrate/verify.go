@@ -59,7 +59,7 @@ naming the channel and the first differing sequences: made for CI.
 	f.StringVar(&o.junit, "junit", "", "also write the report as JUnit XML to this file (one test case per channel and consumer), for CI")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress output")
 	f.IntVar(&o.sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
-	f.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "channels verified at once (1 to 1024; default: the number of CPUs)")
+	f.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "channels verified at once, 1 to 1024")
 	o.dir.addFlags(f)
 	return cmd
 }
