@@ -167,13 +167,19 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	})
 	prog.Close()
 	if sum != nil {
-		if o.json {
-			if jerr := report.JSONTo(o.io.Out, sum); jerr != nil {
-				return jerr
-			}
-		} else {
-			report.Migration(o.io.Out, sum)
+		if perr := printResult(o.io, o.json, sum, func() { report.Migration(o.io.Out, sum) }); perr != nil {
+			return perr
 		}
 	}
 	return err
+}
+
+// printResult writes a command's result to stdout: as JSON alone with
+// --json, as the human table otherwise.
+func printResult(ios *iostreams, asJSON bool, v any, table func()) error {
+	if asJSON {
+		return report.JSONTo(ios.Out, v)
+	}
+	table()
+	return nil
 }

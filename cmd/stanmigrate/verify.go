@@ -106,12 +106,8 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 		}
 	}
 	if rep != nil {
-		if o.json {
-			if jerr := report.JSONTo(o.io.Out, rep); jerr != nil {
-				return jerr
-			}
-		} else {
-			report.Verification(o.io.Out, rep)
+		if perr := printResult(o.io, o.json, rep, func() { report.Verification(o.io.Out, rep) }); perr != nil {
+			return perr
 		}
 	}
 	return err
