@@ -194,7 +194,12 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 	cp.LastSeq = max(cp.LastSeq, res.LastSeq)
 	cp.Copied += res.Copied
 	cp.Bytes += res.Bytes
-	fch, notes, err := r.finalizeStream(ctx, js, stream, c)
+	var fch bool
+	var notes []string
+	err = r.retry(ctx, ev, func() error {
+		fch, notes, err = r.finalizeStream(ctx, js, stream, c)
+		return err
+	})
 	if err != nil {
 		r.saveCheckpoint(cp, d)
 		return res, changed, err

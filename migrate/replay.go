@@ -386,10 +386,17 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 		}
 	}
 	if err := p.publish(a.c.Name, seqStr, seq, data); err != nil {
-		if errors.Is(err, fastingest.ErrUnsupported) {
+		switch {
+		case errors.Is(err, fastingest.ErrUnsupported):
 			// Stored as an ordinary publish: the acker counts it.
 			a.inflight <- item{msg: m, seq: seq, gap: gap, size: len(m.Data)}
 			a.next, a.published = seq+1, seq
+		case errors.Is(err, fastingest.ErrTimeout):
+			// Sent, but the batch start went unanswered: it may have
+			// landed all the same. The acker finds the publisher failed
+			// at this sequence and keeps it as unconfirmed, so the next
+			// attempt counts it if the stream holds it.
+			a.inflight <- item{msg: m, seq: seq, gap: gap, size: len(m.Data)}
 		}
 		a.fail(fmt.Errorf("channel %q sequence %d: publish: %w", a.c.Name, seq, err))
 		return false

@@ -33,3 +33,17 @@ func (r *runner) backoff(ctx context.Context, attempt int, ev Event, cause error
 		return ctx.Err()
 	}
 }
+
+// retry runs f until it succeeds, fails permanently, or maxAttempts
+// transient failures in a row (a failover on the target makes API
+// requests time out until a new leader serves them).
+func (r *runner) retry(ctx context.Context, ev Event, f func() error) error {
+	err := f()
+	for attempt := 0; err != nil && !isPermanent(err) && ctx.Err() == nil; attempt++ {
+		if berr := r.backoff(ctx, attempt, ev, err); berr != nil {
+			return berr
+		}
+		err = f()
+	}
+	return err
+}

@@ -127,6 +127,7 @@ func (s *settler) pull(ctx context.Context, js jetstream.JetStream, stream strin
 		return fmt.Errorf("create: %w", err)
 	}
 	var held []jetstream.Msg
+fetch:
 	for s.seen < s.last {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -154,8 +155,12 @@ func (s *settler) pull(ctx context.Context, js jetstream.JetStream, stream strin
 			return fmt.Errorf("fetch: %w", err)
 		}
 		if n == 0 {
-			if done, err := nothingLeft(ctx, cons); err != nil || done {
+			done, err := nothingLeft(ctx, js, stream, cons, s.seen+1, s.last)
+			if err != nil {
 				return err
+			}
+			if done {
+				break fetch
 			}
 		}
 	}
@@ -208,7 +213,7 @@ func (s *settler) push(ctx context.Context, nc *nats.Conn, js jetstream.JetStrea
 	for s.seen < s.last {
 		m, err := next()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			done, err := nothingLeft(ctx, cons)
+			done, err := nothingLeft(ctx, js, stream, cons, s.seen+1, s.last)
 			if err != nil {
 				return err
 			}
@@ -236,7 +241,9 @@ func (s *settler) push(ctx context.Context, nc *nats.Conn, js jetstream.JetStrea
 	if err := sub.Unsubscribe(); err != nil {
 		return fmt.Errorf("unsubscribe: %w", err)
 	}
-	if err := nc.FlushWithContext(ctx); err != nil {
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := nc.FlushWithContext(fctx); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
 	if err := s.waitAcksApplied(ctx, cons); err != nil {
@@ -252,14 +259,36 @@ type infoer interface {
 	Info(context.Context) (*jetstream.ConsumerInfo, error)
 }
 
-// nothingLeft asks the server whether the consumer has anything more to
-// deliver (the stream may end before last_sent).
-func nothingLeft(ctx context.Context, cons infoer) (bool, error) {
+// nothingLeft tells whether the consumer has nothing more to deliver up
+// to the last sequence to settle (messages between may have been deleted).
+// The consumer's pending count alone is not enough: right after a stream
+// or consumer leader change it can read zero for a moment, and settling
+// with messages left would leave some STAN had acknowledged unacknowledged.
+// So the stream is asked too whether it holds any message in from..to
+// (looking at up to maxLookups of them).
+func nothingLeft(ctx context.Context, js jetstream.JetStream, stream string, cons infoer, from, to uint64) (bool, error) {
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return false, fmt.Errorf("consumer info: %w", err)
 	}
-	return info.NumPending == 0, nil
+	if info.NumPending != 0 {
+		return false, nil
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return false, fmt.Errorf("stream %q: %w", stream, err)
+	}
+	const maxLookups = 10000
+	for seq := from; seq <= to && seq < from+maxLookups; seq++ {
+		_, err := s.GetMsg(ctx, seq)
+		if err == nil {
+			return false, nil
+		}
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, fmt.Errorf("stream %q: read sequence %d: %w", stream, seq, err)
+		}
+	}
+	return true, nil
 }
 
 // waitAcksApplied waits until the server has applied every ack sent: what

@@ -84,12 +84,12 @@ const (
 	sourceEnded
 )
 
-// next returns the next message, waiting up to idleTimeout for one.
+// next returns the next message, waiting up to wait for one.
 // ended, when closed, says nothing more will be put.
-func (f *feed[T]) next(ctx context.Context, t *time.Timer, ended <-chan struct{}) (T, waited, error) {
+func (f *feed[T]) next(ctx context.Context, t *time.Timer, ended <-chan struct{}, wait time.Duration) (T, waited, error) {
 	var zero T
 	if f.pos == len(f.out) && !f.refill() {
-		t.Reset(idleTimeout)
+		t.Reset(wait)
 	wait:
 		for {
 			select {

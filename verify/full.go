@@ -35,10 +35,11 @@ func fullChannel(ctx context.Context, src source.Source, js jetstream.JetStream,
 	}
 	if state != nil && state.Msgs > 0 {
 		m.streamLast = state.LastSeq
-		if m.tr, err = startStream(ctx, stream, feedLimit(cost)); err != nil {
+		m.stream, m.feedLen = stream, feedLimit(cost)
+		if m.tr, err = startStream(ctx, stream, 1, feedLimit(cost)); err != nil {
 			return nil, err
 		}
-		defer m.tr.stop()
+		defer func() { m.tr.stop() }()
 		m.streamDone = false
 	}
 	if err := m.run(ctx); err != nil {

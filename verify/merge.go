@@ -29,7 +29,14 @@ type merger struct {
 	stanLast, streamLast uint64
 	stanPrev, streamPrev uint64
 	stanDone, streamDone bool
-	stanFirst            uint64 // first sequence read from STAN
+	// streamQuiet: the last stream message read said nothing was pending.
+	streamQuiet bool
+	// stream and feedLen let the stream side read again from where it
+	// stopped; rereads counts how often it did.
+	stream    jetstream.Stream
+	feedLen   int
+	rereads   int
+	stanFirst uint64 // first sequence read from STAN
 
 	ds, dt *digest.Channel
 	timer  *time.Timer
@@ -43,7 +50,7 @@ type merger struct {
 // the side is finished (read to the end, or silent for idleTimeout).
 func (m *merger) nextSTAN(ctx context.Context) (msg source.Msg, ok bool, err error) {
 	for {
-		msg, why, err := m.sr.feed.next(ctx, m.timer, m.sr.rd.Done())
+		msg, why, err := m.sr.feed.next(ctx, m.timer, m.sr.rd.Done(), idleTimeout)
 		switch {
 		case err != nil:
 			return msg, false, err
@@ -79,14 +86,49 @@ func (m *merger) nextSTAN(ctx context.Context) (msg source.Msg, ok bool, err err
 	}
 }
 
-// nextStream is nextSTAN for the stream side. It also stops when the
-// server says nothing is pending: a stream whose last message was deleted
-// keeps that sequence as its last, and would otherwise never finish.
+// nextStream is nextSTAN for the stream side. When the server says
+// nothing is pending before the stream's last sequence (a stream whose last
+// message was deleted keeps that sequence as its last), it waits only
+// quietTimeout for more: not less, because an ordered consumer moved to a
+// new stream leader mid-read reports nothing pending for a moment.
 func (m *merger) nextStream(ctx context.Context) (jetstream.Msg, uint64, error) {
 	for {
-		msg, why, err := m.tr.feed.next(ctx, m.timer, nil)
+		wait := idleTimeout
+		if m.streamQuiet {
+			wait = quietTimeout
+		}
+		msg, why, err := m.tr.feed.next(ctx, m.timer, nil, wait)
 		if err != nil {
 			return nil, 0, err
+		}
+		if why != gotOne && m.streamPrev < m.streamLast && m.stream != nil {
+			// The read stopped short of the stream's last sequence: either
+			// the messages after it were deleted, or the ordered consumer
+			// stalled or reported nothing pending for a moment (moved to a
+			// new stream leader, recreated while the meta leader changes).
+			// The stream says which: read again from where it stopped if
+			// it holds a later message.
+			more, err := m.holdsAfter(ctx, m.streamPrev)
+			if err != nil {
+				return nil, 0, err
+			}
+			if !more {
+				m.streamDone = true
+				return nil, 0, nil
+			}
+		}
+		if why != gotOne && m.streamPrev < m.streamLast && m.rereads < maxRereads && m.stream != nil {
+			m.rereads++
+			m.tr.stop()
+			if m.tr, err = startStream(ctx, m.stream, m.streamPrev+1, m.feedLen); err != nil {
+				return nil, 0, err
+			}
+			m.streamQuiet = false
+			continue
+		}
+		if why != gotOne && m.streamQuiet {
+			m.streamDone = true
+			return nil, 0, nil
 		}
 		if why != gotOne {
 			m.streamDone = true
@@ -113,10 +155,30 @@ func (m *merger) nextStream(ctx context.Context) (jetstream.Msg, uint64, error) 
 			return nil, 0, nil
 		}
 		m.streamPrev = seq
-		m.streamDone = seq >= m.streamLast || pending == 0
+		m.streamDone = seq >= m.streamLast
+		m.streamQuiet = pending == 0
 		return msg, seq, nil
 	}
 }
+
+// holdsAfter reports whether the stream holds a message after seq (up to
+// the last sequence it had when the read began).
+func (m *merger) holdsAfter(ctx context.Context, seq uint64) (bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := m.stream.GetMsg(cctx, seq+1, jetstream.WithGetMsgSubject(m.channel))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stream: look for a message after sequence %d: %w", seq, err)
+	}
+	return msg.Sequence <= m.streamLast, nil
+}
+
+// maxRereads bounds how often the stream side reads again after stopping
+// short (see nextStream).
+const maxRereads = 3
 
 // fork gives the stream side a digest of its own at the first difference.
 func (m *merger) fork() error {

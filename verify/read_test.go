@@ -137,7 +137,7 @@ func TestFeed(t *testing.T) {
 		}
 	})
 	for want := 1; want <= total; want++ {
-		got, why, err := f.next(ctx, timer, nil)
+		got, why, err := f.next(ctx, timer, nil, idleTimeout)
 		if err != nil || why != gotOne || got != want {
 			t.Fatalf("next = %d, %v, %v; want %d", got, why, err, want)
 		}
@@ -151,22 +151,22 @@ func TestFeed(t *testing.T) {
 	wg.Wait()
 
 	// Silence ends in wentIdle; an ended source first gives what it put.
-	if _, why, err := f.next(ctx, timer, nil); err != nil || why != wentIdle {
+	if _, why, err := f.next(ctx, timer, nil, idleTimeout); err != nil || why != wentIdle {
 		t.Errorf("silent feed: %v, %v", why, err)
 	}
 	ended := make(chan struct{})
 	f.put(7)
 	close(ended)
-	if got, why, _ := f.next(ctx, timer, ended); why != gotOne || got != 7 {
+	if got, why, _ := f.next(ctx, timer, ended, idleTimeout); why != gotOne || got != 7 {
 		t.Errorf("ended feed: %d, %v; want 7", got, why)
 	}
-	if _, why, _ := f.next(ctx, timer, ended); why != sourceEnded {
+	if _, why, _ := f.next(ctx, timer, ended, idleTimeout); why != sourceEnded {
 		t.Errorf("drained ended feed: %v", why)
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, _, err := f.next(cctx, timer, nil); !errors.Is(err, context.Canceled) {
+	if _, _, err := f.next(cctx, timer, nil, idleTimeout); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
 

@@ -12,6 +12,9 @@ var (
 	// still expects messages from it: a channel or stream holding fewer
 	// messages than announced must end in a report, not a hang.
 	idleTimeout = 10 * time.Second
+	// quietTimeout is how long the stream side waits for more once the
+	// server said nothing is pending.
+	quietTimeout = time.Second
 )
 
 const (

@@ -36,8 +36,13 @@ const (
 	streamBatchBytes = 16 << 20
 )
 
-func startStream(ctx context.Context, s jetstream.Stream, feedLen int) (*streamReader, error) {
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+// startStream reads the stream from sequence from on (1: all of it).
+func startStream(ctx context.Context, s jetstream.Stream, from uint64, feedLen int) (*streamReader, error) {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 1 {
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
+	}
+	cons, err := s.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("ordered consumer: %w", err)
 	}
