@@ -165,23 +165,38 @@ func (n *Nodes) forget(c *Client) {
 	n.mu.Unlock()
 }
 
-// read runs f against the leader, once more against a newly chosen one
-// when the leader does not answer.
+// read runs f against the leader, and again against a newly chosen one
+// when the leader does not answer or, asked right after, no longer leads:
+// a leader trusted for up to recheckAfter may have been deposed, or an FT
+// active server killed and restarted on the same port as a standby, which
+// answers every endpoint with an empty state (no channels, no cluster id)
+// rather than an error.
 func read[T any](ctx context.Context, n *Nodes, f func(*Client) (T, error)) (T, error) {
 	var zero T
-	c, err := n.leader(ctx)
-	if err != nil {
-		return zero, err
+	for attempt := 0; ; attempt++ {
+		c, err := n.leader(ctx)
+		if err != nil {
+			return zero, err
+		}
+		v, err := f(c)
+		if ctx.Err() != nil {
+			return v, err
+		}
+		if err == nil || errors.Is(err, ErrNotFound) {
+			if sz, serr := c.Serverz(ctx); serr == nil && leads(sz) {
+				return v, err
+			}
+		} else if !errors.Is(err, ErrUnreachable) {
+			return v, err
+		}
+		n.forget(c)
+		if attempt == 2 {
+			if err == nil || errors.Is(err, ErrNotFound) {
+				err = fmt.Errorf("%s stopped leading as it answered, three times over: %w", c.URL(), ErrNoLeader)
+			}
+			return zero, err
+		}
 	}
-	v, err := f(c)
-	if err == nil || !errors.Is(err, ErrUnreachable) || ctx.Err() != nil {
-		return v, err
-	}
-	n.forget(c)
-	if c, err = n.leader(ctx); err != nil {
-		return zero, err
-	}
-	return f(c)
 }
 
 // Serverz fetches the leader's /streaming/serverz.
