@@ -100,7 +100,7 @@ func benchShape(b *testing.B, replicas, size, total int) {
 		e := startEnv(b)
 		url = e.srv.URL()
 	} else {
-		url = startCluster(b, b.TempDir()).url()
+		url = startCluster(b, b.TempDir()).URLs()
 	}
 	nc, js := connect(b, url)
 	data := make([]byte, size)
