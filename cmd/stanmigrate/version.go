@@ -47,7 +47,7 @@ func readBuildInfo() buildInfo {
 func (b buildInfo) String() string {
 	rev := b.Revision
 	if rev == "" {
-		rev = "unknown revision (built without VCS information)"
+		rev = "unknown (built without VCS information)"
 	}
 	if b.Time != "" {
 		rev += " (" + b.Time + ")"
