@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +33,12 @@ import (
 // servers' growing stores) touches all columns of a round alike. A shape
 // reports the median rate of each column and, for migrate and verify, the
 // median of their per-round ratios to the ceiling they are held to; with
-// -v it logs the row the README's table holds.
+// -v it logs the row the README's table holds. To profile migrate
+// against the pipelined ceiling on one shape:
+//
+//	STANMIGRATE_BENCH_COLUMNS=pipelined go test ./migrate -run '^$' -bench 'Throughput/128B/1ch' -benchtime 3x -cpuprofile base.out
+//	STANMIGRATE_BENCH_COLUMNS=migrate go test ./migrate -run '^$' -bench 'Throughput/128B/1ch' -benchtime 3x -cpuprofile migrate.out
+//	go tool pprof -top -diff_base base.out migrate.out
 func BenchmarkThroughput(b *testing.B) {
 	for _, size := range []int{128, 1024, 65536} {
 		for _, channels := range []int{1, 8} {
@@ -190,6 +197,20 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 			return time.Since(start)
 		}},
 	}
+	// STANMIGRATE_BENCH_COLUMNS (comma separated) runs only those
+	// columns, to profile one against another: the ratios of the columns
+	// left out are not reported.
+	only := os.Getenv("STANMIGRATE_BENCH_COLUMNS")
+	if only != "" {
+		keep := map[string]bool{}
+		for _, n := range strings.Split(only, ",") {
+			keep[strings.TrimSpace(n)] = true
+		}
+		if keep["verify"] && !keep["migrate"] {
+			b.Fatal("STANMIGRATE_BENCH_COLUMNS: verify reads what the migrate column wrote; add migrate")
+		}
+		columns = slices.DeleteFunc(columns, func(c column) bool { return !keep[c.name] })
+	}
 	b.Run("rounds", func(b *testing.B) {
 		defer ceiling.Cores(b)()
 		took := ceiling.Rounds{}
@@ -202,6 +223,9 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		rate := func(col string) float64 { return took.Rate(col, total) }
 		for _, c := range columns {
 			b.ReportMetric(rate(c.name), c.name+"-msgs/s")
+		}
+		if only != "" {
+			return
 		}
 		migratePct, minimalPct, asyncPct := took.Share("migrate", "pipelined"), took.Share("migrate-minimal-headers", "pipelined"), took.Share("migrate-async", "pipelined")
 		offlinePct, verifyPct := took.Share("offline-migrate", "raw-fast-ingest"), took.Share("verify", "raw-stan-read")
