@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/report"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -125,15 +124,9 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		return err
 	}
 	g := o.global
-	var p *plan.Plan
-	var err error
-	if o.planFile != "" {
-		p, err = g.loadPlan(o.planFile)
-	} else {
-		p, err = makePlan(ctx, &planOptions{io: o.io, global: g, replicas: 1, headers: jsformat.HeadersFull, dir: o.dir})
-		if err == nil {
-			err = plan.Save(filepath.Join(o.stateDir, "plan.yaml"), p)
-		}
+	p, err := g.planOrDiscover(ctx, o.io, o.planFile, o.dir)
+	if err == nil && o.planFile == "" {
+		err = plan.Save(filepath.Join(o.stateDir, "plan.yaml"), p)
 	}
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/source/dir"
 	"github.com/stanmigrate/stanmigrate/internal/source/live"
@@ -121,4 +122,13 @@ func (g *globalOptions) loadPlan(path string) (*plan.Plan, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// planOrDiscover loads --plan, or without one discovers a plan with the
+// defaults (R1, full headers), as migrate and verify both allow.
+func (g *globalOptions) planOrDiscover(ctx context.Context, io *iostreams, planFile string, dir dirOptions) (*plan.Plan, error) {
+	if planFile != "" {
+		return g.loadPlan(planFile)
+	}
+	return makePlan(ctx, &planOptions{io: io, global: g, replicas: 1, headers: jsformat.HeadersFull, dir: dir})
 }

@@ -8,9 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/report"
-	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
@@ -76,13 +74,7 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 	}
 	start := time.Now()
 	g := o.global
-	var p *plan.Plan
-	var err error
-	if o.planFile != "" {
-		p, err = g.loadPlan(o.planFile)
-	} else {
-		p, err = makePlan(ctx, &planOptions{io: o.io, global: g, replicas: 1, headers: jsformat.HeadersFull, dir: o.dir})
-	}
+	p, err := g.planOrDiscover(ctx, o.io, o.planFile, o.dir)
 	if err != nil {
 		return err
 	}
