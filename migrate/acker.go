@@ -57,6 +57,7 @@ func (a *attempt) acker(ctx context.Context) {
 	}
 	defer flushProgress()
 	broken := false
+	moved := a.targetMoved // a method value allocates: once, not per message
 	for it := range a.inflight {
 		if broken {
 			if !it.gap {
@@ -64,7 +65,7 @@ func (a *attempt) acker(ctx context.Context) {
 			}
 			continue
 		}
-		err := a.pub.await(it.seq, timer, publishTimeout, a.targetMoved)
+		err := a.pub.await(it.seq, timer, publishTimeout, moved)
 		if err != nil && a.alreadyStored(ctx, it.seq, err) {
 			err = nil
 		}

@@ -340,7 +340,7 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 	h := p.header()
 	seqStr := strconv.FormatUint(seq, 10)
 	if a.msgID {
-		setHeader(h, jsformat.HdrMsgID, a.idPrefix+seqStr)
+		fastingest.Set(h, jsformat.HdrMsgID, a.idPrefix+seqStr)
 	}
 	// Publishes are consecutive, so the expected last sequence is
 	// nearly always the previous message's own: one allocation less.
@@ -349,10 +349,10 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 		prev = strconv.FormatUint(seq-1, 10)
 	}
 	a.prevSeq, a.prevSeqStr = seq, seqStr
-	setHeader(h, jsformat.HdrExpectedLastSeq, prev)
+	fastingest.Set(h, jsformat.HdrExpectedLastSeq, prev)
 	var data []byte
 	if gap {
-		setHeader(h, jsformat.HdrGap, "true")
+		fastingest.Set(h, jsformat.HdrGap, "true")
 		delete(h, jsformat.HdrChannel)
 		delete(h, jsformat.HdrSequence)
 		delete(h, jsformat.HdrTimestamp)
@@ -360,10 +360,10 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 		data = m.Data
 		delete(h, jsformat.HdrGap)
 		if a.full {
-			setHeader(h, jsformat.HdrChannel, a.c.Name)
-			setHeader(h, jsformat.HdrSequence, seqStr)
+			fastingest.Set(h, jsformat.HdrChannel, a.c.Name)
+			fastingest.Set(h, jsformat.HdrSequence, seqStr)
 		}
-		setHeader(h, jsformat.HdrTimestamp, jsformat.Timestamp(m.Timestamp))
+		fastingest.Set(h, jsformat.HdrTimestamp, jsformat.Timestamp(m.Timestamp))
 		// Exact sizing only near the limit: the bound is cheap, the walk
 		// over the headers is not.
 		if a.maxPayload > 0 && int64(len(data))+a.headroom > a.maxPayload &&

@@ -11,13 +11,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 )
 
 const (
-	hdrChannel   = "Nats-Streaming-Channel"
-	hdrSequence  = "Nats-Streaming-Sequence"
-	hdrTimestamp = "Nats-Streaming-Timestamp"
+	hdrChannel   = jsformat.HdrChannel
+	hdrSequence  = jsformat.HdrSequence
+	hdrTimestamp = jsformat.HdrTimestamp
 )
 
 type env struct {

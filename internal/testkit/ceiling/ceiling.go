@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/stan.go"
 	"github.com/stanmigrate/stanmigrate/internal/fastingest"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 )
 
 // Window is the in-flight bound of every ceiling: STAN's MaxInflight and
@@ -284,9 +285,9 @@ func FastIngest(url string, channels []string, per int, payload []byte, headers 
 				if headers {
 					s := strconv.FormatUint(seq, 10)
 					fastingest.SetExpectedLastSeq(h, strconv.FormatUint(seq-1, 10))
-					fastingest.Set(h, "Nats-Streaming-Timestamp", ts)
-					fastingest.Set(h, "Nats-Streaming-Channel", c)
-					fastingest.Set(h, "Nats-Streaming-Sequence", s)
+					fastingest.Set(h, jsformat.HdrTimestamp, ts)
+					fastingest.Set(h, jsformat.HdrChannel, c)
+					fastingest.Set(h, jsformat.HdrSequence, s)
 				}
 				if err := p.Publish(c, h, payload, seq); err != nil {
 					errs <- err
