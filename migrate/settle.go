@@ -264,8 +264,7 @@ type infoer interface {
 // The consumer's pending count alone is not enough: right after a stream
 // or consumer leader change it can read zero for a moment, and settling
 // with messages left would leave some STAN had acknowledged unacknowledged.
-// So the stream is asked too whether it holds any message in from..to
-// (looking at up to maxLookups of them).
+// So the stream is asked too whether it holds any message in from..to.
 func nothingLeft(ctx context.Context, js jetstream.JetStream, stream string, cons infoer, from, to uint64) (bool, error) {
 	info, err := cons.Info(ctx)
 	if err != nil {
@@ -278,17 +277,11 @@ func nothingLeft(ctx context.Context, js jetstream.JetStream, stream string, con
 	if err != nil {
 		return false, fmt.Errorf("stream %q: %w", stream, err)
 	}
-	const maxLookups = 10000
-	for seq := from; seq <= to && seq < from+maxLookups; seq++ {
-		_, err := s.GetMsg(ctx, seq)
-		if err == nil {
-			return false, nil
-		}
-		if !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return false, fmt.Errorf("stream %q: read sequence %d: %w", stream, seq, err)
-		}
+	next, err := jsformat.NextStored(ctx, s, from)
+	if err != nil {
+		return false, fmt.Errorf("stream %q: look for a message from sequence %d: %w", stream, from, err)
 	}
-	return true, nil
+	return next == 0 || next > to, nil
 }
 
 // waitAcksApplied waits until the server has applied every ack sent: what

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 )
 
@@ -101,43 +102,12 @@ func (m *merger) nextStream(ctx context.Context) (jetstream.Msg, uint64, error) 
 		if err != nil {
 			return nil, 0, err
 		}
-		if why != gotOne && m.streamPrev < m.streamLast && m.stream != nil {
-			// The read stopped short of the stream's last sequence: either
-			// the messages after it were deleted, or the ordered consumer
-			// stalled or reported nothing pending for a moment (moved to a
-			// new stream leader, recreated while the meta leader changes).
-			// The stream says which: read again from where it stopped if
-			// it holds a later message.
-			more, err := m.holdsAfter(ctx, m.streamPrev)
-			if err != nil {
-				return nil, 0, err
-			}
-			if !more {
-				m.streamDone = true
-				return nil, 0, nil
-			}
-		}
-		if why != gotOne && m.streamPrev < m.streamLast && m.rereads < maxRereads && m.stream != nil {
-			m.rereads++
-			m.tr.stop()
-			if m.tr, err = startStream(ctx, m.stream, m.streamPrev+1, m.feedLen); err != nil {
-				return nil, 0, err
-			}
-			m.streamQuiet = false
-			continue
-		}
-		if why != gotOne && m.streamQuiet {
-			m.streamDone = true
-			return nil, 0, nil
-		}
 		if why != gotOne {
-			m.streamDone = true
-			if !m.js.Conn().IsConnected() {
-				return nil, 0, fmt.Errorf("JetStream connection lost after stream sequence %d", m.streamPrev)
+			reread, err := m.stoppedShort(ctx)
+			if err != nil || !reread {
+				return nil, 0, err
 			}
-			m.rep.notes = append(m.rep.notes, fmt.Sprintf("the stream delivered nothing for %v after sequence %d though its last sequence was %d",
-				idleTimeout, m.streamPrev, m.streamLast))
-			return nil, 0, nil
+			continue
 		}
 		seq, pending, ok := ackSeqs(msg.Reply())
 		if !ok {
@@ -161,19 +131,54 @@ func (m *merger) nextStream(ctx context.Context) (jetstream.Msg, uint64, error) 
 	}
 }
 
+// stoppedShort decides what the stream side does when its read gave
+// nothing for a while: read again from where it stopped (reread), or end
+// the stream side. Short of the stream's last sequence, either the
+// messages after it were deleted, or the ordered consumer stalled or
+// reported nothing pending for a moment (moved to a new stream leader,
+// recreated while the meta leader changes); the stream says which.
+func (m *merger) stoppedShort(ctx context.Context) (reread bool, err error) {
+	if m.stream != nil && m.streamPrev < m.streamLast {
+		more, err := m.holdsAfter(ctx, m.streamPrev)
+		if err != nil {
+			return false, err
+		}
+		if !more {
+			m.streamDone = true
+			return false, nil
+		}
+		if m.rereads < maxRereads {
+			m.rereads++
+			m.tr.stop()
+			if m.tr, err = startStream(ctx, m.stream, m.streamPrev+1, m.feedLen); err != nil {
+				return false, err
+			}
+			m.streamQuiet = false
+			return true, nil
+		}
+	}
+	m.streamDone = true
+	if m.streamQuiet {
+		return false, nil
+	}
+	if !m.js.Conn().IsConnected() {
+		return false, fmt.Errorf("JetStream connection lost after stream sequence %d", m.streamPrev)
+	}
+	m.rep.notes = append(m.rep.notes, fmt.Sprintf("the stream delivered nothing for %v after sequence %d though its last sequence was %d",
+		idleTimeout, m.streamPrev, m.streamLast))
+	return false, nil
+}
+
 // holdsAfter reports whether the stream holds a message after seq (up to
 // the last sequence it had when the read began).
 func (m *merger) holdsAfter(ctx context.Context, seq uint64) (bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	msg, err := m.stream.GetMsg(cctx, seq+1, jetstream.WithGetMsgSubject(m.channel))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
-	}
+	next, err := jsformat.NextStored(cctx, m.stream, seq+1)
 	if err != nil {
 		return false, fmt.Errorf("stream: look for a message after sequence %d: %w", seq, err)
 	}
-	return msg.Sequence <= m.streamLast, nil
+	return next != 0 && next <= m.streamLast, nil
 }
 
 // maxRereads bounds how often the stream side reads again after stopping
