@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/source"
@@ -132,11 +131,8 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 					Message: fmt.Sprintf("%s resumed as client %q to learn its unacknowledged messages", d.Key(), clientID)})
 			},
 		}
-		switch {
-		case prev.Probe != nil:
+		if prev.Probe != nil {
 			po.ClientID = prev.Probe.ClientID
-		case d.QueueGroup != "":
-			po.ClientID = "stanmigrate-probe-" + nuid.Next()
 		}
 		var err error
 		pos, err = r.src.Position(ctx, c.Name, cur, po)

@@ -129,13 +129,8 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	if o.Publish == "" {
 		o.Publish = PublishAuto
 	}
-	info, err := src.Info(ctx)
-	if err != nil {
+	if err := p.CheckSource(ctx, src); err != nil {
 		return nil, err
-	}
-	if info.ClusterID != p.Source.ClusterID {
-		return nil, fmt.Errorf("the plan was made for STAN cluster %q but %s is cluster %q: use the matching plan, --cluster or source: %w",
-			p.Source.ClusterID, info.Name, info.ClusterID, conn.ErrWrongCluster)
 	}
 	r := &runner{p: p, o: o, src: src, state: State{Dir: o.StateDir}}
 	nc, err := conn.ConnectNATS(ctx, o.Target, "stanmigrate", nats.MaxReconnects(-1))

@@ -152,3 +152,17 @@ func readStream(ctx context.Context, js jetstream.JetStream, es *ExistingStream)
 	}
 	return nil
 }
+
+// CheckSource proves src is the STAN cluster the plan was made for, before
+// migrate or verify reads a message of it.
+func (p *Plan) CheckSource(ctx context.Context, src source.Source) error {
+	info, err := src.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.ClusterID != p.Source.ClusterID {
+		return fmt.Errorf("the plan was made for STAN cluster %q but %s is cluster %q: use the matching plan, --cluster or source: %w",
+			p.Source.ClusterID, info.Name, info.ClusterID, conn.ErrWrongCluster)
+	}
+	return nil
+}

@@ -73,13 +73,8 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Repo
 		rep.OK = true
 		return rep, nil
 	}
-	info, err := src.Info(ctx)
-	if err != nil {
+	if err := p.CheckSource(ctx, src); err != nil {
 		return nil, err
-	}
-	if info.ClusterID != p.Source.ClusterID {
-		return nil, fmt.Errorf("the plan was made for STAN cluster %q but %s is cluster %q: use the matching plan, --cluster or source: %w",
-			p.Source.ClusterID, info.Name, info.ClusterID, conn.ErrWrongCluster)
 	}
 	nc, js, err := conn.JetStream(ctx, o.Target, "stanmigrate-verify")
 	if err != nil {

@@ -3,6 +3,7 @@ package verify
 import (
 	"time"
 
+	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -20,7 +21,7 @@ var (
 const (
 	// STAN sends a subscription at most MaxInflight messages it has not
 	// seen acknowledged; verify reads in windows of that many (see
-	// stanReader), sized by bytes so that large messages cannot blow
+	// source.ReadOptions.MaxInflight), sized by bytes so that large messages cannot blow
 	// memory, and large enough that the subscription churn stays rare.
 	maxWindow     = 65536
 	minWindow     = 64
@@ -32,8 +33,6 @@ const (
 	maxFeed   = 1024
 	minFeed   = 16
 	feedBytes = 4 << 20
-	// readDepth is how many windows a live source keeps open at once.
-	readDepth = 2
 	// listed is how many differing sequences of each kind a report names.
 	listed = 10
 	// progressEvery is how many messages pass between progress checks.
@@ -60,7 +59,7 @@ func window(cost uint64) int {
 	if cost == 0 {
 		return maxWindow
 	}
-	return int(max(min(maxWindow, inflightBytes/readDepth/cost), minWindow))
+	return int(max(min(maxWindow, inflightBytes/source.WindowDepth/cost), minWindow))
 }
 
 // feedLimit sizes a hand-off to the merger so that it holds about

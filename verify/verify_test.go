@@ -150,7 +150,7 @@ func (e *env) plan(chans ...plan.Channel) *plan.Plan {
 	return &plan.Plan{Version: plan.FormatVersion, Source: plan.Source{ClusterID: e.p.STAN.ClusterID()}, Channels: chans}
 }
 
-func (e *env) options(bool) Options {
+func (e *env) options() Options {
 	return Options{Target: conn.Side{Name: "JetStream", URL: e.p.JetStream.URL()}, Parallel: 2}
 }
 
@@ -180,14 +180,14 @@ func (e *env) run(ctx context.Context, t *testing.T, withMonitor bool, p *plan.P
 	return Run(ctx, e.src(t, withMonitor, p), p, o)
 }
 
-// unmonitored compares one channel with its stream without monitoring:
-// its bounds are learned by subscribing.
 // mon0 is a monitored source for a test that needs no plan.
 func (e *env) mon0(t *testing.T) source.Source { return e.src(t, true, nil) }
 
+// unmonitored compares one channel with its stream without monitoring:
+// its bounds are learned by subscribing.
 func (e *env) unmonitored(ctx context.Context, t *testing.T, c *plan.Channel) (*ChannelReport, error) {
 	t.Helper()
-	rep, err := e.run(ctx, t, false, e.plan(*c), e.options(false))
+	rep, err := e.run(ctx, t, false, e.plan(*c), e.options())
 	if err != nil && !errors.Is(err, ErrDifferences) {
 		return nil, err
 	}
@@ -268,7 +268,7 @@ func TestChannels(t *testing.T) {
 			ok := tc.missing == nil && tc.extra == nil && tc.changed == nil
 
 			var progressed uint64
-			o := e.options(true)
+			o := e.options()
 			o.Reporter = progressFunc(func(ch string, n uint64) {
 				if ch != tc.name {
 					t.Errorf("progress for channel %q", ch)
@@ -336,7 +336,7 @@ func TestChannels(t *testing.T) {
 		for _, tc := range cases {
 			chans = append(chans, e.channel(t, tc.name))
 		}
-		rep, err := e.run(ctx, t, true, e.plan(chans...), e.options(true))
+		rep, err := e.run(ctx, t, true, e.plan(chans...), e.options())
 		if !errors.Is(err, ErrDifferences) || rep.Differences != 4 || len(rep.Channels) != len(cases) {
 			t.Fatalf("err %v, report %+v", err, rep)
 		}
@@ -350,7 +350,7 @@ func TestChannels(t *testing.T) {
 	t.Run("cancelled", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		if _, err := Run(cctx, e.mon0(t), e.plan(e.channel(t, "same")), e.options(true)); !errors.Is(err, context.Canceled) {
+		if _, err := Run(cctx, e.mon0(t), e.plan(e.channel(t, "same")), e.options()); !errors.Is(err, context.Canceled) {
 			t.Errorf("err = %v", err)
 		}
 	})
@@ -373,7 +373,7 @@ func TestChannels(t *testing.T) {
 	t.Run("missing stream", func(t *testing.T) {
 		c := e.channel(t, "same")
 		c.Stream = "NOPE"
-		rep, err := e.run(ctx, t, true, e.plan(c), e.options(true))
+		rep, err := e.run(ctx, t, true, e.plan(c), e.options())
 		if !errors.Is(err, ErrDifferences) {
 			t.Fatal(err)
 		}
@@ -388,7 +388,7 @@ func TestChannels(t *testing.T) {
 		c := e.channel(t, "sampled")
 		e.buildStream(t, c, map[uint64][]byte{9: []byte("tampered")})
 		for _, withMonitor := range []bool{true, false} {
-			o := e.options(withMonitor)
+			o := e.options()
 			o.Sample = 100
 			rep, err := e.run(ctx, t, withMonitor, e.plan(c), o)
 			if !errors.Is(err, ErrDifferences) {
@@ -399,7 +399,7 @@ func TestChannels(t *testing.T) {
 				t.Errorf("monitor %v: report %+v", withMonitor, r)
 			}
 		}
-		o := e.options(true)
+		o := e.options()
 		o.Sample = 5
 		rep, err := e.run(ctx, t, true, e.plan(e.channel(t, "same"), e.channel(t, "trunc")), o)
 		if err != nil {
@@ -437,7 +437,7 @@ func TestExpiredChannel(t *testing.T) {
 		t.Fatalf("expired channel at %d..%d", c.FirstSeq, c.LastSeq)
 	}
 	e.buildStream(t, c, nil)
-	rep, err := e.run(context.Background(), t, true, e.plan(c), e.options(true))
+	rep, err := e.run(context.Background(), t, true, e.plan(c), e.options())
 	if err != nil {
 		t.Fatalf("%v: %+v", err, rep)
 	}
@@ -538,7 +538,7 @@ func TestConsumers(t *testing.T) {
 		t.Helper()
 		pc := c
 		pc.Durables = ds
-		return e.run(ctx, t, withMonitor, e.plan(pc), e.options(withMonitor))
+		return e.run(ctx, t, withMonitor, e.plan(pc), e.options())
 	}
 
 	for _, withMonitor := range []bool{true, false} {

@@ -49,14 +49,13 @@ func Open(list string, hc *http.Client) Reader {
 // servers leads: the leader of a clustered STAN, the active server of an
 // FT pair. A follower's channel state (last_sent, pending counts) trails
 // the leader's by up to a second and an FT standby shows no channels, so
-// only the leader is asked; the choice is checked again every
-// recheckAfter, and at once when the leader stops answering.
+// only the leader is asked, and every answer is kept only if its server
+// still leads when asked right after (see read).
 type Nodes struct {
 	clients []*Client
 
-	mu      sync.Mutex
-	cur     *Client
-	checked time.Time
+	mu  sync.Mutex
+	cur *Client
 }
 
 // Timeouts are variables so tests can shorten them.
@@ -64,8 +63,6 @@ var (
 	// electionWait is how long Nodes waits for one of them to lead (an
 	// election in progress, an FT standby taking over).
 	electionWait = 20 * time.Second
-	// recheckAfter is how long a leader is trusted before asking again.
-	recheckAfter = 2 * time.Second
 )
 
 // URL is the leading endpoint's base URL without user information (the
@@ -93,7 +90,7 @@ func (n *Nodes) URLs() []string {
 func (n *Nodes) leader(ctx context.Context) (*Client, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cur != nil && time.Since(n.checked) < recheckAfter {
+	if n.cur != nil {
 		return n.cur, nil
 	}
 	deadline := time.Now().Add(electionWait)
@@ -115,7 +112,7 @@ func (n *Nodes) leader(ctx context.Context) (*Client, error) {
 				continue
 			}
 			if leads(sz) {
-				n.cur, n.checked = c, time.Now()
+				n.cur = c
 				return c, nil
 			}
 			states = append(states, fmt.Sprintf("%s: %s", c.URL(), describeRole(sz)))
@@ -167,7 +164,7 @@ func (n *Nodes) forget(c *Client) {
 
 // read runs f against the leader, and again against a newly chosen one
 // when the leader does not answer or, asked right after, no longer leads:
-// a leader trusted for up to recheckAfter may have been deposed, or an FT
+// the leader chosen earlier may have been deposed, or an FT
 // active server killed and restarted on the same port as a standby, which
 // answers every endpoint with an empty state (no channels, no cluster id)
 // rather than an error.
@@ -183,7 +180,14 @@ func read[T any](ctx context.Context, n *Nodes, f func(*Client) (T, error)) (T, 
 			return v, err
 		}
 		if err == nil || errors.Is(err, ErrNotFound) {
-			if sz, serr := c.Serverz(ctx); serr == nil && leads(sz) {
+			sz, isServerz := any(v).(*Serverz)
+			if !isServerz || sz == nil {
+				var serr error
+				if sz, serr = c.Serverz(ctx); serr != nil {
+					sz = nil
+				}
+			}
+			if sz != nil && leads(sz) {
 				return v, err
 			}
 		} else if !errors.Is(err, ErrUnreachable) {

@@ -28,9 +28,6 @@ func TestNodesDoNotTrustAStandbyOnTheLeadersPort(t *testing.T) {
 	publishN(t, sc, 5, "orders")
 	_ = sc.Close()
 
-	// The leader chosen first stays trusted across the whole failover.
-	defer func(d time.Duration) { recheckAfter = d }(recheckAfter)
-	recheckAfter = time.Hour
 	ctx := ctxT(t)
 	n := Open(strings.Join(f.MonitorURLs(), ","), nil)
 	if cz, err := n.Channel(ctx, "orders"); err != nil || cz.Msgs != 5 {

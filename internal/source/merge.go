@@ -33,9 +33,8 @@ type Sub struct {
 // durable queue group, with the group's furthest last_sent, its members'
 // pending merged, online if any member is (the online members listed);
 // non-durables apart. When every sub carries its pending set, each durable
-// gets its exact Stored position, with firstSeq the channel's first
-// sequence. Durables come sorted by Key.
-func Merge(subs []Sub, firstSeq uint64) ([]Durable, []NonDurable) {
+// gets its exact Stored position. Durables come sorted by Key.
+func Merge(subs []Sub) ([]Durable, []NonDurable) {
 	var out []Durable
 	var nds []NonDurable
 	var sets [][]uint64

@@ -284,7 +284,8 @@ type ReadOptions struct {
 	// nothing is acknowledged and the source reads in windows of
 	// MaxInflight up to To (verify).
 	Acks bool
-	// MaxInflight bounds delivered, unacknowledged messages.
+	// MaxInflight bounds delivered, unacknowledged messages (without
+	// Acks: each window's size; a live source keeps WindowDepth open).
 	MaxInflight int
 	// AckWait is how long a live server waits for an ack before sending
 	// a message again.
@@ -292,6 +293,10 @@ type ReadOptions struct {
 	// To is the last sequence wanted (0 = no end).
 	To uint64
 }
+
+// WindowDepth is how many windows of MaxInflight a read without Acks keeps
+// open at once on a live server: what the caller sizes its memory by.
+const WindowDepth = 2
 
 // Reader is a read in progress.
 type Reader interface {

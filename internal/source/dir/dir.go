@@ -131,7 +131,7 @@ func FromStore(c stanstore.Channel) source.Channel {
 			PendingCount: len(s.Pending), Pending: s.Pending, HasPending: true,
 		})
 	}
-	out.Durables, out.NonDurables = source.Merge(subs, c.FirstSeq)
+	out.Durables, out.NonDurables = source.Merge(subs)
 	return out
 }
 
@@ -141,18 +141,12 @@ func (s *Source) Check(context.Context) error { return nil }
 // Connect has nothing to open: the directory was opened by Open.
 func (s *Source) Connect(context.Context) error { return nil }
 
-// Position is the durable's stored state: nothing to probe.
+// Position is the durable's stored state: nothing to probe. Every durable
+// Channel returns carries it; one from elsewhere (the plan) is not in
+// the directory.
 func (s *Source) Position(_ context.Context, channel string, d source.Durable, _ source.ProbeOptions) (source.Position, error) {
 	if d.Stored == nil {
-		c, err := s.Channel(context.Background(), channel)
-		if err != nil {
-			return source.Position{}, err
-		}
-		cur, ok := c.Durable(d.Key())
-		if !ok || cur.Stored == nil {
-			return source.Position{}, fmt.Errorf("%s is not in the STAN directory %s: %w", d.Describe(channel), s.st.Dir(), source.ErrNoChannel)
-		}
-		d = cur
+		return source.Position{}, fmt.Errorf("%s is not in the STAN directory %s: %w", d.Describe(channel), s.st.Dir(), source.ErrNoChannel)
 	}
 	return *d.Stored, nil
 }
@@ -250,6 +244,3 @@ func (r *reader) Close() error {
 
 // Close releases the directory.
 func (s *Source) Close() error { return s.st.Close() }
-
-// Dir is the store directory (absolute).
-func (s *Source) Dir() string { return s.st.Dir() }

@@ -18,14 +18,13 @@ import (
 // sees them.
 type Monitored struct {
 	base
-	mon    monitor.Reader
-	monURL string
-	// PageSize for channelsz paging (0 = the server's default 1024).
-	PageSize int
+	mon monitor.Reader
 
-	limitsOnce sync.Once
-	limits     monitor.StoreLimits
-	limitsErr  error
+	// limits are read once they are read successfully: a failed read
+	// (a cancelled caller, monitoring down during a failover) is not
+	// remembered, so a retry asks again.
+	limitsMu sync.Mutex
+	limits   *monitor.StoreLimits
 }
 
 var _ source.Source = (*Monitored)(nil)
@@ -33,7 +32,7 @@ var _ source.Source = (*Monitored)(nil)
 // NewMonitored checks that the monitoring endpoint answers for the
 // cluster id and returns the source. It connects no STAN client yet.
 func NewMonitored(ctx context.Context, o Options, mon monitor.Reader, monitorURL string) (*Monitored, error) {
-	m := &Monitored{base: newBase(o), mon: mon, monURL: monitorURL}
+	m := &Monitored{base: newBase(o), mon: mon}
 	srv, err := mon.Serverz(ctx)
 	if err != nil {
 		return nil, MonitorError(err)
@@ -77,15 +76,16 @@ func (m *Monitored) Info(ctx context.Context) (source.Info, error) {
 }
 
 func (m *Monitored) storeLimits(ctx context.Context) (monitor.StoreLimits, error) {
-	m.limitsOnce.Do(func() {
+	m.limitsMu.Lock()
+	defer m.limitsMu.Unlock()
+	if m.limits == nil {
 		sz, err := m.mon.Storez(ctx)
 		if err != nil {
-			m.limitsErr = MonitorError(err)
-			return
+			return monitor.StoreLimits{}, MonitorError(err)
 		}
-		m.limits = sz.Limits
-	})
-	return m.limits, m.limitsErr
+		m.limits = &sz.Limits
+	}
+	return *m.limits, nil
 }
 
 // Channels lists every channel, page by page.
@@ -94,7 +94,7 @@ func (m *Monitored) Channels(ctx context.Context) ([]source.Channel, error) {
 	if err != nil {
 		return nil, err
 	}
-	czs, err := m.mon.Channels(ctx, m.PageSize)
+	czs, err := m.mon.Channels(ctx, 0)
 	if err != nil {
 		return nil, MonitorError(err)
 	}
@@ -147,6 +147,6 @@ func FromMonitor(cz *monitor.Channelz, lim monitor.StoreLimits) source.Channel {
 		}
 		subs = append(subs, sub)
 	}
-	c.Durables, c.NonDurables = source.Merge(subs, c.FirstSeq)
+	c.Durables, c.NonDurables = source.Merge(subs)
 	return c
 }

@@ -58,11 +58,10 @@ type ackedReader struct {
 	channel string
 	sub     stan.Subscription
 
-	mu       sync.Mutex // the delivery goroutine, and stopping
-	started  bool
-	highest  uint64
-	stopped  bool
-	received atomic.Uint64
+	mu sync.Mutex // the delivery goroutine, and stopping
+	// highest is the highest sequence delivered (0: none yet).
+	highest uint64
+	stopped bool
 	// delivering is set while Deliver runs: a reader blocked on its
 	// consumer is not stalled.
 	delivering atomic.Bool
@@ -74,7 +73,6 @@ type ackedReader struct {
 	done     chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
-	doneOnce sync.Once
 	err      error
 }
 
@@ -85,14 +83,14 @@ func (r *ackedReader) onMsg(m *stan.Msg) {
 		return
 	}
 	seq := m.Sequence
-	r.received.Add(1)
-	again := r.started && seq <= r.highest
-	if r.started && seq > r.highest+1 {
+	started := r.highest > 0
+	again := started && seq <= r.highest
+	if started && seq > r.highest+1 {
 		r.finish(fmt.Errorf("channel %q: expected sequence %d, got %d: %w", r.channel, r.highest+1, seq, source.ErrJump))
 		return
 	}
 	if !again {
-		r.started, r.highest = true, seq
+		r.highest = seq
 	}
 	r.delivering.Store(true)
 	r.delivered.Add(1)
@@ -110,7 +108,7 @@ func (r *ackedReader) finish(err error) {
 	}
 	r.stopped = true
 	r.err = err
-	r.doneOnce.Do(func() { close(r.done) })
+	close(r.done) // once: stopped is set above, under mu
 }
 
 // watch ends the read when its session is lost or its connection moved
@@ -139,12 +137,12 @@ func (r *ackedReader) watch(ctx context.Context) {
 			r.end(fmt.Errorf("channel %q: the connection to STAN was interrupted: %w", r.channel, source.ErrLost))
 			return
 		}
-		if n := r.received.Load(); n != last || r.delivering.Load() {
+		if n := r.delivered.Load(); n != last || r.delivering.Load() {
 			last, lastAt = n, time.Now()
 			continue
 		}
 		r.mu.Lock()
-		started := r.started
+		started := r.highest > 0
 		due := !started || r.highest < r.o.To
 		next := r.highest + 1
 		r.mu.Unlock()

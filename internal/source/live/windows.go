@@ -14,9 +14,6 @@ import (
 // then sends a window again, and the reader skips sequences it has seen.
 const windowAckWait = 60 * time.Second
 
-// windowDepth is how many windows are open at once.
-const windowDepth = 2
-
 // windowReader reads a channel without acknowledging anything: each
 // window is a non-durable subscription that starts at the window's first
 // sequence with MaxInflight set to the window's length, so STAN sends the
@@ -132,7 +129,7 @@ func (r *windowReader) deliver(w *window, m *stan.Msg) {
 func (r *windowReader) run(w *window) {
 	defer close(r.exited)
 	var dropping sync.WaitGroup
-	drop := make(chan *window, windowDepth)
+	drop := make(chan *window, source.WindowDepth)
 	dropped := make(chan struct{})
 	go func() {
 		defer close(dropped)
@@ -150,7 +147,7 @@ func (r *windowReader) run(w *window) {
 		close(drop)
 		<-dropped
 	}()
-	depth := windowDepth
+	depth := source.WindowDepth
 	next := w.to + 1
 	// A connection that drops or moves may lose what a window was sent:
 	// the read ends rather than wait on it (verify can simply run again).
