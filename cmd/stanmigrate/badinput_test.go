@@ -99,6 +99,8 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 		{"--publish", nil, []string{"migrate", "--plan", good, "--publish", "sync"}, []string{"--publish", "auto or async"}},
 		{"--channel matching nothing", nil, []string{"plan", "-o", "-", "--channel", "typo*"}, []string{`--channel "typo*"`, "matches none", "orders.eu"}},
 		{"--channel that is not a glob", nil, []string{"plan", "-o", "-", "--channel", "["}, []string{`--channel "["`, "not a valid glob"}},
+		{"--exclude that is not a glob", nil, []string{"plan", "-o", "-", "--exclude", "orders["}, []string{`--exclude "orders["`, "not a valid glob"}},
+		{"fixture capture --channel that is not a glob", nil, []string{"fixture", "capture", "--channel", "["}, []string{`--channel "["`, "not a valid glob"}},
 		{"an argument", nil, []string{"plan", "orders"}, []string{"unknown command", "orders"}},
 		{"an unknown command", nil, []string{"migarte"}, []string{`unknown command "migarte"`}},
 		// Paths.

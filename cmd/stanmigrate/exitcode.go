@@ -6,7 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
@@ -38,6 +40,10 @@ var badInput = []error{
 	migrate.ErrBlocked,
 	migrate.ErrChannelGone,
 	migrate.ErrUnreadable,
+	source.ErrUnreadable,
+	fixture.ErrNotEmpty,
+	fixture.ErrDurableExists,
+	fixture.ErrLimits,
 	conn.ErrUnreachable,
 	conn.ErrAuth,
 	conn.ErrPermission,

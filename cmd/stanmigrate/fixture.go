@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"strings"
 	"time"
 
@@ -112,9 +111,6 @@ func runFixtureLoad(ctx context.Context, o *fixtureLoadOptions) error {
 	}
 	seeded, err := fixture.Seed(ctx, "", g.cluster, spec, opts...)
 	if err != nil {
-		if errors.Is(err, fixture.ErrNotEmpty) || errors.Is(err, fixture.ErrDurableExists) || errors.Is(err, fixture.ErrLimits) {
-			return usageError{err}
-		}
 		return err
 	}
 	defer seeded.Close()
@@ -198,10 +194,8 @@ func runFixtureCapture(ctx context.Context, o *fixtureCaptureOptions) error {
 	if o.scale <= 0 || o.scale > 1 {
 		return usageError{fmt.Errorf("--scale %v: use a factor above 0 and at most 1, such as 0.01", o.scale)}
 	}
-	for _, g := range o.channels {
-		if _, err := path.Match(g, ""); err != nil {
-			return usageError{fmt.Errorf("--channel %q is not a valid glob: %v", g, err)}
-		}
+	if err := validGlobs("--channel", o.channels); err != nil {
+		return err
 	}
 	if err := writableFile("--output", o.output); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 )
 
@@ -55,6 +56,17 @@ func stateDirectory(path string) error {
 func inRange(flag string, v, lo, hi int) error {
 	if v < lo || v > hi {
 		return usageError{fmt.Errorf("%s %d: use %d to %d", flag, v, lo, hi)}
+	}
+	return nil
+}
+
+// validGlobs refuses a channel glob path.Match cannot read: matching
+// with it would silently select (or leave out) nothing.
+func validGlobs(flag string, globs []string) error {
+	for _, g := range globs {
+		if _, err := path.Match(g, ""); err != nil {
+			return usageError{fmt.Errorf("%s %q is not a valid glob: %v", flag, g, err)}
+		}
 	}
 	return nil
 }
