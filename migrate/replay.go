@@ -133,7 +133,7 @@ func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, 
 		failed:     make(chan struct{}), complete: make(chan struct{}), full: r.p.Headers != jsformat.HeadersMinimal,
 		idPrefix: jsformat.MsgIDPrefix(r.p.Source.ClusterID, c.Name), published: from - 1,
 		maxPayload: r.nc.MaxPayload(),
-		headroom:   int64(plan.HeaderOverhead + 3*len(c.Name) + len(r.p.Source.ClusterID))}
+		headroom:   plan.MsgOverhead(r.p.Source.ClusterID, c.Name)}
 	if info.Cluster != nil {
 		a.leader = info.Cluster.Leader
 	}

@@ -17,6 +17,13 @@ import (
 // long channel names excluded; those are added per channel).
 const HeaderOverhead = 220
 
+// MsgOverhead bounds what migration adds to one message of a channel:
+// HeaderOverhead, the channel name in the subject, its header and the
+// Msg-Id, and the cluster id in the Msg-Id.
+func MsgOverhead(cluster, channel string) int64 {
+	return HeaderOverhead + 3*int64(len(channel)) + int64(len(cluster))
+}
+
 // DefaultDuplicateWindow is the dedup window a finished stream keeps.
 const DefaultDuplicateWindow = 2 * time.Minute
 
@@ -92,7 +99,7 @@ func Build(d *Discovery, o Options) *Plan {
 			anySubs = true
 		}
 		if lim.MaxBytes > 0 {
-			if need := sc.Bytes + sc.Msgs*uint64(HeaderOverhead+3*len(sc.Name)); need > uint64(lim.MaxBytes) {
+			if need := sc.Bytes + sc.Msgs*uint64(MsgOverhead(d.Source.ClusterID, sc.Name)); need > uint64(lim.MaxBytes) {
 				add(Info, fmt.Sprintf("channel %q", sc.Name), "JetStream counts headers and subjects in max_bytes: the copied messages take about %d bytes, over STAN's max_bytes %d, so migrate raises the stream's max_bytes to what they take", need, lim.MaxBytes)
 			}
 		}
@@ -100,7 +107,7 @@ func Build(d *Discovery, o Options) *Plan {
 		for _, nd := range sc.NonDurables {
 			p.NonDurables = append(p.NonDurables, NonDurable{Channel: sc.Name, ClientID: nd.ClientID, Queue: nd.QueueGroup})
 		}
-		channelFindings(&c, sc, d.Target.MaxPayload, o.SkipBroken, add)
+		channelFindings(&c, sc, d.Source.ClusterID, d.Target.MaxPayload, o.SkipBroken, add)
 		for _, du := range c.Durables {
 			if du.Online {
 				who := du.ClientID
@@ -202,7 +209,7 @@ func sourceFindings(in source.Info, add func(sev, obj, format string, args ...an
 // channelFindings handle a channel the source cannot read and say what
 // the source knows beyond monitoring: repairs it worked around, exact
 // pending sets, the largest stored message.
-func channelFindings(c *Channel, sc source.Channel, targetMaxPayload int64, skipBroken bool, add func(sev, obj, format string, args ...any)) {
+func channelFindings(c *Channel, sc source.Channel, cluster string, targetMaxPayload int64, skipBroken bool, add func(sev, obj, format string, args ...any)) {
 	obj := fmt.Sprintf("channel %q", c.Name)
 	if sc.Err != nil {
 		if skipBroken {
@@ -231,7 +238,7 @@ func channelFindings(c *Channel, sc source.Channel, targetMaxPayload int64, skip
 		}
 	}
 	if size := int64(sc.MaxMsgSize); targetMaxPayload > 0 && size > 0 &&
-		size+HeaderOverhead+3*int64(len(c.Name)) > targetMaxPayload {
+		size+MsgOverhead(cluster, c.Name) > targetMaxPayload {
 		add(Warning, obj, "holds messages of up to %d bytes (stored size, payload included): with the migration headers they may exceed the target's max_payload %d, and migrate stops before such a message: raise max_payload on the target", size, targetMaxPayload)
 	}
 }

@@ -69,7 +69,7 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 	if t.MaxPayload > 0 && d.Source.MaxPayload > 0 {
 		var risky []string
 		for _, c := range p.Channels {
-			over := HeaderOverhead + 3*int64(len(c.Name))
+			over := MsgOverhead(d.Source.ClusterID, c.Name)
 			if c.Skip || c.Msgs == 0 || d.Source.MaxPayload+over <= t.MaxPayload {
 				continue
 			}
@@ -109,7 +109,7 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 			continue
 		}
 		replicas := uint64(max(c.Replicas, 1))
-		over := uint64(HeaderOverhead + 3*len(c.Name))
+		over := uint64(MsgOverhead(p.Source.ClusterID, c.Name))
 		cost := (c.Bytes + c.Msgs*over) * replicas
 		if es, ok := existing[strings.ToLower(c.Stream)]; ok && c.Msgs > 0 {
 			// What an earlier run stored already counts as used storage.

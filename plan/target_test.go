@@ -146,7 +146,7 @@ func TestAccountLimitsTooSmallForThePlanAreBlockers(t *testing.T) {
 		{"unlimited", plan.TargetState{MaxStreams: -1, MaxConsumers: -1, MaxStorage: -1}, monitor.ChannelLimits{}, ""},
 		{"just enough", plan.TargetState{MaxStreams: 1, MaxConsumers: 1, MaxStorage: 1 << 20, MaxAckPending: 100}, monitor.ChannelLimits{MaxSubscriptions: 1, MaxBytes: 1 << 19}, ""},
 		{"streams", plan.TargetState{MaxStreams: 1, Streams: []plan.ExistingStream{{Name: "other", Subjects: []string{"other"}}}}, monitor.ChannelLimits{}, "creates 1 stream(s) but the account allows 1 and 1 exist"},
-		{"storage for the messages", plan.TargetState{MaxStorage: 3000}, monitor.ChannelLimits{}, "needs about 3380 bytes of file storage"},
+		{"storage for the messages", plan.TargetState{MaxStorage: 3000}, monitor.ChannelLimits{}, "needs about 3420 bytes of file storage"},
 		{"storage already used", plan.TargetState{MaxStorage: 10000, UsedStorage: 8000}, monitor.ChannelLimits{}, "has 2000 left of 10000"},
 		{"storage for what a resumed stream still needs", plan.TargetState{MaxStorage: 2500, UsedStorage: 400, Streams: []plan.ExistingStream{ours(nil)}}, monitor.ChannelLimits{}, ""},
 		{"storage reserved by max_bytes", plan.TargetState{MaxStorage: 1 << 20, ReservedStorage: 1 << 19}, monitor.ChannelLimits{MaxBytes: 1 << 20}, "reserve 1048576 bytes but the account has 524288 unreserved"},
