@@ -97,6 +97,15 @@ func restartMidRun(t *testing.T, restart func(env *testenv.Env) error) {
 		t.Fatal(err)
 	}
 	vr := verifyClean(t, ctx, env, func() error { return <-done })
+	// The restart landed on the fast-ingest path: every stream takes
+	// batches (the per-message path would have said so and made none).
+	js := jsConn(t, env)
+	for _, c := range p.Channels {
+		s, err := js.Stream(ctx, c.Stream)
+		if err != nil || !s.CachedInfo().Config.AllowBatchPublish {
+			t.Errorf("stream %q (%v) does not take fast-ingest batches: the restart was not made mid-batch", c.Stream, err)
+		}
+	}
 	// Attempts cut short by the restart had hashed messages that were
 	// never stored; the hash migrate reports must not include them.
 	want := map[string]string{}

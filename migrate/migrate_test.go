@@ -425,6 +425,9 @@ func TestStreamsWithoutBatchesArePublishedOneByOne(t *testing.T) {
 		return out
 	}
 	before := batchedStreams()
+	if len(before) == 0 {
+		t.Fatal("the interrupted run made no stream")
+	}
 	for name, b := range before {
 		if b {
 			t.Errorf("stream %q made with --publish async takes batches", name)
@@ -440,9 +443,7 @@ func TestStreamsWithoutBatchesArePublishedOneByOne(t *testing.T) {
 			t.Errorf("resuming stream %q does not say it publishes each message asynchronously; it said:\n%s", name, said)
 		}
 	}
-	for name, b := range batchedStreams() {
-		if _, old := before[name]; !old && !b {
-			t.Errorf("stream %q made by the default path takes no batches", name)
-		}
-	}
+	// (Streams the default path makes take batches: see
+	// TestMigrateCoreFixtureReproducesChannelsAndPositions; here every
+	// stream exists before the resume.)
 }

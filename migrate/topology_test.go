@@ -65,6 +65,29 @@ type failoverReporter struct {
 	trigger uint64
 	fault   func()
 	once    sync.Once
+	// faultDone is closed when fault returned.
+	faultDone chan struct{}
+}
+
+func newFailoverReporter(trigger uint64, fault func()) *failoverReporter {
+	return &failoverReporter{trigger: trigger, fault: fault, faultDone: make(chan struct{})}
+}
+
+// faultLanded waits for the fault to finish (a restart still running would
+// outlive the test) and fails unless it began before the run ended.
+func (r *failoverReporter) faultLanded(t *testing.T, runEnded time.Time) {
+	t.Helper()
+	r.mu.Lock()
+	at := r.faultAt
+	r.mu.Unlock()
+	if at.IsZero() || !at.Before(runEnded) {
+		t.Fatal("the fault never ran during the migration: it finished first")
+	}
+	select {
+	case <-r.faultDone:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the fault is still running two minutes after the migration ended")
+	}
 }
 
 func (r *failoverReporter) Begin(uint64, uint64) {}
@@ -86,6 +109,7 @@ func (r *failoverReporter) Progress(m, _ uint64) {
 	if fire {
 		r.once.Do(func() {
 			go func() {
+				defer close(r.faultDone)
 				r.mu.Lock()
 				r.faultAt = time.Now()
 				r.mu.Unlock()
@@ -146,16 +170,15 @@ func migrateThroughFault(t *testing.T, clusterID string, urls string, monitors [
 	if b := p.Blockers(); len(b) > 0 {
 		t.Fatalf("blockers: %+v", b)
 	}
-	rep := &failoverReporter{trigger: p.Totals.Msgs / 3, fault: fault}
+	rep := newFailoverReporter(p.Totals.Msgs/3, fault)
 	start := time.Now()
 	sum, err := migrate.Run(ctx, src, p, migrate.Options{Target: target, StateDir: t.TempDir(), Reporter: rep})
+	ended := time.Now()
 	if err != nil {
 		t.Fatalf("migrate through the fault: %v\nevents:\n%s", err, strings.Join(rep.events, "\n"))
 	}
-	t.Logf("migrated %d message(s) in %v; copying stopped for at most %v after the fault", sum.Copied, time.Since(start).Round(time.Millisecond), rep.gap().Round(time.Millisecond))
-	if rep.faultAt.IsZero() {
-		t.Fatal("the fault never ran: the migration finished first")
-	}
+	t.Logf("migrated %d message(s) in %v; copying stopped for at most %v after the fault", sum.Copied, ended.Sub(start).Round(time.Millisecond), rep.gap().Round(time.Millisecond))
+	rep.faultLanded(t, ended)
 	if sum.Copied != p.Totals.Msgs {
 		t.Errorf("the summary counts %d message(s) copied; %d were, each once", sum.Copied, p.Totals.Msgs)
 	}
@@ -173,14 +196,16 @@ func migrateThroughFault(t *testing.T, clusterID string, urls string, monitors [
 		}
 		t.Fatalf("verify after the fault: %v", err)
 	}
+	verified := map[string]string{}
+	for _, v := range vr.Channels {
+		verified[v.Channel] = v.Target.SHA256
+	}
+	if len(sum.Channels) != len(p.Channels) {
+		t.Errorf("migrate reports %d channel(s), the plan has %d", len(sum.Channels), len(p.Channels))
+	}
 	for _, c := range sum.Channels {
-		if want := vr.Channels; len(want) == 0 {
-			t.Fatal("verify reported no channel")
-		}
-		for _, v := range vr.Channels {
-			if v.Channel == c.Channel && v.Target.SHA256 != c.Sum {
-				t.Errorf("channel %q: migrate reports content hash %s, verify hashed the stream as %s", c.Channel, c.Sum, v.Target.SHA256)
-			}
+		if h, ok := verified[c.Channel]; !ok || h != c.Sum {
+			t.Errorf("channel %q: migrate reports content hash %s, verify hashed the stream as %q", c.Channel, c.Sum, h)
 		}
 	}
 	t.Logf("events:\n%s", strings.Join(rep.events, "\n"))
@@ -199,9 +224,7 @@ func migrateThroughFault(t *testing.T, clusterID string, urls string, monitors [
 // durable's position. --stan-monitor lists every node; discovery reads the
 // leader's.
 func TestClusteredSTANLeaderRestartMidMigrate(t *testing.T) {
-	cfg := embedded.STANClusterConfig{}
-	cfg.FastRaft()
-	c := topotest.STANCluster(t, cfg)
+	c := topotest.STANCluster(t, embedded.STANClusterConfig{}.FastRaft())
 	migrateThroughFault(t, c.ClusterID(), c.URLs(), c.MonitorURLs(), func() {
 		old, leader, err := c.RestartLeader(time.Minute)
 		if err != nil {
@@ -239,9 +262,7 @@ func TestFaultTolerantSTANFailoverMidMigrate(t *testing.T) {
 // in --stan-monitor: the plan still comes from the leader (whose last_sent
 // and pending counts are current), and names its endpoint.
 func TestPlanFromEveryNodeReadsTheLeader(t *testing.T) {
-	cfg := embedded.STANClusterConfig{}
-	cfg.FastRaft()
-	c := topotest.STANCluster(t, cfg)
+	c := topotest.STANCluster(t, embedded.STANClusterConfig{}.FastRaft())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	spec, err := fixture.Parse("core", []byte(topologySpec))
@@ -279,6 +300,10 @@ func TestPlanFromEveryNodeReadsTheLeader(t *testing.T) {
 		t.Errorf("the plan names monitoring %q, the leader's is %q", p.Source.Monitor, monitors[leader])
 	}
 	exp := spec.Expect()
+	if len(p.Channels) != len(exp) {
+		t.Errorf("the plan has %d channel(s), STAN %d", len(p.Channels), len(exp))
+	}
+	compared := 0
 	for _, pc := range p.Channels {
 		e := exp[pc.Name]
 		if pc.FirstSeq != e.FirstSeq || pc.LastSeq != e.LastSeq || pc.Msgs != e.Msgs {
@@ -286,10 +311,21 @@ func TestPlanFromEveryNodeReadsTheLeader(t *testing.T) {
 		}
 		for _, du := range pc.Durables {
 			for k, de := range e.Durables {
-				if k.Durable == du.Durable && k.Queue == du.QueueGroup && (k.Queue != "" || k.ClientID == du.ClientID) && du.LastSent != de.LastSent {
+				if k.Durable != du.Durable || k.Queue != du.QueueGroup || (k.Queue == "" && k.ClientID != du.ClientID) {
+					continue
+				}
+				compared++
+				if du.LastSent != de.LastSent {
 					t.Errorf("%s: planned last_sent %d, the durable's is %d", du.Describe(pc.Name), du.LastSent, de.LastSent)
 				}
 			}
 		}
+	}
+	wantDurables := 0
+	for _, e := range exp {
+		wantDurables += len(e.Durables)
+	}
+	if compared != wantDurables {
+		t.Errorf("compared the last_sent of %d planned durable(s) with STAN's, want all %d", compared, wantDurables)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -172,6 +174,16 @@ func TestKillNineAtAnyPointThenRerunEndsIdentical(t *testing.T) {
 			var rep verify.Report
 			if err := json.Unmarshal([]byte(v.stdout), &rep); err != nil {
 				t.Fatalf("verify report: %v\n%s", err, v.stdout)
+			}
+			if len(rep.Channels) == 0 {
+				t.Fatalf("kill point %d (%s): verify reports no channel", i, kp.name)
+			}
+			// The kill landed on the fast-ingest path: every stream takes
+			// batches (the per-message path makes none).
+			for _, c := range rep.Channels {
+				if !allowsBatches(t, js.URL(), c.Stream) {
+					t.Errorf("kill point %d (%s): stream %q takes no fast-ingest batches: the kill was not made mid-batch", i, kp.name, c.Stream)
+				}
 			}
 			// The content hash the re-run reports was resumed from the
 			// killed run's checkpoint: it must be the stream's.
@@ -344,4 +356,26 @@ func TestSecretsAppearNowhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// allowsBatches reports whether the stream on the server at url was made
+// for fast-ingest batches.
+func allowsBatches(t *testing.T, url, stream string) bool {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %q: %v", stream, err)
+	}
+	return s.CachedInfo().Config.AllowBatchPublish
 }

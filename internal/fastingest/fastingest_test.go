@@ -406,13 +406,20 @@ func TestServerRestartMidBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := make(chan error, 1)
+	published := make(chan struct{})
 	go func() {
 		for p.Stored() < 10_000 {
-			time.Sleep(time.Millisecond)
+			select {
+			case <-published:
+				restarted <- errors.New("publishing ended before 10,000 messages were stored: the restart never ran")
+				return
+			case <-time.After(time.Millisecond):
+			}
 		}
 		restarted <- e.srv.Restart()
 	}()
 	acked, errAt, err := publishRange(t, p, "restart", 1, total, window)
+	close(published)
 	p.Close()
 	if rerr := <-restarted; rerr != nil {
 		t.Fatal(rerr)

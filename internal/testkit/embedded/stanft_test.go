@@ -80,13 +80,22 @@ func TestSTANFTFailover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		activated := make(chan string, 1)
+		type activation struct {
+			node int
+			err  error
+			took time.Duration
+		}
+		activated := make(chan activation, 1)
 		go func() {
 			a, err := f.WaitActive(old, 30*time.Second)
-			activated <- fmt.Sprintf("node %d active %v after the shutdown (%v)", a, time.Since(down).Round(time.Millisecond), err)
+			activated <- activation{a, err, time.Since(down)}
 		}()
 		took, tries := pub()
-		t.Log(<-activated)
+		act := <-activated
+		if act.err != nil || act.node < 0 {
+			t.Fatalf("round %d: no standby took over from node %d: %v", round, old, act.err)
+		}
+		t.Logf("node %d active %v after the shutdown", act.node, act.took.Round(time.Millisecond))
 		t.Logf("round %d: active node %d shut down: first publish acknowledged %v later (%d tries, PubAckWait %v)", round, old, took.Round(time.Millisecond), tries, pubAckWait)
 		for range 10 {
 			pub()
@@ -100,7 +109,7 @@ func TestSTANFTFailover(t *testing.T) {
 		}
 		// The restarted node stays in standby.
 		time.Sleep(embedded.FTMissedHeartbeatInterval * 3 / 2)
-		checkFTRoles(t, f, f.Active())
+		checkFTRoles(t, f, act.node)
 	}
 	select {
 	case at := <-lost:
