@@ -29,11 +29,7 @@ func TestReplicatedSequencesMatch(t *testing.T) {
 	nc, js := connect(t, c.URLs())
 	createStream(t, js, "r3", true, 3)
 	const window = 1024
-	p, err := New(nc, Options{Window: window})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newPublisher(t, nc, Options{Window: window})
 	acked, _, err := publishRange(t, p, "r3", 1, 20_000, window)
 	if err != nil || acked != 20_000 {
 		t.Fatalf("confirmed up to %d, error %v", acked, err)

@@ -108,8 +108,7 @@ func newAcker(p *Publisher, window int) *acker {
 	a := &acker{p: p, ch: make(chan uint64, window), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
-		timer := time.NewTimer(time.Hour)
-		timer.Stop()
+		timer := stoppedTimer()
 		for seq := range a.ch {
 			if a.err != nil {
 				continue
@@ -216,11 +215,7 @@ func TestSequencesMatch(t *testing.T) {
 	e := startEnv(t)
 	createStream(t, e.js, "match", true, 1)
 	const window = 256
-	p, err := New(e.nc, Options{Window: window})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newPublisher(t, e.nc, Options{Window: window})
 	acked, _, err := publishRange(t, p, "match", 1, 30_000, window)
 	if err != nil || acked != 30_000 {
 		t.Fatalf("confirmed up to %d, error %v", acked, err)
@@ -244,14 +239,9 @@ func TestMismatchMidBatch(t *testing.T) {
 	createStream(t, e.js, "mid", true, 1)
 	const window = 64
 	// A long Linger keeps the batch open across the foreign write.
-	p, err := New(e.nc, Options{Window: window, Flow: 16, Linger: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newPublisher(t, e.nc, Options{Window: window, Flow: 16, Linger: time.Minute})
 	m := newMessage()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	timer := stoppedTimer()
 	for seq := uint64(1); seq <= 496; seq++ { // 496: a multiple of the flow, so acked without a commit
 		m.set("mid", seq)
 		if err := p.Publish("mid", m.hdr, payload(seq), seq); err != nil {
@@ -273,7 +263,7 @@ func TestMismatchMidBatch(t *testing.T) {
 			time.Sleep(100 * time.Microsecond)
 		}
 	}
-	err = p.Await(497, timer, 10*time.Second)
+	err := p.Await(497, timer, 10*time.Second)
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
 		t.Fatalf("Await(497) = %v, want wrong last sequence", err)
@@ -310,19 +300,14 @@ func TestMismatchFirstMessage(t *testing.T) {
 	if _, err := e.js.Publish(context.Background(), "first", []byte("foreign")); err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(e.nc, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newPublisher(t, e.nc, Options{})
 	m := newMessage()
 	m.set("first", 1)
 	if err := p.Publish("first", m.hdr, payload(1), 1); err != nil {
 		t.Logf("Publish: %v", err)
 	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	err = p.Await(1, timer, 5*time.Second)
+	timer := stoppedTimer()
+	err := p.Await(1, timer, 5*time.Second)
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
 		t.Fatalf("Await(1) = %v, want wrong last sequence", err)
@@ -345,14 +330,10 @@ func TestMismatchFirstMessage(t *testing.T) {
 func TestNotEnabled(t *testing.T) {
 	e := startEnv(t)
 	createStream(t, e.js, "plain", false, 1)
-	p, err := New(e.nc, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newPublisher(t, e.nc, Options{})
 	m := newMessage()
 	m.set("plain", 1)
-	err = p.Publish("plain", m.hdr, payload(1), 1)
+	err := p.Publish("plain", m.hdr, payload(1), 1)
 	if !errors.Is(err, ErrNotEnabled) {
 		t.Fatalf("Publish = %v, want ErrNotEnabled", err)
 	}
@@ -377,11 +358,7 @@ func TestOldServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	p, err := New(e.nc, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newPublisher(t, e.nc, Options{})
 	m := newMessage()
 	m.set("old", 7)
 	err = p.Publish("old", m.hdr, payload(7), 7)
@@ -401,10 +378,7 @@ func TestServerRestartMidBatch(t *testing.T) {
 	e := startEnv(t)
 	createStream(t, e.js, "restart", true, 1)
 	const total, window = 60_000, 1024
-	p, err := New(e.nc, Options{Window: window, AckTimeout: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPublisher(t, e.nc, Options{Window: window, AckTimeout: 3 * time.Second})
 	restarted := make(chan error, 1)
 	published := make(chan struct{})
 	go func() {
@@ -441,11 +415,7 @@ func TestServerRestartMidBatch(t *testing.T) {
 		t.Fatalf("confirmed %d, but the stream holds only up to %d", acked, resume)
 	}
 	t.Logf("resuming after %d", resume)
-	p2, err := New(e.nc, Options{Window: window})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p2.Close()
+	p2 := newPublisher(t, e.nc, Options{Window: window})
 	acked, _, err = publishRange(t, p2, "restart", resume+1, total, window)
 	if err != nil || acked != total {
 		t.Fatalf("resumed run confirmed up to %d, error %v", acked, err)
@@ -462,10 +432,7 @@ func TestClientDeathMidBatch(t *testing.T) {
 	createStream(t, e.js, "death", true, 1)
 	const total, window = 40_000, 1024
 	nc, _ := connect(t, e.srv.URL())
-	p, err := New(nc, Options{Window: window})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPublisher(t, nc, Options{Window: window})
 	m := newMessage()
 	var confirmed uint64
 	for seq := uint64(1); seq <= 15_000; seq++ {
@@ -482,11 +449,7 @@ func TestClientDeathMidBatch(t *testing.T) {
 		t.Fatalf("confirmed %d, stream holds up to %d of 15000 published", confirmed, resume)
 	}
 	t.Logf("confirmed %d, stream holds %d; resuming", confirmed, resume)
-	p2, err := New(e.nc, Options{Window: window})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p2.Close()
+	p2 := newPublisher(t, e.nc, Options{Window: window})
 	acked, _, err := publishRange(t, p2, "death", resume+1, total, window)
 	if err != nil || acked != total {
 		t.Fatalf("resumed run confirmed up to %d, error %v", acked, err)
@@ -503,11 +466,7 @@ func TestBounded(t *testing.T) {
 	e := startEnv(t)
 	createStream(t, e.js, "bounded", true, 1)
 	const window = 512
-	p, err := New(e.nc, Options{Window: window})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newPublisher(t, e.nc, Options{Window: window})
 	// Publish in spurts so that batches end and new ones open.
 	var from uint64 = 1
 	for round := 0; round < 20; round++ {
@@ -536,11 +495,7 @@ func TestBounded(t *testing.T) {
 func TestTinyWindow(t *testing.T) {
 	e := startEnv(t)
 	createStream(t, e.js, "tiny", true, 1)
-	p, err := New(e.nc, Options{Window: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newPublisher(t, e.nc, Options{Window: 2})
 	acked, _, err := publishRange(t, p, "tiny", 1, 2_000, 2)
 	if err != nil || acked != 2_000 {
 		t.Fatalf("confirmed up to %d, error %v", acked, err)
@@ -553,11 +508,7 @@ func TestTinyWindow(t *testing.T) {
 func TestSequenceChecks(t *testing.T) {
 	e := startEnv(t)
 	createStream(t, e.js, "seqs", true, 1)
-	p, err := New(e.nc, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newPublisher(t, e.nc, Options{})
 	if err := p.Publish("seqs", nil, []byte("x"), 0); !errors.Is(err, ErrSequence) {
 		t.Fatalf("Publish(0) = %v", err)
 	}
@@ -568,12 +519,30 @@ func TestSequenceChecks(t *testing.T) {
 		t.Fatalf("Publish(3) after 1 = %v", err)
 	}
 	p.Flush()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	timer := stoppedTimer()
 	if err := p.Await(1, timer, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if got := lastSeq(t, e.js, "seqs"); got != 1 {
 		t.Fatalf("stream's last sequence %d, want 1", got)
 	}
+}
+
+// newPublisher is New for a test, closed when the test ends (Close may
+// have been called already).
+func newPublisher(t testing.TB, nc *nats.Conn, o Options) *Publisher {
+	t.Helper()
+	p, err := New(nc, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// stoppedTimer is a timer for Await to reset.
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
 }
