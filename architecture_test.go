@@ -26,7 +26,6 @@ const module = "github.com/stanmigrate/stanmigrate"
 
 // goPackage is what `go list` says about one package.
 type goPackage struct {
-	path    string
 	imports []string // direct imports, non-test files
 	deps    []string // every package it depends on, transitively
 }
@@ -120,7 +119,7 @@ func TestImportRules(t *testing.T) {
 	deps := listPackages(t, "Deps", "./...")
 	pkgs := map[string]goPackage{}
 	for path, imps := range imports {
-		pkgs[path] = goPackage{path: path, imports: imps, deps: deps[path]}
+		pkgs[path] = goPackage{imports: imps, deps: deps[path]}
 	}
 	binary := append(listPackages(t, "Deps", "./cmd/stanmigrate")[module+"/cmd/stanmigrate"], module+"/cmd/stanmigrate")
 	var ourBinary []string

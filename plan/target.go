@@ -148,7 +148,7 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 			}
 			continue
 		}
-		if checkExistingStream(p, d, c, es, obj, add) {
+		if checkExistingStream(d.Source.ClusterID, c, es, obj, add) {
 			checkExistingConsumers(c, es, add)
 		}
 	}
@@ -199,7 +199,7 @@ func sample(items []string) string {
 
 // checkExistingStream decides whether a stream already on the target can
 // be resumed. It reports false when it is a conflict.
-func checkExistingStream(p *Plan, d *Discovery, c Channel, es ExistingStream, obj string, add func(sev, obj, format string, args ...any)) bool {
+func checkExistingStream(cluster string, c Channel, es ExistingStream, obj string, add func(sev, obj, format string, args ...any)) bool {
 	var diffs []string
 	if es.Storage != "" && !strings.EqualFold(es.Storage, c.Storage) {
 		diffs = append(diffs, fmt.Sprintf("storage %s (plan: %s)", es.Storage, c.Storage))
@@ -217,7 +217,7 @@ func checkExistingStream(p *Plan, d *Discovery, c Channel, es ExistingStream, ob
 		diffs = append(diffs, "sealed")
 	}
 	// Streams we create record their origin.
-	if o, ok := jsformat.ReadStreamOrigin(es.Metadata); ok && (o.Channel != c.Name || o.Cluster != d.Source.ClusterID) {
+	if o, ok := jsformat.ReadStreamOrigin(es.Metadata); ok && (o.Channel != c.Name || o.Cluster != cluster) {
 		diffs = append(diffs, fmt.Sprintf("created by stanmigrate for channel %q of cluster %q", o.Channel, o.Cluster))
 	}
 	switch {
@@ -225,7 +225,7 @@ func checkExistingStream(p *Plan, d *Discovery, c Channel, es ExistingStream, ob
 		add(Blocker, obj, "a stream %q already exists on the target (names differ only in case): rename the stream in the plan", es.Name)
 	case len(es.Subjects) != 1 || es.Subjects[0] != c.Name:
 		add(Blocker, obj, "already exists on the target with subjects %v, not [%s]: remove it or rename the stream in the plan", es.Subjects, c.Name)
-	case es.Msgs > 0 && !jsformat.Written(es.FirstHeaders, ours(es.Metadata, d.Source.ClusterID, c.Name), d.Source.ClusterID, c.Name, es.FirstSeq):
+	case es.Msgs > 0 && !jsformat.Written(es.FirstHeaders, ours(es.Metadata, cluster, c.Name), cluster, c.Name, es.FirstSeq):
 		add(Blocker, obj, "already exists on the target and holds %d message(s) not written by stanmigrate for this channel: remove it or rename the stream in the plan", es.Msgs)
 	case len(diffs) > 0:
 		add(Blocker, obj, "already exists on the target with a different configuration: %s: remove it or align the plan", strings.Join(diffs, ", "))

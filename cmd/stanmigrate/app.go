@@ -23,8 +23,6 @@ type iostreams struct {
 type app struct {
 	io         *iostreams
 	interrupts *interrupts
-	// printedErr is set when a command already reported its error.
-	printedErr bool
 }
 
 func newApp(stdout, stderr io.Writer, terminal bool) *app {
@@ -44,7 +42,7 @@ func (a *app) execute(ctx context.Context, args []string) int {
 // the exit code.
 func (a *app) finish(err error) int {
 	code := exitCode(err)
-	if err != nil && !a.printedErr {
+	if err != nil {
 		msg := err.Error()
 		if code == exitInterrupted {
 			msg = "interrupted: state saved; run the same command again to resume"

@@ -94,8 +94,9 @@ file's source.auth / target.auth references apply when no such flag is given.
 		newFixtureCmd(a, g, r),
 		newVersionCmd(a),
 	)
-	root.Version = readBuildInfo().Version
-	root.SetVersionTemplate(readBuildInfo().String())
+	bi := readBuildInfo()
+	root.Version = bi.Version
+	root.SetVersionTemplate(bi.String())
 	return root
 }
 

@@ -94,15 +94,6 @@ const (
 	Stored Position = "stored"
 )
 
-// Valid reports whether p is one of the known values.
-func (p Position) Valid() bool {
-	switch p {
-	case Exact, Probe, Probed, Stored:
-		return true
-	}
-	return false
-}
-
 // StreamOrigin is what a stream's metadata says about where it came from.
 type StreamOrigin struct {
 	Channel, Cluster string

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -31,8 +32,6 @@ const (
 
 // JUnitOptions carry what a verify.Report does not.
 type JUnitOptions struct {
-	// Name names the suite; empty means "stanmigrate verify".
-	Name string
 	// Timestamp is when verify started; zero leaves it out.
 	Timestamp time.Time
 	// Duration is how long verify ran; it is the suite's time. Test cases
@@ -50,11 +49,7 @@ func JUnit(w io.Writer, r *verify.Report, o JUnitOptions) error {
 	if r == nil {
 		r = &verify.Report{}
 	}
-	name := o.Name
-	if name == "" {
-		name = "stanmigrate verify"
-	}
-	suite := junit.Testsuite{Name: xmlText(name), Time: seconds(o.Duration)}
+	suite := junit.Testsuite{Name: "stanmigrate verify", Time: seconds(o.Duration)}
 	if !o.Timestamp.IsZero() {
 		suite.SetTimestamp(o.Timestamp.UTC())
 	}
@@ -135,7 +130,7 @@ func channelCase(c verify.ChannelReport) junit.Testcase {
 		}
 	}
 	if len(first) > 0 {
-		fmt.Fprintf(&b, "first differing sequence: %d\n", minSeq(first))
+		fmt.Fprintf(&b, "first differing sequence: %d\n", slices.Min(first))
 	}
 	msg := c.Problem
 	if msg == "" {
@@ -177,29 +172,13 @@ func seqList(seqs []uint64) string {
 	return strings.Join(parts, ", ")
 }
 
-func minSeq(s []uint64) uint64 {
-	m := s[0]
-	for _, v := range s[1:] {
-		m = min(m, v)
-	}
-	return m
-}
-
 // xmlText replaces what XML 1.0 cannot carry at all (most control
 // characters, invalid UTF-8): encoding/xml escapes markup but writes such
 // characters as they are inside CDATA, and a CI parser then rejects the
 // whole report. Channel names and error texts come from outside.
+// strings.Map returns s itself when nothing changes, and treats each
+// invalid byte as a change to RuneError.
 func xmlText(s string) string {
-	ok := true
-	for _, r := range s {
-		if r == utf8.RuneError || !xmlChar(r) {
-			ok = false
-			break
-		}
-	}
-	if ok {
-		return s
-	}
 	return strings.Map(func(r rune) rune {
 		if r == utf8.RuneError || !xmlChar(r) {
 			return '\uFFFD'

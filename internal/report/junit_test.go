@@ -308,3 +308,20 @@ func TestWriteJUnit(t *testing.T) {
 	}
 	checkCounts(t, parseXML(t, data))
 }
+
+// TestXMLTextKeepsOnlyWhatXMLCarries: control characters and invalid
+// UTF-8 from channel names or error texts become U+FFFD, and everything
+// else passes unchanged.
+func TestXMLTextKeepsOnlyWhatXMLCarries(t *testing.T) {
+	for in, want := range map[string]string{
+		"orders.eu":        "orders.eu",
+		"tab\there\nok":    "tab\there\nok",
+		"a\xffb\x01c":      "a\uFFFDb\uFFFDc",
+		"nul\x00 in error": "nul\uFFFD in error",
+		"ünïcode ✓":        "ünïcode ✓",
+	} {
+		if got := xmlText(in); got != want {
+			t.Errorf("xmlText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
