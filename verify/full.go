@@ -25,8 +25,9 @@ func fullChannel(ctx context.Context, src source.Source, js jetstream.JetStream,
 	m.timer = time.NewTimer(idleTimeout)
 	m.timer.Stop()
 	cost := msgCost(b, c)
+	feedLen := feedLimit(cost)
 	if !b.empty() {
-		m.sr, err = startSource(ctx, src, c.Name, b.first, b.last, window(cost), feedLimit(cost))
+		m.sr, err = startSource(ctx, src, c.Name, b.first, b.last, window(cost), feedLen)
 		if err != nil {
 			return nil, err
 		}
@@ -35,8 +36,8 @@ func fullChannel(ctx context.Context, src source.Source, js jetstream.JetStream,
 	}
 	if state != nil && state.Msgs > 0 {
 		m.streamLast = state.LastSeq
-		m.stream, m.feedLen = stream, feedLimit(cost)
-		if m.tr, err = startStream(ctx, stream, 1, feedLimit(cost)); err != nil {
+		m.stream, m.feedLen = stream, feedLen
+		if m.tr, err = startStream(ctx, stream, 1, feedLen); err != nil {
 			return nil, err
 		}
 		defer func() { m.tr.stop() }()

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
 )
 
 // TestBadInputExitsTwoWithOneLineAndChangesNothing tries what a new user
@@ -25,7 +26,7 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(noJS.Stop)
-	dead, _ := embedded.FreePort()
+	dead, _ := freeport.Port()
 	deadURL := fmt.Sprintf("nats://127.0.0.1:%d", dead)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "plan.yaml")

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
 )
 
 func startSTAN(t *testing.T, limits *stores.StoreLimits) *embedded.STAN {
@@ -552,7 +553,7 @@ func TestErrors(t *testing.T) {
 	ctx := ctxT(t)
 
 	t.Run("refused", func(t *testing.T) {
-		port, err := embedded.FreePort()
+		port, err := freeport.Port()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -619,7 +620,7 @@ func TestErrors(t *testing.T) {
 	})
 
 	t.Run("not streaming", func(t *testing.T) {
-		port, err := embedded.FreePort()
+		port, err := freeport.Port()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,8 +7,6 @@ package embedded
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -17,6 +15,7 @@ import (
 	natsd "github.com/nats-io/nats-server/v2/server"
 	stand "github.com/nats-io/nats-streaming-server/server"
 	"github.com/nats-io/nats-streaming-server/stores"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
 )
 
 // ClusterID is the STAN cluster id used when none is given.
@@ -52,13 +51,13 @@ func StartSTAN(cfg STANConfig) (*STAN, error) {
 	if cfg.ClusterID == "" {
 		cfg.ClusterID = ClusterID
 	}
-	port, err := FreePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}
 	s := &STAN{cfg: cfg, port: port}
 	if !cfg.NoMonitor {
-		if s.httpPort, err = FreePort(); err != nil {
+		if s.httpPort, err = freeport.Port(); err != nil {
 			return nil, err
 		}
 	}
@@ -167,7 +166,7 @@ func StartJetStream(cfg JetStreamConfig) (*JetStream, error) {
 	if cfg.Dir == "" && !cfg.Disabled {
 		return nil, errors.New("embedded JetStream: a store directory is required")
 	}
-	port, err := FreePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}
@@ -261,26 +260,6 @@ func StartPair(root string, limits *stores.StoreLimits) (*Pair, error) {
 func (p *Pair) Stop() {
 	p.JetStream.Stop()
 	p.STAN.Stop()
-}
-
-// FreePort returns a loopback TCP port nothing listens on.
-//
-// It picks from 20000-32767, below Linux's ephemeral range (32768 and
-// up): a port the kernel handed out would be reused for the outgoing
-// connections the tests make by the hundred, so between this call and the
-// server's bind another socket could take it. Random picks keep test
-// packages running at once apart.
-func FreePort() (int, error) {
-	for range 200 {
-		port := 20000 + rand.IntN(12768)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port, nil
-	}
-	return 0, errors.New("find a free port: none free in 20000-32767 after 200 tries")
 }
 
 // NATSServerVersion is the version of the nats-server embedded here.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	natsd "github.com/nats-io/nats-server/v2/server"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
 )
 
 // ClusterTag is the tag every node of a JetStreamCluster carries, next to
@@ -87,10 +88,10 @@ func StartJetStreamCluster(cfg JetStreamClusterConfig) (*JetStreamCluster, error
 	for i := 0; i < cfg.Nodes; i++ {
 		n := &ClusterNode{c: c, index: i, name: fmt.Sprintf("%s-n%d", cfg.Name, i), dir: filepath.Join(cfg.Dir, fmt.Sprintf("node%d", i))}
 		var err error
-		if n.port, err = FreePort(); err != nil {
+		if n.port, err = freeport.Port(); err != nil {
 			return nil, err
 		}
-		if n.clusterPort, err = FreePort(); err != nil {
+		if n.clusterPort, err = freeport.Port(); err != nil {
 			return nil, err
 		}
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats-streaming-server/stores"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go/pb"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
 )
 
 // STANNode is one NATS Streaming server of a STANCluster or STANFT, with
@@ -46,7 +47,7 @@ func newSTANNode(index int, name string) (*STANNode, error) {
 	n := &STANNode{index: index, name: name}
 	var err error
 	for _, p := range []*int{&n.port, &n.clusterPort, &n.httpPort} {
-		if *p, err = FreePort(); err != nil {
+		if *p, err = freeport.Port(); err != nil {
 			return nil, err
 		}
 	}

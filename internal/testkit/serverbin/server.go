@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
 )
 
 // Options configure a nats-server process. The zero value is a JetStream
@@ -100,12 +100,12 @@ func Launch(l Line, opts Options) (*Server, error) {
 	// to choose.
 	for attempt := 1; ; attempt++ {
 		if opts.Port == 0 {
-			if s.opts.Port, err = FreePort(); err != nil {
+			if s.opts.Port, err = freeport.Port(); err != nil {
 				return nil, err
 			}
 		}
 		if opts.MonitorPort == 0 {
-			if s.opts.MonitorPort, err = FreePort(); err != nil {
+			if s.opts.MonitorPort, err = freeport.Port(); err != nil {
 				return nil, err
 			}
 		}
@@ -148,25 +148,6 @@ func Start(t testing.TB, l Line, opts Options) *Server {
 		}
 	})
 	return s
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago, for
-// configuration fragments that need their own ports (cluster, leafnodes).
-//
-// It picks from 20000-32767, below Linux's ephemeral range, so that the
-// outgoing connections tests make cannot take it before the server binds
-// (see embedded.FreePort).
-func FreePort() (int, error) {
-	for range 200 {
-		port := 20000 + rand.IntN(12768)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port, nil
-	}
-	return 0, errors.New("serverbin: free port: none free in 20000-32767 after 200 tries")
 }
 
 func (s *Server) writeConfig() error {
@@ -371,7 +352,7 @@ func (s *Server) Restart() error {
 	if err := s.Stop(); err != nil {
 		return err
 	}
-	// Another test may be probing the port for FreePort just now: that
+	// Another test may be probing the port for freeport.Port just now: that
 	// lasts an instant, so try again for a while before giving up.
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
