@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
@@ -113,15 +110,7 @@ func migrateIntoCluster(t *testing.T, fault func(c *embedded.JetStreamCluster)) 
 		t.Fatalf("verify after the fault: %v", err)
 	}
 
-	nc, err := nats.Connect(cl.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := topotest.JetStream(t, cl.URLs())
 	for _, c := range p.Channels {
 		s, err := js.Stream(ctx, c.Stream)
 		if err != nil {

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	sourcedir "github.com/stanmigrate/stanmigrate/internal/source/dir"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
@@ -97,15 +97,7 @@ func TestVerifyFromDir(t *testing.T) {
 // and the other channels are still verified.
 func TestVerifyFromDirFindsDifferences(t *testing.T) {
 	m := migrateCore(t)
-	nc, err := nats.Connect(m.env.Pair.JetStream.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := topotest.JetStream(t, m.env.Pair.JetStream.URL())
 	ctx := context.Background()
 	s, err := js.Stream(ctx, "orders_eu")
 	if err != nil {

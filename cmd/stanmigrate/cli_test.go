@@ -16,10 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
@@ -362,15 +361,7 @@ func TestSecretsAppearNowhere(t *testing.T) {
 // for fast-ingest batches.
 func allowsBatches(t *testing.T, url, stream string) bool {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := topotest.JetStream(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/serverbin"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
@@ -303,15 +304,7 @@ func (w *storedWatcher) stored() map[string]uint64 {
 // as the test lasts.
 func lineJS(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := topotest.JetStream(t, url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	return js
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 )
 
 const (
@@ -41,16 +42,7 @@ func startEnv(t testing.TB) *env {
 
 func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	return topotest.JetStream(t, url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 }
 
 func createStream(t testing.TB, js jetstream.JetStream, name string, batched bool, replicas int) jetstream.Stream {

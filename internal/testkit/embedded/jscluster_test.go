@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 )
 
 func startJSCluster(t *testing.T, cfg embedded.JetStreamClusterConfig) *embedded.JetStreamCluster {
@@ -29,16 +30,8 @@ func startJSCluster(t *testing.T, cfg embedded.JetStreamClusterConfig) *embedded
 // jsClient connects to every node; failover happens on the client side.
 func jsClient(t *testing.T, c *embedded.JetStreamCluster) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+	_, js := topotest.JetStream(t, c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return js
 }
 

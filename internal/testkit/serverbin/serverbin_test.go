@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/testkit/serverbin"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 )
 
 func TestMain(m *testing.M) {
@@ -330,16 +331,7 @@ func publish(t *testing.T, nc *nats.Conn, i, expect int, withID bool) answer {
 
 func connect(t *testing.T, s *serverbin.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.URL(), nats.MaxReconnects(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	return topotest.JetStream(t, s.URL(), nats.MaxReconnects(0))
 }
 
 func mustStream(ctx context.Context, t *testing.T, nc *nats.Conn, name string) jetstream.Stream {

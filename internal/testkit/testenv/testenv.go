@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
@@ -18,6 +17,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/source/live"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
@@ -130,14 +130,6 @@ func StartFixture(t testing.TB, path string) *Env {
 // test ends.
 func (e *Env) JS(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(e.Pair.JetStream.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := topotest.JetStream(t, e.Pair.JetStream.URL())
 	return js
 }

@@ -6,6 +6,8 @@ package topotest
 import (
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 )
 
@@ -52,4 +54,21 @@ func STANFT(tb testing.TB, cfg embedded.STANFTConfig) *embedded.STANFT {
 	}
 	tb.Cleanup(f.Stop)
 	return f
+}
+
+// JetStream is a JetStream client on url for a test, its connection
+// closed when the test ends; opts add to nats.Connect's (reconnects, an
+// error handler).
+func JetStream(tb testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
 }
