@@ -46,6 +46,8 @@ type runners struct {
 	status  func(context.Context, *statusOptions) error
 	demo    func(context.Context, *demoOptions) error
 
+	seqAtTime func(context.Context, *seqAtTimeOptions) error
+
 	fixtureLoad    func(context.Context, *fixtureLoadOptions) error
 	fixtureCapture func(context.Context, *fixtureCaptureOptions) error
 }
@@ -90,6 +92,7 @@ file's source.auth / target.auth references apply when no such flag is given.
 		newMigrateCmd(a, g, r.migrate),
 		newVerifyCmd(a, g, r.verify),
 		newStatusCmd(a, r.status),
+		newSeqAtTimeCmd(a, g, r.seqAtTime),
 		newDemoCmd(a, r.demo),
 		newFixtureCmd(a, g, r),
 		newVersionCmd(a),
