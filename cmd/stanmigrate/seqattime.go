@@ -23,13 +23,30 @@ type seqAtTimeOptions struct {
 	planFile string
 	at       string
 	json     bool
+	// start is --time resolved by validate.
+	start time.Time
 	// now is the clock a duration ago counts from (time.Now unless a
 	// test sets it).
 	now func() time.Time
 }
 
+// validate checks the flags and resolves --time, before anything runs.
+func (o *seqAtTimeOptions) validate() error {
+	switch {
+	case o.stream != "" && o.channel != "":
+		return usageError{errors.New("--stream and --channel name the same thing: give one")}
+	case o.stream == "" && o.channel == "":
+		return usageError{errors.New("--channel is required (or --stream)")}
+	case o.stream != "" && o.planFile != "":
+		return usageError{errors.New("--plan maps --channel to its stream: with --stream, leave it out")}
+	}
+	t, err := parseStartTime(o.at, o.now())
+	o.start = t
+	return err
+}
+
 func newSeqAtTimeCmd(a *app, g *globalOptions, runF func(context.Context, *seqAtTimeOptions) error) *cobra.Command {
-	o := &seqAtTimeOptions{io: a.io, global: g, now: time.Now}
+	o := &seqAtTimeOptions{io: a.io, global: g, now: a.now}
 	cmd := &cobra.Command{
 		Use:   "seq-at-time --channel NAME --time T",
 		Short: "Print the first stream sequence whose original STAN time is at or after T",
@@ -49,6 +66,9 @@ consumer gets only messages stored later.
 ` + exitCodesHelp,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}
@@ -86,12 +106,8 @@ func parseStartTime(v string, now time.Time) (time.Time, error) {
 // streamFor names the stream to search.
 func (o *seqAtTimeOptions) streamFor() (string, error) {
 	switch {
-	case o.stream != "" && o.channel != "":
-		return "", usageError{errors.New("--stream and --channel name the same thing: give one")}
 	case o.stream != "":
 		return o.stream, nil
-	case o.channel == "":
-		return "", usageError{errors.New("--channel is required (or --stream)")}
 	case o.planFile == "":
 		return naming.StreamName(o.channel), nil
 	}
@@ -107,10 +123,6 @@ func (o *seqAtTimeOptions) streamFor() (string, error) {
 }
 
 func runSeqAtTime(ctx context.Context, o *seqAtTimeOptions) error {
-	at, err := parseStartTime(o.at, o.now())
-	if err != nil {
-		return err
-	}
 	stream, err := o.streamFor()
 	if err != nil {
 		return err
@@ -120,7 +132,7 @@ func runSeqAtTime(ctx context.Context, o *seqAtTimeOptions) error {
 		return err
 	}
 	defer nc.Close()
-	res, err := seek.AtOrAfter(ctx, js, stream, at)
+	res, err := seek.AtOrAfter(ctx, js, stream, o.start)
 	if err != nil {
 		return err
 	}
