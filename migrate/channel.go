@@ -7,14 +7,17 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
 	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
+// js is a JetStream client for the target's API (its domain or API
+// prefix included).
 func (r *runner) js(opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
-	return jetstream.New(r.nc, opts...)
+	return conn.NewJetStream(r.nc, r.o.Target, opts...)
 }
 
 // current is the channel as the source holds it now; a channel gone or

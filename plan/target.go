@@ -4,14 +4,19 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 )
 
 // TargetState is what already exists on the JetStream side.
 type TargetState struct {
-	URL        string
-	Version    string
+	URL     string
+	Version string
+	// API is the JetStream the plan reaches (domain or API prefix);
+	// APILevel the API level it answered with.
+	API        conn.API
+	APILevel   int
 	MaxPayload int64
 	Streams    []ExistingStream
 	// Account limits (-1 or 0 = unlimited). JetStream applies
