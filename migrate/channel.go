@@ -9,7 +9,6 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
-	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
@@ -142,7 +141,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			}
 			r.o.Reporter.Event(ev)
 		}
-		batched := r.batchable() && !refused && fastingest.Usable(r.apiLevel, &info.Config)
+		batched := r.batchable() && !refused && info.Config.AllowBatchPublish
 		if attempt == 0 && r.batchable() && !batched {
 			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
 				Message: fmt.Sprintf("each message asynchronously: stream %q was not made with allow_batched, so it takes no fast-ingest batches", c.Stream)})
