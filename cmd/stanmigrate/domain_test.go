@@ -78,14 +78,21 @@ func TestMigrateIntoALeafNodesDomainThroughTheHub(t *testing.T) {
 		t.Errorf("the plan report does not name the domain:\n%s", r.stdout)
 	}
 
-	// No --nats-domain from here on: the plan says where.
-	r = run(t, vars, append([]string{"migrate", "--plan", planFile}, auth...)...)
+	// The run's state in a bucket in the leaf's domain too: the store is
+	// opened before the plan is read, so the domain is named for it.
+	r = run(t, append(vars, "NATS_DOMAIN="+hl.LeafDomain), append([]string{"migrate", "--plan", planFile, "--state", "kv:leafrun"}, auth...)...)
 	if r.code != 0 {
 		t.Fatalf("migrate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if strings.Contains(r.stderr, "asynchronously") {
 		t.Errorf("migrate fell back from fast-ingest batches on the leaf:\n%s", r.stderr)
 	}
+	r = run(t, vars, append([]string{"status", "--state", "kv:leafrun", "--nats-domain", hl.LeafDomain}, auth...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "complete") {
+		t.Errorf("status from the bucket in the leaf's domain: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// No --nats-domain from here on: the plan says where.
 	r = run(t, vars, append([]string{"verify", "--plan", planFile, "--json"}, auth...)...)
 	if r.code != 0 || !strings.Contains(r.stdout, `"ok": true`) {
 		t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -94,6 +101,13 @@ func TestMigrateIntoALeafNodesDomainThroughTheHub(t *testing.T) {
 	onLeaf := streamsIn(t, hl.LeafURL, "")
 	viaHub := streamsIn(t, hl.HubURL, hl.LeafDomain)
 	onHub := streamsIn(t, hl.HubURL, "")
+	// The state bucket's stream is on the leaf; the rest are the plan's.
+	for _, m := range []map[string]jetstream.StreamConfig{onLeaf, viaHub} {
+		if _, ok := m["KV_leafrun"]; !ok {
+			t.Errorf("the state bucket is not in the leaf's domain: %v", keys(m))
+		}
+		delete(m, "KV_leafrun")
+	}
 	var want []string
 	for _, c := range p.Active() {
 		want = append(want, c.Stream)

@@ -10,6 +10,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/seek"
 	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
@@ -55,6 +56,7 @@ var badInput = []error{
 	conn.ErrBadConfig,
 	seek.ErrNoStream,
 	seek.ErrNoTimestamp,
+	state.ErrNoState,
 }
 
 // exitCode is the one place errors become exit codes.

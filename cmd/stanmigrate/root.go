@@ -47,6 +47,7 @@ type runners struct {
 	migrate func(context.Context, *migrateOptions) error
 	verify  func(context.Context, *verifyOptions) error
 	status  func(context.Context, *statusOptions) error
+	stateRm func(context.Context, *stateRmOptions) error
 	demo    func(context.Context, *demoOptions) error
 
 	seqAtTime func(context.Context, *seqAtTimeOptions) error
@@ -94,7 +95,8 @@ file's source.auth / target.auth references apply when no such flag is given.
 		newPlanCmd(a, g, r.plan),
 		newMigrateCmd(a, g, r.migrate),
 		newVerifyCmd(a, g, r.verify),
-		newStatusCmd(a, r.status),
+		newStatusCmd(a, g, r.status),
+		newStateCmd(a, g, r.stateRm),
 		newSeqAtTimeCmd(a, g, r.seqAtTime),
 		newDemoCmd(a, r.demo),
 		newFixtureCmd(a, g, r),
