@@ -86,6 +86,9 @@ func checkTarget(p *Plan, d *Discovery, add finding) {
 // first-sequence hazard.
 func checkTargetRelease(t TargetState, add finding) {
 	checkTargetLine(t.Version, apilevel.Level(t.APILevel), add)
+	if t.API != (conn.API{}) {
+		add(Info, "target "+t.API.String(), "reached through the server connected to (nats-server %s), whose version and max_payload the plan shows; fast-ingest batches and how a resend is answered follow the JetStream API level that answered in it (%d)", t.Version, t.APILevel)
+	}
 	if t.Version != "" && FirstSeqHazard(t.Version) {
 		add(Warning, "target server "+t.Version, "this nats-server release loses every message of a file stream with a configured first sequence on restart (nats-server PR #6753): stanmigrate never sets it (it positions streams by purging), but upgrade to 2.10.28+/2.11.2+ before relying on restarts")
 	}

@@ -74,7 +74,7 @@ func TestMigrateIntoALeafNodesDomainThroughTheHub(t *testing.T) {
 	if p.Target.Domain != hl.LeafDomain || p.Target.APILevel < 4 {
 		t.Fatalf("plan target: domain %q, API level %d; want %q and the leaf's level (2.15)", p.Target.Domain, p.Target.APILevel, hl.LeafDomain)
 	}
-	if !strings.Contains(r.stdout, `domain "leaf"`) {
+	if !strings.Contains(r.stdout, `domain "leaf"`) || !strings.Contains(r.stdout, "reached through the server connected to") {
 		t.Errorf("the plan report does not name the domain:\n%s", r.stdout)
 	}
 

@@ -13,8 +13,8 @@ import (
 // the server connected to (zero value), the one of a JetStream domain (a
 // leaf node's, a hub's), or the one behind an account's API prefix.
 type API struct {
-	Domain string `json:"domain,omitempty"`
-	Prefix string `json:"api_prefix,omitempty"`
+	Domain string
+	Prefix string
 }
 
 // Subject prefix of the JetStream API, with its trailing dot.
