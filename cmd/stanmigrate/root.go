@@ -71,9 +71,10 @@ and proves the result identical.
   stanmigrate migrate   execute the plan (resumable)
   stanmigrate verify    compare every channel with its stream
   stanmigrate demo      the whole job on embedded servers
+  stanmigrate seq-at-time  the stream sequence at an original STAN time
 
-Connection flags read STAN_URL, STAN_CLUSTER, STAN_MONITOR and NATS_URL from
-the environment when not given (a flag wins). Each side is secured on its own
+Connection flags read STAN_URL, STAN_CLUSTER, STAN_MONITOR, NATS_URL and
+NATS_DOMAIN from the environment when not given (a flag wins). Each side is secured on its own
 (--stan-… / --nats-…): user and password, token, NKey seed file, credentials
 file, TLS CA, client certificate and key, or a saved NATS CLI context; a plan
 file's source.auth / target.auth references apply when no such flag is given.
