@@ -64,22 +64,35 @@ func TestSeqAtTimeAnswersByTheOriginalSTANTimes(t *testing.T) {
 		t.Fatalf("migrate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	rfc := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+	// firstAtOrAfter is the answer by STAN's own timestamps, read in order.
+	firstAtOrAfter := func(at time.Time) (bool, uint64) {
+		for seq := uint64(1); seq <= n; seq++ {
+			if !times[seq].Before(at) {
+				return true, seq
+			}
+		}
+		return false, n + 1
+	}
 	// Sequence 11 opens the third burst: a time just after 10's is 11's.
 	cases := []struct {
-		name, at string
-		found    bool
-		seq      uint64
+		name string
+		at   time.Time
+		arg  string // --time, when not at in RFC 3339
 	}{
-		{"before the first message", rfc(times[1].Add(-time.Hour)), true, 1},
-		{"a message's own time", rfc(times[7]), true, 7},
-		{"between two bursts", rfc(times[10].Add(time.Nanosecond)), true, 11},
-		{"the last message's time", rfc(times[n]), true, n},
-		{"after the last message", rfc(times[n].Add(time.Millisecond)), false, n + 1},
-		{"a duration ago reaching before the first", "1h", true, 1},
+		{"before the first message", times[1].Add(-time.Hour), ""},
+		{"a message's own time", times[7], ""},
+		{"between two bursts", times[10].Add(time.Nanosecond), ""},
+		{"the last message's time", times[n], ""},
+		{"after the last message", times[n].Add(time.Millisecond), ""},
+		{"a duration ago reaching before the first", time.Now().Add(-time.Hour), "1h"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := run(t, env, "seq-at-time", "--channel", "ticks.eu", "--time", c.at, "--json")
+			arg := c.arg
+			if arg == "" {
+				arg = rfc(c.at)
+			}
+			r := run(t, env, "seq-at-time", "--channel", "ticks.eu", "--time", arg, "--json")
 			if r.code != 0 {
 				t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 			}
@@ -87,11 +100,12 @@ func TestSeqAtTimeAnswersByTheOriginalSTANTimes(t *testing.T) {
 			if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 				t.Fatalf("--json output does not parse: %v\n%s", err, r.stdout)
 			}
-			if res.Found != c.found || res.Seq != c.seq || res.Stream != "ticks_eu" {
-				t.Fatalf("stream %q found %v at %d, want ticks_eu %v at %d", res.Stream, res.Found, res.Seq, c.found, c.seq)
+			found, seq := firstAtOrAfter(c.at)
+			if res.Found != found || res.Seq != seq || res.Stream != "ticks_eu" {
+				t.Fatalf("stream %q found %v at %d, want ticks_eu %v at %d", res.Stream, res.Found, res.Seq, found, seq)
 			}
-			if c.found && !res.Timestamp.Equal(times[c.seq]) {
-				t.Errorf("timestamp %v, want STAN's %v for sequence %d", res.Timestamp, times[c.seq], c.seq)
+			if found && !res.Timestamp.Equal(times[seq]) {
+				t.Errorf("timestamp %v, want STAN's %v for sequence %d", res.Timestamp, times[seq], seq)
 			}
 		})
 	}
