@@ -174,7 +174,7 @@ func (a *attempt) window() int {
 func (a *attempt) run(ctx context.Context) error {
 	a.ctx = ctx
 	w := a.window()
-	js, err := jetstream.New(a.r.nc)
+	js, err := a.r.js()
 	if err != nil {
 		return err
 	}
