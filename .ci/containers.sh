@@ -201,13 +201,13 @@ compose() { podman-compose -p "$project" -f "$compose_file" "$@"; }
 stage_compose_up() {
   compose up -d >"$run_dir/compose-up.log" 2>&1 ||
     { cat "$run_dir/compose-up.log" >&2; die "podman-compose up -d failed (output above)"; }
-  local deadline=$((SECONDS + 60)) name state
+  local deadline=$((SECONDS + 60)) name state why
   while :; do
     for name in $(podman ps -a --filter "label=io.podman.compose.project=$project" --format '{{.Names}}'); do
       state=$(podman inspect -f '{{.State.Status}} (exit code {{.State.ExitCode}})' "$name")
       [ "${state%% *}" = running ] && continue
-      podman logs --tail 20 "$name" >&2 || true
-      die "container $name is $state instead of running; its log is above (a command line the server rejects, a port in use?)"
+      why=$(podman logs "$name" 2>&1 | grep -m1 -iE 'flag provided|error|fatal|invalid|unknown|unsupported' || true)
+      die "container $name is $state instead of running${why:+: \"$why\"} (its log is below: a command line the server rejects? a port in use?)"
     done
     if curl -fsS -o /dev/null http://127.0.0.1:8222/streaming/serverz 2>/dev/null &&
       curl -fsS -o /dev/null 'http://127.0.0.1:8223/healthz?js-enabled-only=true' 2>/dev/null; then
@@ -339,8 +339,10 @@ dump_logs() {
   local name
   have podman && [ -n "${CONTAINERS_CONF:-}" ] || return 0
   for name in $(podman ps -a --format '{{.Names}}' 2>/dev/null); do
-    echo "--- last lines of container $name:" >&2
-    podman logs --tail 15 "$name" >&2 2>&1 || true
+    echo "--- log of container $name (first and last lines):" >&2
+    podman logs "$name" 2>&1 | sed -n '1,5p' >&2
+    echo "    ..." >&2
+    podman logs --tail 10 "$name" 2>&1 >&2
   done
 }
 
@@ -401,7 +403,8 @@ on_exit() {
   echo "== stage times (seconds)"
   printf '   %s\n' "${stage_times[@]}"
   echo "   total $(since "$start")"
-  [ $rc -eq 0 ] && echo "containers.sh: PASS" || echo "containers.sh: FAIL (exit $rc)"
+  # The plain closing line CI reads: stages passed, and the one that failed.
+  echo "containers: $((${#stage_times[@]} - 1)) passed, $([ $rc -eq 0 ] && echo 0 || echo 1) failed"
   exit $rc
 }
 
