@@ -322,11 +322,13 @@ stage_image_kill() {
 }
 
 stage_image_resume() {
-  local total stored
+  local total before stored
   total=$(read_file fixture-total "$bulk_fixture")
+  before=$(bulk_stored)
   in_image migrate --plan plan.yaml --state /state/checkpoints --quiet || die "the re-run of migrate from the image failed"
   stored=$(bulk_stored)
   [ "$stored" = "$total" ] || die "after the re-run the bulk streams hold $stored messages, want $total"
+  echo "resumed: the re-run stored the remaining $((stored - before)) of $total messages (streams held $before)"
 }
 
 stage_image_verify() {
