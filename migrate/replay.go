@@ -113,7 +113,9 @@ type attempt struct {
 	copied, bytes uint64
 	// already counts publishes refused because the stream held the
 	// message already (a resend after a failover, or another worker).
-	already        uint64
+	already uint64
+	// saveErr: the checkpoint written as the attempt ended was not.
+	saveErr        error
 	finishedFollow bool
 	// unconfirmed are the publishes the attempt stopped waiting for.
 	unconfirmed []unconfirmed
@@ -255,6 +257,9 @@ loop:
 	<-ackerDone
 	if result == nil && a.failErr != nil {
 		result = a.failErr
+	}
+	if result == nil {
+		result = a.saveErr
 	}
 	return result
 }
