@@ -25,7 +25,9 @@ func (a *attempt) acker(ctx context.Context) {
 	go func() {
 		defer close(saverDone)
 		for snap := range saves {
-			_ = a.r.state.Save(&snap)
+			if a.r.state.Save(&snap) == nil {
+				a.r.obs.Checkpointed(snap.Channel, time.Now())
+			}
 		}
 	}()
 	// confirmed is the latest mark of the running hash known to be stored
@@ -49,11 +51,18 @@ func (a *attempt) acker(ctx context.Context) {
 	timer := time.NewTimer(publishTimeout)
 	defer timer.Stop()
 	var progMsgs, progBytes uint64
+	// lastTS is the original timestamp of the last message stored.
+	var lastTS int64
 	flushProgress := func() {
 		if progMsgs > 0 {
 			a.r.o.Reporter.Progress(progMsgs, progBytes)
-			progMsgs, progBytes = 0, 0
 		}
+		var ts time.Time
+		if lastTS != 0 {
+			ts = time.Unix(0, lastTS)
+		}
+		a.r.obs.Copied(a.c.Name, progMsgs, progBytes, a.stored.Load(), ts)
+		progMsgs, progBytes = 0, 0
 	}
 	defer flushProgress()
 	broken := false
@@ -67,6 +76,7 @@ func (a *attempt) acker(ctx context.Context) {
 		}
 		err := a.pub.await(it.seq, timer, publishTimeout, moved)
 		if err != nil && a.alreadyStored(ctx, it.seq, err) {
+			a.r.obs.AlreadyStored(a.c.Name, 1)
 			err = nil
 		}
 		if err != nil {
@@ -89,6 +99,7 @@ func (a *attempt) acker(ctx context.Context) {
 			a.bytes += uint64(it.size)
 			progMsgs++
 			progBytes += uint64(it.size)
+			lastTS = it.msg.Timestamp
 		}
 		a.stored.Store(it.seq)
 		a.cp.LastSeq = it.seq
@@ -102,6 +113,7 @@ func (a *attempt) acker(ctx context.Context) {
 			if m := a.mark.Load(); m != nil && m.Last <= it.seq {
 				confirmed = m
 			}
+			a.cp.Rate = a.rate.update(it.seq, time.Now())
 			if confirmed != nil {
 				snap := *a.cp
 				snap.SetMark(*confirmed)

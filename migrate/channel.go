@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -67,6 +68,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		target = c.FirstSeq - 1
 	}
 	cp.TargetSeq = target
+	r.obs.Source(c.Name, target)
 	ev := Event{Channel: c.Name, Stream: c.Stream}
 
 	var d *digest.Channel
@@ -104,6 +106,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			continue
 		}
 		last := max(info.State.LastSeq, c.FirstSeq-1)
+		r.obs.Copied(c.Name, 0, 0, last, time.Time{})
 		var landedMsgs, landedBytes uint64
 		for _, u := range landed {
 			if u.seq <= last {
@@ -116,6 +119,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			res.Copied += landedMsgs
 			res.Bytes += landedBytes
 			r.o.Reporter.Progress(landedMsgs, landedBytes)
+			r.obs.Copied(c.Name, landedMsgs, landedBytes, last, time.Time{})
 		}
 		if r.o.Follow && !fin.finished() {
 			target = ^uint64(0)
@@ -124,6 +128,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 				return res, changed, err
 			}
 			cp.TargetSeq = target
+			r.obs.Source(c.Name, target)
 		}
 		if last >= target {
 			break
@@ -138,12 +143,14 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 				ev.Message = fmt.Sprintf("from sequence %d, following", last+1)
 			}
 			r.o.Reporter.Event(ev)
+			r.obs.Phase(c.Name, copyPhase(target))
 		}
 		batched := r.batchable() && !refused && fastingest.Usable(r.apiLevel, &info.Config)
 		if attempt == 0 && r.batchable() && !batched {
 			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
 				Message: fmt.Sprintf("each message asynchronously: stream %q was not made with allow_batched, so it takes no fast-ingest batches", c.Stream)})
 		}
+		r.obs.PublishPath(c.Name, publishPath(batched))
 		a := r.newAttempt(c, cp, d, last+1, target, fin, info, batched)
 		err = a.run(ctx)
 		res.Copied += a.copied
@@ -159,6 +166,8 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 				return res, changed, err
 			}
 			cp.TargetSeq = target
+			r.obs.Source(c.Name, target)
+			r.obs.Phase(c.Name, PhaseCopying)
 			continue
 		}
 		if err == nil {
@@ -184,6 +193,8 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		}
 		failures++
 	}
+	r.obs.PublishPath(c.Name, "")
+	r.obs.Phase(c.Name, PhaseConsumers)
 	res.FirstSeq = max(c.FirstSeq, cp.FirstSeq)
 	res.LastSeq = max(target, res.FirstSeq-1)
 	if d == nil {
@@ -214,6 +225,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 	}
 	cp.Done = true
 	r.saveCheckpoint(cp, d)
+	r.obs.Phase(c.Name, PhaseDone)
 	res.Status = "complete"
 	if !changed {
 		res.Status = "already complete"
@@ -227,5 +239,22 @@ func (r *runner) saveCheckpoint(cp *Checkpoint, d *digest.Channel) {
 	if d != nil {
 		_ = cp.SetDigest(d)
 	}
-	_ = r.state.Save(cp)
+	if r.state.Save(cp) == nil {
+		r.obs.Checkpointed(cp.Channel, time.Now())
+	}
+}
+
+// copyPhase is the phase of a copy up to target.
+func copyPhase(target uint64) Phase {
+	if target == ^uint64(0) {
+		return PhaseFollowing
+	}
+	return PhaseCopying
+}
+
+func publishPath(batched bool) string {
+	if batched {
+		return PathBatch
+	}
+	return PathAsync
 }

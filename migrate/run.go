@@ -47,7 +47,14 @@ type Options struct {
 	AtLeastOnce bool
 	// Publish is PublishAuto (fast-ingest batches where the target offers
 	// them, each message asynchronously otherwise) or PublishAsync.
-	Publish  string
+	Publish string
+	// Rate and RateBytes cap the copy across all channels, in messages
+	// and payload bytes per second (0 = no cap), for copying while STAN
+	// still serves production.
+	Rate      float64
+	RateBytes int64
+	// Reporter receives progress; one that also implements Observer is
+	// told each channel's state too.
 	Reporter Reporter
 }
 
@@ -86,6 +93,9 @@ type runner struct {
 	src   source.Source
 	state State
 	nc    *nats.Conn
+	obs   Observer
+	// thr caps the copy rate (nil: no cap).
+	thr *throttle
 
 	// windowBytes is each channel's share of Options.WindowBytes.
 	windowBytes int
@@ -132,7 +142,7 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	if err := p.CheckSource(ctx, src); err != nil {
 		return nil, err
 	}
-	r := &runner{p: p, o: o, src: src, state: State{Dir: o.StateDir}}
+	r := &runner{p: p, o: o, src: src, state: State{Dir: o.StateDir}, obs: observerOf(o.Reporter)}
 	nc, err := conn.ConnectNATS(ctx, o.Target, "stanmigrate", nats.MaxReconnects(-1))
 	if err != nil {
 		return nil, err
@@ -158,6 +168,14 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 		totalBytes += c.Bytes
 	}
 	o.Reporter.Begin(totalMsgs, totalBytes)
+	r.thr = newThrottle(o.Rate, o.RateBytes, nc.MaxPayload())
+	watching := make(map[string]bool, len(chans))
+	for _, c := range chans {
+		watching[c.Name] = true
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go r.watchSource(wctx, watching)
 
 	sum := &Summary{Channels: make([]*ChannelResult, len(chans))}
 	sem := make(chan struct{}, o.Parallel)
@@ -182,6 +200,7 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 			}
 			sum.Channels[i] = res
 			if err != nil {
+				r.obs.Phase(c.Name, PhaseFailed)
 				res.Status = "failed"
 				if ctx.Err() != nil {
 					res.Status = "interrupted"

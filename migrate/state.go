@@ -34,10 +34,13 @@ type Checkpoint struct {
 	HashFirst uint64 `json:"hash_first"`
 	HashLast  uint64 `json:"hash_last"`
 	// Sum is the final hex digest, set when the channel is complete.
-	Sum       string                     `json:"sum,omitempty"`
-	Copied    uint64                     `json:"copied"`
-	Bytes     uint64                     `json:"bytes"`
-	Done      bool                       `json:"done"`
+	Sum    string `json:"sum,omitempty"`
+	Copied uint64 `json:"copied"`
+	Bytes  uint64 `json:"bytes"`
+	Done   bool   `json:"done"`
+	// Rate is the channel's recent copy rate in messages per second as
+	// of Updated, for `status` to estimate when it will be done.
+	Rate      float64                    `json:"rate,omitempty"`
 	Consumers map[string]ConsumerOutcome `json:"consumers,omitempty"`
 	Updated   time.Time                  `json:"updated"`
 }
