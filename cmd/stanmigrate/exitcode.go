@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/metrics"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -52,6 +53,7 @@ var badInput = []error{
 	conn.ErrWrongCluster,
 	conn.ErrNoJetStream,
 	conn.ErrBadConfig,
+	metrics.ErrListen,
 }
 
 // exitCode is the one place errors become exit codes.

@@ -33,6 +33,7 @@ type migrateOptions struct {
 	positions string
 	publish   string
 	dir       dirOptions
+	op        operateOptions
 }
 
 // Defaults of migrate's numeric flags.
@@ -84,6 +85,7 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 	f.StringVar(&o.positions, "positions", "exact", "consumer state: exact (ack what STAN had acknowledged past the start, redeliver only the pending) or lowest-unacked (at-least-once: start at the lowest unacknowledged sequence, acknowledged messages past it are delivered again)")
 	f.StringVar(&o.publish, "publish", migrate.PublishAuto, "auto (fast-ingest batches where the target offers them, nats-server 2.14+; each message asynchronously otherwise) or async (always each message asynchronously)")
 	o.dir.addFlags(f)
+	o.op.addFlags(f, true)
 	f.BoolVar(&o.follow, "follow", false, "keep tailing new messages until Ctrl-C or --until-idle, then finish")
 	f.DurationVar(&o.untilIdle, "until-idle", 0, "with --follow: finish a channel after this long without a new message")
 	f.BoolVar(&o.json, "json", false, "print the summary as JSON (no progress output)")
@@ -92,7 +94,7 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 	return cmd
 }
 
-func runMigrate(ctx context.Context, o *migrateOptions) error {
+func runMigrate(ctx context.Context, o *migrateOptions) (err error) {
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
@@ -123,6 +125,14 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	if err := inRange("--window", o.window, 16, 1<<20); err != nil {
 		return err
 	}
+	if err := o.op.check(); err != nil {
+		return err
+	}
+	opn, err := o.op.start()
+	if err != nil {
+		return err
+	}
+	defer func() { opn.end(err) }()
 	g := o.global
 	p, err := g.planOrDiscover(ctx, o.io, o.planFile, o.dir)
 	if err == nil && o.planFile == "" {
@@ -136,13 +146,12 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		return err
 	}
 	defer src.Close()
-	skipUnreadable(ctx, o.io.Err, p, src, o.dir.skipBroken)
-
-	prog := newProgress(o.io, "migrating", o.quiet || o.json)
+	prog := newProgress(o.io, progressOptions{verb: "migrating", quiet: o.quiet || o.json, format: o.op.logFormat, limit: o.op.limit(), every: o.op.logEvery})
+	skipUnreadable(ctx, prog.Notes(), p, src, o.dir.skipBroken)
 	finish := make(chan struct{})
 	if o.follow && o.interrupts != nil {
 		o.interrupts.onFinish(func() {
-			fmt.Fprintln(o.io.Err, "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
+			fmt.Fprintln(prog.Notes(), "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
 			close(finish)
 		})
 	}
@@ -156,7 +165,9 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		IdleFinish:  o.untilIdle,
 		AtLeastOnce: o.positions == "lowest-unacked",
 		Publish:     o.publish,
-		Reporter:    prog,
+		Rate:        float64(o.op.rate),
+		RateBytes:   o.op.rateBytesN,
+		Reporter:    opn.reporter(prog),
 	})
 	prog.Close()
 	if sum != nil {

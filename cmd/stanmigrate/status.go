@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,7 +22,9 @@ func newStatusCmd(a *app, runF func(context.Context, *statusOptions) error) *cob
 		Use:   "status",
 		Short: "Show per-channel migration progress from the state directory",
 		Long: `status reads the checkpoints in the state directory (never the servers) and
-shows, per channel, how far the copy got and how many consumers exist.
+shows, per channel, how far the copy got, the time it has left at its recent
+copy rate (ETA; "stale" when no run has written its checkpoint for a minute)
+and how many consumers exist.
 
 ` + exitCodesHelp,
 		Args: noArgs,
@@ -48,6 +51,6 @@ func runStatus(_ context.Context, o *statusOptions) error {
 	if err != nil {
 		return err
 	}
-	report.Status(o.io.Out, cps)
+	report.Status(o.io.Out, cps, time.Now())
 	return nil
 }

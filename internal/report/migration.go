@@ -63,14 +63,22 @@ func Migration(w io.Writer, s *migrate.Summary) {
 	}
 }
 
-// Status writes per-channel progress from a state directory.
-func Status(w io.Writer, cps []*migrate.Checkpoint) {
+// StaleAfter is how old a checkpoint's rate may be for Status to still
+// estimate from it: a running copy writes its checkpoint every second.
+const StaleAfter = time.Minute
+
+// Status writes per-channel progress from a state directory, with an
+// estimate of the time left from each channel's recent copy rate as of
+// now.
+func Status(w io.Writer, cps []*migrate.Checkpoint, now time.Time) {
 	if len(cps) == 0 {
 		fmt.Fprintln(w, "No checkpoints in the state directory: nothing has been migrated with it yet.")
 		return
 	}
 	tw := table(w)
-	fmt.Fprintln(tw, "CHANNEL\tSTREAM\tSTORED UP TO\tTARGET\tPROGRESS\tCONSUMERS\tUPDATED")
+	fmt.Fprintln(tw, "CHANNEL\tSTREAM\tSTORED UP TO\tTARGET\tPROGRESS\tETA\tCONSUMERS\tUPDATED")
+	var left uint64
+	var rate float64
 	for _, cp := range cps {
 		total := cp.TargetSeq + 1 - min(cp.FirstSeq, cp.TargetSeq+1)
 		done := uint64(0)
@@ -85,7 +93,38 @@ func Status(w io.Writer, cps []*migrate.Checkpoint) {
 		if cp.Done {
 			state = "complete"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%s\n", cp.Channel, cp.Stream, cp.LastSeq, cp.TargetSeq, state, len(cp.Consumers), cp.Updated.Format(time.RFC3339))
+		eta := channelETA(cp, now)
+		if !cp.Done {
+			left += cp.TargetSeq - min(cp.LastSeq, cp.TargetSeq)
+			if now.Sub(cp.Updated) < StaleAfter {
+				rate += cp.Rate
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\n", cp.Channel, cp.Stream, cp.LastSeq, cp.TargetSeq, state, eta, len(cp.Consumers), cp.Updated.Format(time.RFC3339))
 	}
 	tw.Flush()
+	if left > 0 && rate > 0 {
+		fmt.Fprintf(w, "\n%s message(s) left at %s msgs/s now: about %v (channels waiting for a --parallel slot are not counted in the rate)\n",
+			Count(left), Count(uint64(rate)), etaOf(left, rate))
+	}
+}
+
+// channelETA is the time a channel's copy has left at its recent rate:
+// "-" when there is nothing to estimate, "stale" when its checkpoint is
+// older than StaleAfter (no run is copying it now).
+func channelETA(cp *migrate.Checkpoint, now time.Time) string {
+	if cp.Done || cp.LastSeq >= cp.TargetSeq {
+		return "-"
+	}
+	if now.Sub(cp.Updated) >= StaleAfter {
+		return "stale"
+	}
+	if cp.Rate <= 0 {
+		return "unknown"
+	}
+	return etaOf(cp.TargetSeq-cp.LastSeq, cp.Rate).String()
+}
+
+func etaOf(msgs uint64, rate float64) time.Duration {
+	return time.Duration(float64(msgs) / rate * float64(time.Second)).Round(time.Second)
 }

@@ -129,12 +129,14 @@ func TestStatusGolden(t *testing.T) {
 	report.Status(&buf, []*migrate.Checkpoint{
 		{Channel: "orders.eu", Stream: "orders_eu", FirstSeq: 1, LastSeq: 600, TargetSeq: 600, Done: true,
 			Consumers: map[string]migrate.ConsumerOutcome{"audit:trail": {}, "billing:invoicer": {}}, Updated: at},
-		{Channel: "payments", Stream: "payments", FirstSeq: 201, LastSeq: 350, TargetSeq: 500, Updated: at},
+		{Channel: "payments", Stream: "payments", FirstSeq: 201, LastSeq: 350, TargetSeq: 500, Updated: at, Rate: 10},
+		{Channel: "refunds", Stream: "refunds", FirstSeq: 1, LastSeq: 100, TargetSeq: 9000, Updated: at.Add(-2 * time.Minute), Rate: 50},
+		{Channel: "returns", Stream: "returns", FirstSeq: 1, LastSeq: 0, TargetSeq: 40, Updated: at},
 		{Channel: "sessions", Stream: "sessions", FirstSeq: 51, LastSeq: 50, TargetSeq: 50, Updated: at},
-	})
+	}, at.Add(time.Second))
 	golden(t, "status.table.golden", buf.Bytes())
 
 	buf.Reset()
-	report.Status(&buf, nil)
+	report.Status(&buf, nil, at)
 	golden(t, "status.empty.golden", buf.Bytes())
 }
