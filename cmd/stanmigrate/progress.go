@@ -150,7 +150,7 @@ func (p *progress) logLine(stalled time.Duration) {
 	rate := p.recent.rate()
 	var eta time.Duration
 	if p.total > m && rate > 0 {
-		eta = time.Duration(float64(p.total-m) / rate * float64(time.Second)).Round(time.Second)
+		eta = max(time.Duration(float64(p.total-m)/rate*float64(time.Second)).Round(time.Second), time.Second)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
