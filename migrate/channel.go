@@ -166,8 +166,8 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 				return res, changed, err
 			}
 			cp.TargetSeq = target
-			r.obs.Source(c.Name, target)
 			r.obs.Phase(c.Name, PhaseCopying)
+			r.obs.Source(c.Name, target)
 			continue
 		}
 		if err == nil {

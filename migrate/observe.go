@@ -67,7 +67,10 @@ const (
 )
 
 // sourceEvery is how often, while following, the channels' last
-// sequences are read again from the source for the observer.
+// sequences are read again from the source for the observer (unless
+// Options.SourceEvery says otherwise): a monitoring request listing every
+// channel is cheap at that pace, and a lag figure ten seconds old is
+// fresh enough to watch a cutover by.
 const sourceEvery = 10 * time.Second
 
 type nopObserver struct{}
@@ -96,14 +99,18 @@ func isFailover(err error) bool {
 	return errors.Is(err, errTargetMoved) || errors.Is(err, source.ErrLost) || errors.Is(err, source.ErrJump)
 }
 
-// watchSource reads the channels' last sequences every sourceEvery while
+// watchSource reads the channels' last sequences every SourceEvery while
 // a following run lasts, so an observer sees how far STAN has moved on.
 // Without an observer, or without following, it does nothing.
 func (r *runner) watchSource(ctx context.Context, names map[string]bool) {
 	if _, nop := r.obs.(nopObserver); nop || !r.o.Follow {
 		return
 	}
-	t := time.NewTicker(sourceEvery)
+	every := r.o.SourceEvery
+	if every <= 0 {
+		every = sourceEvery
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

@@ -53,6 +53,9 @@ type Options struct {
 	// still serves production.
 	Rate      float64
 	RateBytes int64
+	// SourceEvery is how often a following run reads the channels' last
+	// sequences again for an Observer (0 = every 10 s).
+	SourceEvery time.Duration
 	// Reporter receives progress; one that also implements Observer is
 	// told each channel's state too.
 	Reporter Reporter

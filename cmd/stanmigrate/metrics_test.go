@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/stan.go"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -407,4 +408,84 @@ func dashboardMetrics(t *testing.T) []string {
 		}
 	}
 	return slices.Compact(slices.Sorted(slices.Values(out)))
+}
+
+// TestMetricsWhileFollowing is the cutover view: migrate --follow copies
+// the history, then new messages are published to orders.eu while it
+// tails. The metrics must show STAN's last sequence moving to the new
+// end (read again while following), and at the end every channel with no
+// lag, its stream at STAN's end and its counter equal to the summary.
+func TestMetricsWhileFollowing(t *testing.T) {
+	env := startFixture(t, "core.yaml")
+	planFile, _ := planned(t, env)
+	addr := metricsAddr(t)
+	var final scrape
+	hook := func(o *operateOptions) {
+		o.sourceEvery = 200 * time.Millisecond
+		o.afterRun = func(a string) { final, _ = getScrape(a) }
+	}
+	done := make(chan result, 1)
+	go func() {
+		done <- runOperated(t, append(envFor(env), freshTarget(t)), false, hook, "migrate", "--plan", planFile, "--json",
+			"--follow", "--until-idle", "4s", "--metrics-listen", addr)
+	}()
+	waitScrape := func(what string, ok func(scrape) bool) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			if s, err := getScrape(addr); err == nil && ok(s) {
+				return
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("the run ended before %s: exit %d\n%s", what, r.code, r.stderr)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		t.Fatalf("no scrape showed %s within a minute", what)
+	}
+	waitScrape("orders.eu following with its history copied", func(s scrape) bool {
+		v, _ := s.value("stanmigrate_stream_last_sequence", "orders.eu")
+		return phaseOf(s, "orders.eu") == string(migrate.PhaseFollowing) && v == 600
+	})
+	sc, err := stan.Connect(env.Pair.STAN.ClusterID(), "late-producer", stan.NatsURL(env.Pair.STAN.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const extra = 200
+	for i := range extra {
+		if err := sc.Publish("orders.eu", []byte(fmt.Sprintf("late-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc.Close()
+	// Still following: not the final read when the channel finishes.
+	waitScrape("STAN's last sequence of orders.eu at its new end while following", func(s scrape) bool {
+		v, _ := s.value("stanmigrate_source_last_sequence", "orders.eu")
+		return v == 600+extra && phaseOf(s, "orders.eu") == string(migrate.PhaseFollowing)
+	})
+	r := <-done
+	if r.code != 0 {
+		t.Fatalf("migrate --follow: exit %d\n%s", r.code, r.stderr)
+	}
+	var sum migrate.Summary
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatalf("summary: %v\n%s", err, r.stdout)
+	}
+	if final == nil {
+		t.Fatal("no scrape after the run")
+	}
+	for _, c := range sum.Channels {
+		lag, _ := final.value("stanmigrate_lag_messages", c.Channel)
+		copied, _ := final.value("stanmigrate_copied_messages_total", c.Channel)
+		last, _ := final.value("stanmigrate_stream_last_sequence", c.Channel)
+		src, _ := final.value("stanmigrate_source_last_sequence", c.Channel)
+		if lag != 0 || copied != float64(c.Copied) || last != float64(c.LastSeq) || src > last {
+			t.Errorf("channel %q at the end: lag %v, copied %v (summary %d), stream last %v (summary %d), STAN last %v",
+				c.Channel, lag, copied, c.Copied, last, c.LastSeq, src)
+		}
+	}
+	if v, _ := final.value("stanmigrate_stream_last_sequence", "orders.eu"); v != 600+extra {
+		t.Errorf("orders.eu's stream ends at %v, want %d", v, 600+extra)
+	}
 }

@@ -167,6 +167,7 @@ func runMigrate(ctx context.Context, o *migrateOptions) (err error) {
 		Publish:     o.publish,
 		Rate:        float64(o.op.rate),
 		RateBytes:   o.op.rateBytesN,
+		SourceEvery: o.op.sourceEvery,
 		Reporter:    opn.reporter(prog),
 	})
 	prog.Close()

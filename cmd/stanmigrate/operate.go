@@ -31,9 +31,11 @@ type operateOptions struct {
 	// afterRun, when set (tests), is called with the metrics address
 	// after the run returned and before the metrics server stops.
 	afterRun func(metricsAddr string)
-	// logEvery overrides how often progress lines are logged (tests).
-	logEvery   time.Duration
-	rateBytesN int64
+	// logEvery overrides how often progress lines are logged, and
+	// sourceEvery how often a following run rereads STAN's last
+	// sequences for the metrics (tests).
+	logEvery, sourceEvery time.Duration
+	rateBytesN            int64
 }
 
 func (o *operateOptions) addFlags(f *pflag.FlagSet, rates bool) {
