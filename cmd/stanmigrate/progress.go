@@ -74,9 +74,13 @@ func newProgress(ios *iostreams, o progressOptions) *progress {
 		return p
 	}
 	if ios.Terminal && !o.quiet {
+		desc := o.verb
+		if o.limit != "" {
+			desc += " (" + o.limit + ")"
+		}
 		p.bar = progressbar.NewOptions64(-1,
 			progressbar.OptionSetWriter(ios.Err),
-			progressbar.OptionSetDescription(o.verb),
+			progressbar.OptionSetDescription(desc),
 			progressbar.OptionShowCount(),
 			progressbar.OptionShowIts(),
 			progressbar.OptionSetItsString("msgs"),

@@ -230,13 +230,16 @@ func (r *Run) Health() (ok bool, detail string) {
 		return true, "the run is complete"
 	}
 	var stalled []string
-	copying, done := 0, 0
+	copying, done, verified := 0, 0, 0
 	for name, c := range r.chans {
 		switch {
 		case c.phase == migrate.PhaseDone:
 			done++
 		case c.copying():
 			copying++
+		}
+		if c.verified > 0 {
+			verified++
 		}
 		if !c.copying() || c.lag() == 0 {
 			continue
@@ -252,6 +255,9 @@ func (r *Run) Health() (ok bool, detail string) {
 	if len(stalled) > 0 {
 		sort.Strings(stalled)
 		return false, "stalled: " + strings.Join(stalled, ", ")
+	}
+	if verified > 0 {
+		return true, fmt.Sprintf("progressing: %d channel(s) compared so far", verified)
 	}
 	return true, fmt.Sprintf("progressing: %d channel(s) copying, %d done", copying, done)
 }
