@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 )
 
 // acker resolves publishes in order: only after JetStream stored a
@@ -20,13 +21,14 @@ func (a *attempt) acker(ctx context.Context) {
 	// own: in the acker they stalled the pipeline once a second. A
 	// snapshot the saver is too busy to take is skipped; the next one
 	// supersedes it, and the final save below is synchronous.
-	saves := make(chan Checkpoint, 1)
+	saves := make(chan state.Checkpoint, 1)
 	saverDone := make(chan struct{})
 	go func() {
 		defer close(saverDone)
 		for snap := range saves {
-			if a.r.state.Save(&snap) == nil {
-				a.r.obs.Checkpointed(snap.Channel, time.Now())
+			if err := a.r.save(&snap); errors.Is(err, state.ErrStale) {
+				// Another worker owns the channel now: stop copying.
+				a.fail(permanent{err})
 			}
 		}
 	}()
@@ -45,7 +47,7 @@ func (a *attempt) acker(ctx context.Context) {
 				*a.d = *digest.New()
 			}
 		}
-		a.r.saveCheckpoint(a.cp, a.d)
+		_ = a.r.saveCheckpoint(a.cp, a.d)
 	}()
 	lastSave := time.Now()
 	timer := time.NewTimer(publishTimeout)
@@ -76,6 +78,7 @@ func (a *attempt) acker(ctx context.Context) {
 		}
 		err := a.pub.await(it.seq, timer, publishTimeout, moved)
 		if err != nil && a.alreadyStored(ctx, it.seq, err) {
+			a.already++
 			a.r.obs.AlreadyStored(a.c.Name, 1)
 			err = nil
 		}

@@ -136,8 +136,28 @@ func TestKillNineAtAnyPointThenRerunEndsIdentical(t *testing.T) {
 		{name: "with one channel left", trigger: "complete ", n: 3},
 		{name: "while resuming", trigger: "resumed ", n: 1, delay: 100 * time.Millisecond},
 	}
-	for i, kp := range points {
-		t.Run(kp.name, func(t *testing.T) {
+	// Both ways a user runs it: with the plan file, and without (the
+	// first run plans with the defaults and saves the plan in
+	// ./stanmigrate-state; the re-run is the same command in the same
+	// directory, and resumes with that plan).
+	for _, withPlan := range []bool{true, false} {
+		inv := "migrate --plan FILE"
+		if !withPlan {
+			inv = "migrate without --plan"
+		}
+		for i, kp := range points {
+			t.Run(inv+"/"+kp.name, func(t *testing.T) {
+				killNineThenRerun(t, env, withPlan, i, kp)
+			})
+		}
+	}
+}
+
+// killNineThenRerun kills migrate at kp, re-runs the same command and
+// checks the result is exact.
+func killNineThenRerun(t *testing.T, env *testenv.Env, withPlan bool, i int, kp killPoint) {
+	{
+		{
 			// A fresh target per point: each kill starts from nothing,
 			// except "while resuming", which needs an earlier partial run.
 			js, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: t.TempDir()})
@@ -146,11 +166,20 @@ func TestKillNineAtAnyPointThenRerunEndsIdentical(t *testing.T) {
 			}
 			defer js.Stop()
 			e := append(envFor(env), "NATS_URL="+js.URL())
-			planFile := filepath.Join(t.TempDir(), "plan.yaml")
-			if r := run(t, e, "plan", "-o", planFile); r.code != 0 {
-				t.Fatalf("plan: %s", r.stderr)
+			args := []string{"migrate", "--parallel", "2"}
+			verifyArgs := []string{"verify", "--json"}
+			if withPlan {
+				planFile := filepath.Join(t.TempDir(), "plan.yaml")
+				if r := run(t, e, "plan", "-o", planFile); r.code != 0 {
+					t.Fatalf("plan: %s", r.stderr)
+				}
+				args = append(args, "--plan", planFile)
+				verifyArgs = append(verifyArgs, "--plan", planFile)
+			} else {
+				// The killed run, its re-run and verify all start in the
+				// same working directory, where the state lives.
+				t.Chdir(t.TempDir())
 			}
-			args := []string{"migrate", "--plan", planFile, "--parallel", "2"}
 			if kp.trigger == "resumed " &&
 				!killMigratorAt(t, e, args, killPoint{trigger: "started ", n: 1, delay: 400 * time.Millisecond}) {
 				t.Fatal("the partial run before resuming finished before it was killed")
@@ -166,7 +195,10 @@ func TestKillNineAtAnyPointThenRerunEndsIdentical(t *testing.T) {
 			if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
 				t.Fatalf("re-run summary: %v\n%s", err, r.stdout)
 			}
-			v := run(t, e, "verify", "--plan", planFile, "--json")
+			if !withPlan && !strings.Contains(r.stderr, "continuing with the plan saved in") {
+				t.Errorf("kill point %d (%s): the re-run without --plan does not say it continues with the saved plan:\n%s", i, kp.name, r.stderr)
+			}
+			v := run(t, e, verifyArgs...)
 			if v.code != 0 {
 				t.Fatalf("kill point %d (%s): verify exit %d\n%s%s", i, kp.name, v.code, v.stdout, v.stderr)
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/metrics"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
@@ -53,6 +54,7 @@ var badInput = []error{
 	conn.ErrWrongCluster,
 	conn.ErrNoJetStream,
 	conn.ErrBadConfig,
+	state.ErrNoState,
 	metrics.ErrListen,
 }
 

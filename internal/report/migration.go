@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/migrate"
 )
 
@@ -36,10 +37,14 @@ func Migration(w io.Writer, s *migrate.Summary) {
 			cs = "-"
 		}
 		seqs := "-"
-		if c.Status == "complete" || c.Status == "already complete" {
+		if c.Status == "complete" || c.Status == "already complete" || c.Status == "complete elsewhere" {
 			seqs = seqRange(c.FirstSeq, c.LastSeq)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Channel, c.Stream, c.Status, seqs, Count(c.Copied), Bytes(c.Bytes), cs)
+		status := c.Status
+		if c.Worker != "" {
+			status += " (" + c.Worker + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Channel, c.Stream, status, seqs, Count(c.Copied), Bytes(c.Bytes), cs)
 	}
 	tw.Flush()
 	for _, c := range s.Channels {
@@ -58,6 +63,12 @@ func Migration(w io.Writer, s *migrate.Summary) {
 		rate = float64(s.Copied) / s.Elapsed.Seconds()
 	}
 	fmt.Fprintf(w, "\n%s message(s), %s of payload copied in %v (%s msgs/s)\n", Count(s.Copied), Bytes(s.Bytes), s.Elapsed.Round(time.Millisecond), Count(uint64(rate)))
+	if s.AlreadyStored > 0 {
+		fmt.Fprintf(w, "%s publish(es) refused as already stored (resent after a failover or a kill, or stored first by another worker): none stored twice\n", Count(s.AlreadyStored))
+	}
+	if s.DoneElsewhere > 0 {
+		fmt.Fprintf(w, "%d channel(s) completed by other workers sharing the state store (worker %s is this one)\n", s.DoneElsewhere, s.Worker)
+	}
 	if s.NothingToDo {
 		fmt.Fprintln(w, "Nothing to do: every channel and consumer was already migrated; nothing was changed.")
 	}
@@ -67,44 +78,60 @@ func Migration(w io.Writer, s *migrate.Summary) {
 // estimate from it: a running copy writes its checkpoint every second.
 const StaleAfter = time.Minute
 
-// Status writes per-channel progress from a state directory, with an
+// StatusView is what status shows: the checkpoints, and the leases of
+// the workers migrating right now (a fleet sharing a state bucket).
+type StatusView struct {
+	Checkpoints []*state.Checkpoint
+	Leases      map[string]state.Lease // by stream
+	Now         time.Time
+}
+
+// Status writes per-channel progress from a state store, with an
 // estimate of the time left from each channel's recent copy rate as of
-// now.
-func Status(w io.Writer, cps []*migrate.Checkpoint, now time.Time) {
-	if len(cps) == 0 {
-		fmt.Fprintln(w, "No checkpoints in the state directory: nothing has been migrated with it yet.")
+// v.Now.
+func Status(w io.Writer, v StatusView) {
+	if len(v.Checkpoints) == 0 {
+		fmt.Fprintln(w, "No checkpoints in the state store: nothing has been migrated with it yet.")
 		return
 	}
 	tw := table(w)
-	fmt.Fprintln(tw, "CHANNEL\tSTREAM\tSTORED UP TO\tTARGET\tPROGRESS\tETA\tCONSUMERS\tUPDATED")
+	fmt.Fprintln(tw, "CHANNEL\tSTREAM\tSTORED UP TO\tTARGET\tPROGRESS\tETA\tCONSUMERS\tWORKER\tUPDATED")
+	done := 0
 	var left uint64
 	var rate float64
-	for _, cp := range cps {
+	for _, cp := range v.Checkpoints {
 		total := cp.TargetSeq + 1 - min(cp.FirstSeq, cp.TargetSeq+1)
-		done := uint64(0)
+		stored := uint64(0)
 		if cp.LastSeq+1 > cp.FirstSeq {
-			done = cp.LastSeq + 1 - cp.FirstSeq
+			stored = cp.LastSeq + 1 - cp.FirstSeq
 		}
 		pct := "100%"
 		if total > 0 {
-			pct = fmt.Sprintf("%.1f%%", 100*float64(min(done, total))/float64(total))
+			pct = fmt.Sprintf("%.1f%%", 100*float64(min(stored, total))/float64(total))
 		}
-		state := pct
+		progress := pct
 		if cp.Done {
-			state = "complete"
+			progress = "complete"
+			done++
 		}
-		eta := channelETA(cp, now)
+		eta := channelETA(cp, v.Now)
 		if !cp.Done {
 			left += cp.TargetSeq - min(cp.LastSeq, cp.TargetSeq)
-			if now.Sub(cp.Updated) < StaleAfter {
+			if v.Now.Sub(cp.Updated) < StaleAfter {
 				rate += cp.Rate
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\n", cp.Channel, cp.Stream, cp.LastSeq, cp.TargetSeq, state, eta, len(cp.Consumers), cp.Updated.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\n", cp.Channel, cp.Stream, cp.LastSeq, cp.TargetSeq, progress, eta,
+			len(cp.Consumers), worker(cp, v), cp.Updated.Format(time.RFC3339))
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "\n%d of %d channel(s) complete", done, len(v.Checkpoints))
+	if n := len(v.Leases); n > 0 {
+		fmt.Fprintf(w, "; %d being migrated by %d worker(s) now", n, workers(v.Leases))
+	}
+	fmt.Fprintln(w, ".")
 	if left > 0 && rate > 0 {
-		fmt.Fprintf(w, "\n%s message(s) left at %s msgs/s now: about %v (channels waiting for a --parallel slot are not counted in the rate)\n",
+		fmt.Fprintf(w, "%s message(s) left at %s msgs/s now: about %v (channels waiting for a --parallel slot are not counted in the rate)\n",
 			Count(left), Count(uint64(rate)), etaOf(left, rate))
 	}
 }
@@ -112,7 +139,7 @@ func Status(w io.Writer, cps []*migrate.Checkpoint, now time.Time) {
 // channelETA is the time a channel's copy has left at its recent rate:
 // "-" when there is nothing to estimate, "stale" when its checkpoint is
 // older than StaleAfter (no run is copying it now).
-func channelETA(cp *migrate.Checkpoint, now time.Time) string {
+func channelETA(cp *state.Checkpoint, now time.Time) string {
 	if cp.Done || cp.LastSeq >= cp.TargetSeq {
 		return "-"
 	}
@@ -127,4 +154,24 @@ func channelETA(cp *migrate.Checkpoint, now time.Time) string {
 
 func etaOf(msgs uint64, rate float64) time.Duration {
 	return time.Duration(float64(msgs) / rate * float64(time.Second)).Round(time.Second)
+}
+
+// worker names who holds the channel now (with the lease's age), else
+// who wrote its checkpoint last.
+func worker(cp *state.Checkpoint, v StatusView) string {
+	if ls, ok := v.Leases[cp.Stream]; ok {
+		return fmt.Sprintf("%s (lease renewed %s ago)", ls.Worker, v.Now.Sub(ls.Renewed).Round(time.Second))
+	}
+	if cp.Worker == "" {
+		return "-"
+	}
+	return cp.Worker
+}
+
+func workers(leases map[string]state.Lease) int {
+	seen := map[string]bool{}
+	for _, ls := range leases {
+		seen[ls.Worker] = true
+	}
+	return len(seen)
 }
