@@ -182,16 +182,16 @@ func (q *queue) next(ctx context.Context) (int, *state.Held, error) {
 	}
 }
 
-// try asks for channel i's lease. Without it the channel goes back to
-// waiting, unless another worker has completed it.
+// try asks for channel i's lease, unless another worker has completed
+// the channel; without the lease the channel goes back to waiting.
 func (q *queue) try(ctx context.Context, i int) (*state.Held, error) {
 	c := q.chans[i]
+	if q.doneElsewhere(ctx, i) {
+		return nil, nil
+	}
 	h, holder, err := q.r.lease.Acquire(ctx, c.Stream)
 	if err == nil && h != nil {
 		return h, nil
-	}
-	if err == nil && q.doneElsewhere(ctx, i) {
-		return nil, nil
 	}
 	q.mu.Lock()
 	q.status[i] = waiting
