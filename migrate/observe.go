@@ -38,8 +38,9 @@ type Observer interface {
 	// Throttled: the channel waits this long for the rate limits
 	// (Options.Rate, Options.RateBytes) before copying on.
 	Throttled(channel string, wait time.Duration)
-	// LeasesHeld: how many channel leases this process holds in a fleet
-	// (state on the target, several processes sharing one plan).
+	// LeasesHeld: how many channel leases this process holds now. Every
+	// channel is worked under a lease in the state store; the figure
+	// tells a fleet's processes (sharing a kv: store) apart.
 	LeasesHeld(n int)
 }
 
@@ -48,17 +49,19 @@ type Phase string
 
 // Phases, in the order a channel goes through them (following only with
 // Options.Follow; failed ends a channel that stopped on an error or an
-// interruption).
+// interruption; elsewhere, one another worker of a fleet took over or
+// completed).
 const (
 	PhaseCopying   Phase = "copying"
 	PhaseFollowing Phase = "following"
 	PhaseConsumers Phase = "consumers"
 	PhaseDone      Phase = "done"
 	PhaseFailed    Phase = "failed"
+	PhaseElsewhere Phase = "elsewhere"
 )
 
 // Phases lists every phase, for a metric that shows each.
-var Phases = []Phase{PhaseCopying, PhaseFollowing, PhaseConsumers, PhaseDone, PhaseFailed}
+var Phases = []Phase{PhaseCopying, PhaseFollowing, PhaseConsumers, PhaseDone, PhaseFailed, PhaseElsewhere}
 
 // Publish paths as Observer.PublishPath names them.
 const (

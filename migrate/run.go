@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -104,6 +105,8 @@ type runner struct {
 	obs   Observer
 	// thr caps the copy rate (nil: no cap).
 	thr *throttle
+	// leasesHeld counts the channel leases this process holds now.
+	leasesHeld atomic.Int64
 
 	// windowBytes is each channel's share of Options.WindowBytes.
 	windowBytes int

@@ -235,13 +235,25 @@ func TestMetricsDuringAMigration(t *testing.T) {
 	}
 	t.Logf("%d scrapes during the run; final health %d %q", len(sc.scrapes), finalCode, finalHealth)
 
-	sawLag := false
+	sawLag, sawLeases := false, false
 	for _, s := range sc.scrapes {
+		if v, _ := s.value("stanmigrate_leases_held", ""); v > 0 {
+			sawLeases = true
+		}
 		for _, c := range sum.Channels {
 			if v, _ := s.value("stanmigrate_lag_messages", c.Channel); v > 0 {
 				sawLag = true
 			}
 		}
+	}
+	if !sawLeases {
+		t.Errorf("no scrape during the run saw a channel lease held (%d scrapes)", len(sc.scrapes))
+	}
+	if v, _ := final.value("stanmigrate_leases_held", ""); v != 0 {
+		t.Errorf("%v lease(s) held after the run, want 0", v)
+	}
+	if v, ok := final.value("stanmigrate_already_stored_total", ""); !ok || v != float64(sum.AlreadyStored) {
+		t.Errorf("stanmigrate_already_stored_total %v (present %v), summary says %d", v, ok, sum.AlreadyStored)
 	}
 	if !sawLag {
 		t.Errorf("no scrape during the run saw a channel's lag above zero (%d scrapes)", len(sc.scrapes))
