@@ -38,6 +38,10 @@ type Observer interface {
 	// Throttled: the channel waits this long for the rate limits
 	// (Options.Rate, Options.RateBytes) before copying on.
 	Throttled(channel string, wait time.Duration)
+	// Reconnected: the connection to that side (SideTarget) was
+	// re-established after a server went away. (The source's own
+	// connections show as failovers of the channels they served.)
+	Reconnected(side string)
 	// LeasesHeld: how many channel leases this process holds now. Every
 	// channel is worked under a lease in the state store; the figure
 	// tells a fleet's processes (sharing a kv: store) apart.
@@ -69,6 +73,9 @@ const (
 	PathAsync = "async"
 )
 
+// Sides as Observer.Reconnected names them.
+const SideTarget = "jetstream"
+
 // sourceEvery is how often, while following, the channels' last
 // sequences are read again from the source for the observer (unless
 // Options.SourceEvery says otherwise): a monitoring request listing every
@@ -86,6 +93,7 @@ func (nopObserver) Retrying(string, bool)                            {}
 func (nopObserver) AlreadyStored(string, uint64)                     {}
 func (nopObserver) PublishPath(string, string)                       {}
 func (nopObserver) Throttled(string, time.Duration)                  {}
+func (nopObserver) Reconnected(string)                               {}
 func (nopObserver) LeasesHeld(int)                                   {}
 
 // observerOf is the Reporter's Observer side, or one that does nothing.

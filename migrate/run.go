@@ -159,7 +159,8 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	r := &runner{p: p, o: o, src: src, obs: observerOf(o.Reporter)}
 	r.lease = state.NewLeaser(o.State, o.LeaseTTL)
 	r.cps = state.NewCheckpoints(o.State, r.lease.Worker())
-	nc, err := conn.ConnectNATS(ctx, o.Target, "stanmigrate", nats.MaxReconnects(-1))
+	nc, err := conn.ConnectNATS(ctx, o.Target, "stanmigrate", nats.MaxReconnects(-1),
+		nats.ReconnectHandler(func(*nats.Conn) { r.obs.Reconnected(SideTarget) }))
 	if err != nil {
 		return nil, err
 	}

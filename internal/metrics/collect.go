@@ -26,6 +26,7 @@ var (
 	descVerified      = desc("verified_messages_total", "Messages of the channel compared by verify.", "channel")
 	descPath          = desc("publish_path_channels", "Channels publishing through each path now (fast-ingest batches or async per message).", "path")
 	descAlready       = desc("already_stored_total", "Resent messages the target refused as already stored (ours, same sequence).")
+	descReconnects    = desc("reconnects_total", "Times the connection to a side (jetstream) was re-established after its server went away.", "side")
 	descLeases        = desc("leases_held", "Channel leases this process holds now: one per channel it works on; in a fleet sharing --state kv:NAME, its share.")
 	descPlanned       = desc("planned_messages", "Messages the plan counts in the channels this run covers.")
 	descPlannedBytes  = desc("planned_bytes", "Bytes STAN stores for those messages (payload and STAN's record overhead).")
@@ -38,7 +39,7 @@ var (
 // Describe sends every metric's description.
 func (r *Run) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCopied, descCopiedBytes, descSourceLast, descStreamLast, descLag, descLagSeconds,
-		descRetries, descFailovers, descCheckpointAge, descPhase, descVerified, descPath, descAlready, descLeases,
+		descRetries, descFailovers, descCheckpointAge, descPhase, descVerified, descPath, descAlready, descReconnects, descLeases,
 		descPlanned, descPlannedBytes, descRate, descRateBytes, descThrottled, descProgressing} {
 		ch <- d
 	}
@@ -89,6 +90,9 @@ func (r *Run) Collect(ch chan<- prometheus.Metric) {
 		gauge(descPath, float64(n), p)
 	}
 	counter(descAlready, float64(r.alreadyStored))
+	for side, n := range r.reconnects {
+		counter(descReconnects, float64(n), side)
+	}
 	gauge(descLeases, float64(r.leases))
 	gauge(descPlanned, float64(r.plannedMsgs))
 	gauge(descPlannedBytes, float64(r.plannedBytes))

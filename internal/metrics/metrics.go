@@ -45,6 +45,7 @@ type Run struct {
 	plannedBytes  uint64
 	alreadyStored uint64
 	leases        int
+	reconnects    map[string]uint64
 	throttleWait  time.Duration
 	ended         bool
 	endErr        error
@@ -73,7 +74,7 @@ func New(o Options) *Run {
 	if o.StallAfter <= 0 {
 		o.StallAfter = DefaultStallAfter
 	}
-	return &Run{o: o, chans: map[string]*channel{}}
+	return &Run{o: o, chans: map[string]*channel{}, reconnects: map[string]uint64{migrate.SideTarget: 0}}
 }
 
 // ch returns the channel's entry; called with mu held.
@@ -162,6 +163,13 @@ func (r *Run) Throttled(name string, wait time.Duration) {
 		r.throttleWait += wait
 		c.throttledUntil = r.o.Now().Add(wait)
 	})
+}
+
+// Reconnected counts a connection re-established to a side.
+func (r *Run) Reconnected(side string) {
+	r.mu.Lock()
+	r.reconnects[side]++
+	r.mu.Unlock()
 }
 
 // LeasesHeld records how many channel leases the process holds (fleets).
