@@ -148,7 +148,9 @@ func runMigrate(ctx context.Context, o *migrateOptions) (err error) {
 	}
 	defer func() { opn.end(err) }()
 	g := o.global
-	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, true)
+	prog := newProgress(o.io, progressOptions{verb: "migrating", quiet: o.quiet || o.json, format: o.op.logFormat, limit: o.op.limit(), every: o.op.logEvery})
+	defer prog.Close()
+	rs, err := g.resolveRun(ctx, prog.notesIO(), o.planFile, o.stateDir, o.dir, true)
 	if err != nil {
 		return err
 	}
@@ -159,7 +161,6 @@ func runMigrate(ctx context.Context, o *migrateOptions) (err error) {
 		return err
 	}
 	defer src.Close()
-	prog := newProgress(o.io, progressOptions{verb: "migrating", quiet: o.quiet || o.json, format: o.op.logFormat, limit: o.op.limit(), every: o.op.logEvery})
 	skipUnreadable(ctx, prog.Notes(), p, src, o.dir.skipBroken)
 	finish := make(chan struct{})
 	if o.follow && o.interrupts != nil {

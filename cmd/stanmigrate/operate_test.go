@@ -64,8 +64,8 @@ func TestJSONLogLines(t *testing.T) {
 	rate := fmt.Sprint(max(p.Totals.Msgs/2, 50))
 	often := func(o *operateOptions) { o.logEvery = 200 * time.Millisecond }
 
-	target := freshTarget(t)
-	r := runOperated(t, append(envFor(env), target), false, often, "migrate", "--plan", planFile, "--state", t.TempDir(),
+	target, stateDir := freshTarget(t), t.TempDir()
+	r := runOperated(t, append(envFor(env), target), false, often, "migrate", "--plan", planFile, "--state", stateDir,
 		"--log-format", "json", "--rate", rate)
 	if r.code != 0 {
 		t.Fatalf("migrate: exit %d\n%s", r.code, r.stderr)
@@ -73,7 +73,6 @@ func TestJSONLogLines(t *testing.T) {
 	if !strings.Contains(r.stdout, "CHANNEL") {
 		t.Errorf("no summary table on stdout:\n%s", r.stdout)
 	}
-	t.Log(r.stderr)
 	recs := jsonLines(t, r.stderr)
 	kinds := map[string]int{}
 	for _, rec := range recs {
@@ -102,6 +101,22 @@ func TestJSONLogLines(t *testing.T) {
 		}
 	}
 
+	// A re-run without --plan notes that it continues with the saved
+	// plan: as JSON too.
+	r = runOperated(t, append(envFor(env), target), false, often, "migrate", "--state", stateDir, "--log-format", "json")
+	if r.code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", r.code, r.stderr)
+	}
+	notes := 0
+	for _, rec := range jsonLines(t, r.stderr) {
+		if rec["msg"] == "note" && strings.Contains(fmt.Sprint(rec["detail"]), "continuing with the plan saved") {
+			notes++
+		}
+	}
+	if notes != 1 {
+		t.Errorf("re-run: want one JSON note that it continues with the saved plan:\n%s", r.stderr)
+	}
+
 	// On a terminal: JSON all the same, no bar.
 	r = runOperated(t, append(envFor(env), target), true, often, "verify", "--plan", planFile, "--log-format", "json")
 	if r.code != 0 {
@@ -117,7 +132,6 @@ func TestJSONLogLines(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("migrate: exit %d\n%s", r.code, r.stderr)
 	}
-	t.Log(r.stderr)
 	found := false
 	for _, l := range strings.Split(r.stderr, "\n") {
 		if strings.HasPrefix(l, "progress: ") && strings.Contains(l, "(capped at "+rate+" msgs/s)") && strings.Contains(l, ", ETA ") {

@@ -61,13 +61,18 @@ type progress struct {
 	recent   recentRate
 	stopTick chan struct{}
 	done     sync.WaitGroup
+	closed   sync.Once
+	ios      *iostreams
+	// begun: Begin was called (a run that failed before it draws no
+	// finished bar).
+	begun bool
 }
 
 func newProgress(ios *iostreams, o progressOptions) *progress {
 	if o.every <= 0 {
 		o.every = logEvery
 	}
-	p := &progress{w: ios.Err, o: o, stopTick: make(chan struct{})}
+	p := &progress{w: ios.Err, o: o, stopTick: make(chan struct{}), ios: ios}
 	p.recent.add(time.Now(), 0)
 	if o.format == logJSON {
 		p.log = slog.New(slog.NewJSONHandler(ios.Err, nil))
@@ -95,7 +100,7 @@ func newProgress(ios *iostreams, o progressOptions) *progress {
 // Begin announces the total: the messages the plan counts and the bytes
 // STAN stores for them (payload plus STAN's own record overhead).
 func (p *progress) Begin(totalMsgs, totalBytes uint64) {
-	p.total = totalMsgs
+	p.total, p.begun = totalMsgs, true
 	if p.o.quiet {
 		return
 	}
@@ -240,6 +245,12 @@ func (p *progress) Notes() io.Writer {
 	return noteWriter{p}
 }
 
+// notesIO is the command's streams with stderr through Notes, for
+// helpers that write their notes there themselves.
+func (p *progress) notesIO() *iostreams {
+	return &iostreams{Out: p.ios.Out, Err: p.Notes(), Terminal: p.ios.Terminal}
+}
+
 type noteWriter struct{ p *progress }
 
 func (n noteWriter) Write(b []byte) (int, error) {
@@ -251,18 +262,17 @@ func (n noteWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// Close stops the log lines and finishes the bar.
+// Close stops the log lines and finishes the bar (once: a command
+// closes it when the run returns, and on the way out in any case).
 func (p *progress) Close() {
-	select {
-	case <-p.stopTick:
-	default:
+	p.closed.Do(func() {
 		close(p.stopTick)
-	}
-	p.done.Wait()
-	if p.bar != nil {
-		_ = p.bar.Finish()
-		fmt.Fprintln(p.w)
-	}
+		p.done.Wait()
+		if p.bar != nil && p.begun {
+			_ = p.bar.Finish()
+			fmt.Fprintln(p.w)
+		}
+	})
 }
 
 // recentRate keeps (time, count) samples over the last recentWindow, for

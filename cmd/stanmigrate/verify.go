@@ -89,7 +89,9 @@ func runVerify(ctx context.Context, o *verifyOptions) (err error) {
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
-	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, false)
+	prog := newProgress(o.io, progressOptions{verb: "verifying", quiet: o.quiet || o.json, format: o.op.logFormat, every: o.op.logEvery})
+	defer prog.Close()
+	rs, err := g.resolveRun(ctx, prog.notesIO(), o.planFile, o.stateDir, o.dir, false)
 	if err != nil {
 		return err
 	}
@@ -103,7 +105,6 @@ func runVerify(ctx context.Context, o *verifyOptions) (err error) {
 		return err
 	}
 	defer src.Close()
-	prog := newProgress(o.io, progressOptions{verb: "verifying", quiet: o.quiet || o.json, format: o.op.logFormat, every: o.op.logEvery})
 	skipUnreadable(ctx, prog.Notes(), p, src, o.dir.skipBroken)
 	rep, err := verify.Run(ctx, src, p, verify.Options{
 		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: opn.verifyReporter(prog),
