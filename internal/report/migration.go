@@ -109,7 +109,10 @@ func Status(w io.Writer, v StatusView) {
 		if total > 0 {
 			pct = fmt.Sprintf("%.1f%%", 100*float64(min(stored, total))/float64(total))
 		}
-		progress := pct
+		progress, updated := pct, cp.Updated.Format(time.RFC3339)
+		if cp.Updated.IsZero() {
+			progress, updated = "not started", "-"
+		}
 		if cp.Done {
 			progress = "complete"
 			done++
@@ -122,7 +125,7 @@ func Status(w io.Writer, v StatusView) {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\n", cp.Channel, cp.Stream, cp.LastSeq, cp.TargetSeq, progress, eta,
-			len(cp.Consumers), worker(cp, v), cp.Updated.Format(time.RFC3339))
+			len(cp.Consumers), worker(cp, v), updated)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d of %d channel(s) complete", done, len(v.Checkpoints))
@@ -137,10 +140,11 @@ func Status(w io.Writer, v StatusView) {
 }
 
 // channelETA is the time a channel's copy has left at its recent rate:
-// "-" when there is nothing to estimate, "stale" when its checkpoint is
+// "-" when there is nothing to estimate (done, or not started), "stale"
+// when its checkpoint is
 // older than StaleAfter (no run is copying it now).
 func channelETA(cp *state.Checkpoint, now time.Time) string {
-	if cp.Done || cp.LastSeq >= cp.TargetSeq {
+	if cp.Done || cp.LastSeq >= cp.TargetSeq || cp.Updated.IsZero() {
 		return "-"
 	}
 	if now.Sub(cp.Updated) >= StaleAfter {

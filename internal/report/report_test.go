@@ -134,6 +134,7 @@ func TestStatusGolden(t *testing.T) {
 		{Channel: "refunds", Stream: "refunds", FirstSeq: 1, LastSeq: 100, TargetSeq: 9000, Updated: at.Add(-2 * time.Minute), Rate: 50},
 		{Channel: "returns", Stream: "returns", FirstSeq: 1, LastSeq: 0, TargetSeq: 40, Updated: at},
 		{Channel: "sessions", Stream: "sessions", FirstSeq: 51, LastSeq: 50, TargetSeq: 50, Updated: at},
+		{Channel: "zz.late", Stream: "zz_late", FirstSeq: 1, LastSeq: 0, TargetSeq: 70},
 	}, Leases: map[string]state.Lease{"payments": {Worker: "host-b/7/y2", Renewed: at.Add(-4 * time.Second)}}})
 	golden(t, "status.table.golden", buf.Bytes())
 
