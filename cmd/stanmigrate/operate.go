@@ -13,12 +13,14 @@ import (
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
-// Ranges of the rate caps.
+// Ranges of the rate caps (the sizes also as help and errors write
+// them).
 const (
 	maxRate         = 100_000_000
 	minRateBytes    = 1 << 10
-	maxRateBytesStr = "1 TiB"
+	minRateBytesStr = "1 KiB"
 	maxRateBytes    = 1 << 40
+	maxRateBytesStr = "1 TiB"
 )
 
 // operateOptions are the flags for operating a long run: metrics, logs
@@ -35,7 +37,8 @@ type operateOptions struct {
 	// sourceEvery how often a following run rereads STAN's last
 	// sequences for the metrics (tests).
 	logEvery, sourceEvery time.Duration
-	rateBytesN            int64
+	// rateBytesN is --rate-bytes parsed (0 = no cap).
+	rateBytesN int64
 }
 
 func (o *operateOptions) addFlags(f *pflag.FlagSet, rates bool) {
@@ -43,7 +46,7 @@ func (o *operateOptions) addFlags(f *pflag.FlagSet, rates bool) {
 	f.StringVar(&o.logFormat, "log-format", logText, "text, or json: progress and events as one JSON object a line (log/slog), for log pipelines, never a progress bar")
 	if rates {
 		f.IntVar(&o.rate, "rate", 0, fmt.Sprintf("cap the copy at N messages per second across all channels, 1 to %s (default: no cap)", report.Count(maxRate)))
-		f.StringVar(&o.rateBytes, "rate-bytes", "", "cap the copy at SIZE of payload per second across all channels, such as 20MiB or 500KB, 1 KiB to "+maxRateBytesStr+" (default: no cap)")
+		f.StringVar(&o.rateBytes, "rate-bytes", "", "cap the copy at SIZE of payload per second across all channels, such as 20MiB or 500KB, "+minRateBytesStr+" to "+maxRateBytesStr+" (default: no cap)")
 	}
 }
 
@@ -60,7 +63,7 @@ func (o *operateOptions) check() error {
 	if o.rateBytes != "" {
 		n, err := humanize.ParseBytes(o.rateBytes)
 		if err != nil || n < minRateBytes || n > maxRateBytes {
-			return usageError{fmt.Errorf("--rate-bytes %q: give a size per second from 1 KiB to %s, such as 20MiB or 500KB", o.rateBytes, maxRateBytesStr)}
+			return usageError{fmt.Errorf("--rate-bytes %q: give a size per second from %s to %s, such as 20MiB or 500KB", o.rateBytes, minRateBytesStr, maxRateBytesStr)}
 		}
 		o.rateBytesN = int64(n)
 	}
