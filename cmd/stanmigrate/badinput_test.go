@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stanmigrate/stanmigrate/internal/freeport"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
 )
 
 // TestBadInputExitsTwoWithOneLineAndChangesNothing tries what a new user
