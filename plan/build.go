@@ -46,10 +46,10 @@ type Options struct {
 // consumers and lists everything the operator must know.
 func Build(d *Discovery, o Options) *Plan {
 	if o.Replicas == 0 {
-		o.Replicas = 1
+		o.Replicas = DefaultReplicas
 	}
 	if o.Headers == "" {
-		o.Headers = jsformat.HeadersFull
+		o.Headers = DefaultHeaders
 	}
 	p := &Plan{
 		Version:   FormatVersion,
@@ -86,7 +86,7 @@ func Build(d *Discovery, o Options) *Plan {
 			},
 			Replicas:        o.Replicas,
 			Placement:       o.Placement,
-			Storage:         "file",
+			Storage:         DefaultStorage,
 			DuplicateWindow: Duration(DefaultDuplicateWindow),
 		}
 		if c.FirstSeq == 0 && c.LastSeq == 0 {
