@@ -1,7 +1,7 @@
 package stanmigrate_test
 
-// TestImportRules holds the design's import rules (../shared/STYLE.md,
-// "Our shape") with the go tool's own view of the packages, so they stay
+// TestImportRules holds the design's import rules (CONTRIBUTING.md,
+// "Layout") with the go tool's own view of the packages, so they stay
 // true as the code changes:
 //
 //   - plan and verify never import migrate, and migrate never imports

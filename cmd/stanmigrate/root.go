@@ -16,7 +16,9 @@ import (
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
-// Defaults from the spec.
+// Connection defaults: servers on this machine at the standard ports
+// (4222 for clients, 8222 for monitoring), and the cluster id
+// nats-streaming-server takes when none is configured.
 const (
 	defaultSTANURL = "nats://127.0.0.1:4222"
 	defaultCluster = "test-cluster"
