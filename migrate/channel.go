@@ -129,9 +129,9 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			break
 		}
 		if attempt == 0 {
-			kind := "started"
+			kind := EventStarted
 			if last >= c.FirstSeq {
-				kind = "resumed"
+				kind = EventResumed
 			}
 			ev.Kind, ev.Message = kind, fmt.Sprintf("sequences %d..%d", last+1, target)
 			if target == ^uint64(0) {
@@ -141,7 +141,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		}
 		batched := r.batchable() && !refused && fastingest.Usable(r.apiLevel, &info.Config)
 		if attempt == 0 && r.batchable() && !batched {
-			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
+			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventPublishing,
 				Message: fmt.Sprintf("each message asynchronously: stream %q was not made with allow_batched, so it takes no fast-ingest batches", c.Stream)})
 		}
 		a := r.newAttempt(c, cp, d, last+1, target, fin, info, batched)
@@ -170,7 +170,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		}
 		if batched && noBatches(err) {
 			refused = true
-			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
+			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventPublishing,
 				Message: fmt.Sprintf("each message asynchronously from now on: %v", err)})
 			continue
 		}
@@ -218,7 +218,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 	if !changed {
 		res.Status = "already complete"
 	}
-	ev.Kind, ev.Message = "complete", fmt.Sprintf("%d message(s) copied, stream at %d..%d", res.Copied, c.FirstSeq, res.LastSeq)
+	ev.Kind, ev.Message = EventComplete, fmt.Sprintf("%d message(s) copied, stream at %d..%d", res.Copied, c.FirstSeq, res.LastSeq)
 	r.o.Reporter.Event(ev)
 	return res, changed, nil
 }

@@ -55,7 +55,7 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 		case out.SeenAgain > 0:
 			msg += fmt.Sprintf(", up to %d message(s) STAN had acknowledged will be delivered again (at-least-once)", out.SeenAgain)
 		}
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "consumer", Message: msg})
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventConsumer, Message: msg})
 	}
 	return changed, nil
 }
@@ -107,7 +107,7 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 			return out, false, permanent{fmt.Errorf("%s: owner is online: stop the application, then re-run migrate: %w", d.Describe(c.Name), ErrOwnerOnline)}
 		}
 		takeOver = true
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "probing",
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventProbing,
 			Message: fmt.Sprintf("%s is held by client %q, the probe of a run that stopped mid-probe: taking it over", d.Key(), prev.Probe.ClientID)})
 	}
 	var pos source.Position
@@ -127,7 +127,7 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 				return r.state.Save(cp)
 			},
 			Resumed: func(clientID string) {
-				r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "probing",
+				r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventProbing,
 					Message: fmt.Sprintf("%s resumed as client %q to learn its unacknowledged messages", d.Key(), clientID)})
 			},
 		}
