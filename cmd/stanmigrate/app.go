@@ -23,10 +23,11 @@ type iostreams struct {
 type app struct {
 	io         *iostreams
 	interrupts *interrupts
+	env        environment
 }
 
 func newApp(stdout, stderr io.Writer, terminal bool) *app {
-	return &app{io: &iostreams{Out: stdout, Err: stderr, Terminal: terminal}, interrupts: &interrupts{}}
+	return &app{io: &iostreams{Out: stdout, Err: stderr, Terminal: terminal}, interrupts: &interrupts{}, env: readEnvironment()}
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

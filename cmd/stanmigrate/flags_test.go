@@ -119,6 +119,18 @@ func TestFlagMistakesExitTwoBeforeRunning(t *testing.T) {
 		{[]string{"migrate", "--stan-dir", "d", "--stan-url", "nats://x:1"}, "--stan-dir replaces --stan-url"},
 		{[]string{"verify", "--skip-broken"}, "--skip-broken only apply with --stan-dir"},
 		{[]string{"plan", "--cluster", ""}, "--cluster is empty"},
+		{[]string{"plan", "--format", "xml"}, `--format "xml"`},
+		{[]string{"plan", "--replicas", "6"}, "--replicas 6: use 1 to 5"},
+		{[]string{"plan", "--headers", "none"}, `--headers "none"`},
+		{[]string{"plan", "--exclude", "["}, "not a valid glob"},
+		{[]string{"migrate", "--window", "8"}, "--window 8: use 16 to 1048576"},
+		{[]string{"migrate", "--parallel", "0"}, "--parallel 0: use 1 to 1024"},
+		{[]string{"migrate", "--positions", "sometimes"}, `--positions is "sometimes"`},
+		{[]string{"migrate", "--until-idle", "5s"}, "--until-idle needs --follow"},
+		{[]string{"migrate", "--stan-dir", "d", "--follow"}, "--follow needs a running STAN"},
+		{[]string{"verify", "--sample", "-1"}, "--sample -1"},
+		{[]string{"verify", "--nats-url", "nats://::::"}, "--nats-url: JetStream server URL: host"},
+		{[]string{"plan", "--stan-monitor", "http://a:1,,http://b:2"}, "--stan-monitor: STAN monitoring URL: entry 2 of 3: is empty"},
 		{[]string{"nope"}, `unknown command "nope"`},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -51,6 +51,10 @@ func stateDirectory(path string) error {
 	return nil
 }
 
+// maxParallel bounds --parallel (migrate and verify): a bound on typing
+// mistakes, far above any machine's cores.
+const maxParallel = 1024
+
 // inRange refuses a numeric flag outside lo..hi, naming the flag, what it
 // got and what it takes.
 func inRange(flag string, v, lo, hi int) error {

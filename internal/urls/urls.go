@@ -39,6 +39,9 @@ func check(raw string, schemes []string) error {
 		raw = schemes[0] + "://" + raw
 	}
 	u, err := url.Parse(raw)
+	if err != nil && unbracketedColons(raw) {
+		return errors.New("its host has more than one colon: put an IPv6 address in brackets, such as [::1]:4222")
+	}
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -72,6 +75,20 @@ func checkHost(u *url.URL) error {
 		}
 	}
 	return nil
+}
+
+// unbracketedColons says whether the authority of raw (which has a
+// scheme) holds several colons outside brackets, which Go's URL parser
+// refuses for some schemes and takes as host and port for others.
+func unbracketedColons(raw string) bool {
+	auth := raw[strings.Index(raw, "://")+3:]
+	if i := strings.IndexAny(auth, "/?#"); i >= 0 {
+		auth = auth[:i]
+	}
+	if i := strings.LastIndex(auth, "@"); i >= 0 {
+		auth = auth[i+1:]
+	}
+	return !strings.HasPrefix(auth, "[") && strings.Count(auth, ":") > 1
 }
 
 func orList(words []string) string {

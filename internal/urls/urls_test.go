@@ -28,6 +28,8 @@ func TestCheckList(t *testing.T) {
 		{"::1", nats, "more than one colon"},
 		{"nats://:::4222", nats, "more than one colon"},
 		{"nats://[::1:4222", nats, "does not parse"},
+		{"http://::::8222", []string{"http", "https"}, "more than one colon"},
+		{"https://u:p@fe80::1:8222/x", []string{"http", "https"}, "more than one colon"},
 		{"nats://[nothost]:4222", nats, "does not parse"},
 		{"nats://:4222", nats, "names no host"},
 		{"nats://", nats, "names no host"},
