@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
+
+	"github.com/stanmigrate/stanmigrate/internal/changlob"
 )
 
 // writableFile checks, before anything runs, that path can become a file:
@@ -64,13 +65,10 @@ func inRange(flag string, v, lo, hi int) error {
 	return nil
 }
 
-// validGlobs refuses a channel glob path.Match cannot read: matching
-// with it would silently select (or leave out) nothing.
+// validGlobs refuses a channel glob that cannot be read, naming the flag.
 func validGlobs(flag string, globs []string) error {
-	for _, g := range globs {
-		if _, err := path.Match(g, ""); err != nil {
-			return usageError{fmt.Errorf("%s %q is not a valid glob: %v", flag, g, err)}
-		}
+	if err := changlob.Check(globs); err != nil {
+		return usageError{fmt.Errorf("%s %w", flag, err)}
 	}
 	return nil
 }

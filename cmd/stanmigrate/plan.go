@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stanmigrate/stanmigrate/internal/changlob"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/report"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -163,17 +163,11 @@ func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
 // empty plan is almost always a typo, and migrating it would do nothing
 // while looking like success.
 func selectionMatches(include []string, d *plan.Discovery) error {
-	for _, g := range include {
-		matched := false
-		for _, c := range d.Channels {
-			if ok, _ := path.Match(g, c.Name); ok {
-				matched = true
-				break
-			}
-		}
-		if matched {
-			continue
-		}
+	all := make([]string, len(d.Channels))
+	for i, c := range d.Channels {
+		all[i] = c.Name
+	}
+	for _, g := range (changlob.Selector{Include: include}).Unmatched(all) {
 		names := make([]string, 0, 5)
 		for _, c := range d.Channels {
 			if len(names) == 5 {
