@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/jsread"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
@@ -62,7 +63,7 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 
 func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, sc source.Channel, cp *Checkpoint) (ConsumerResult, bool, error) {
 	out := ConsumerResult{Durable: d.Key(), Consumer: d.Consumer}
-	if ci, err := jsformat.ConsumerInfo(ctx, js, c.Stream, d.Consumer); err == nil {
+	if ci, err := jsread.ConsumerInfo(ctx, js, c.Stream, d.Consumer); err == nil {
 		origin, _ := jsformat.ReadConsumerOrigin(ci.Config.Metadata)
 		if !origin.Made(c.Name, d.Durable, d.QueueGroup) {
 			return out, false, permanent{fmt.Errorf("consumer %q on stream %q exists but was not created by stanmigrate for %s: remove it or rename the consumer in the plan: %w",
