@@ -20,4 +20,12 @@ const (
 	EventProbing EventKind = "probing"
 	// EventConsumer: a durable's consumer was created (or found).
 	EventConsumer EventKind = "consumer"
+	// EventWaiting: another worker sharing the state store holds the
+	// channel's lease.
+	EventWaiting EventKind = "waiting"
+	// EventHandedOver: this process's lease expired and another worker
+	// took the channel over.
+	EventHandedOver EventKind = "handed over"
+	// EventCompleteElsewhere: another worker completed the channel.
+	EventCompleteElsewhere EventKind = "complete elsewhere"
 )

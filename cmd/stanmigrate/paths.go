@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/stanmigrate/stanmigrate/internal/changlob"
 )
@@ -55,6 +56,15 @@ func stateDirectory(path string) error {
 // maxParallel bounds --parallel (migrate and verify): a bound on typing
 // mistakes, far above any machine's cores.
 const maxParallel = 1024
+
+// inRangeDuration refuses a duration flag outside lo..hi, naming the
+// flag, what it got and what it takes.
+func inRangeDuration(flag string, v, lo, hi time.Duration) error {
+	if v < lo || v > hi {
+		return usageError{fmt.Errorf("%s %v: use %v to %v", flag, v, lo, hi)}
+	}
+	return nil
+}
 
 // inRange refuses a numeric flag outside lo..hi, naming the flag, what it
 // got and what it takes.
