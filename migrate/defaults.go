@@ -13,8 +13,6 @@ var (
 )
 
 const (
-	// MaxParallel bounds Options.Parallel.
-	MaxParallel = 1024
 	// DefaultWindow is Options.Window when nothing says; MinWindow and
 	// MaxWindow bound it.
 	DefaultWindow        = 8192
