@@ -40,6 +40,9 @@ type queue struct {
 	// waitingOn: the holder last reported for each channel, so a wait is
 	// said once.
 	waitingOn map[int]string
+	// handedOver: what this process copied of a channel before another
+	// worker took it over, still counted in its summary.
+	handedOver map[int]*ChannelResult
 }
 
 // pollEvery is how often a process with nothing to claim looks again.
@@ -58,7 +61,7 @@ func (r *runner) runFleet(ctx context.Context, chans []*plan.Channel, sum *Summa
 	go r.lease.Renew(renewCtx)
 
 	q := &queue{r: r, chans: chans, sum: sum, status: make([]slotState, len(chans)),
-		doneAtStart: map[string]bool{}, waitingOn: map[int]string{}}
+		doneAtStart: map[string]bool{}, waitingOn: map[int]string{}, handedOver: map[int]*ChannelResult{}}
 	cps, err := r.cps.All(ctx)
 	if err != nil {
 		return err, false
@@ -92,7 +95,7 @@ func (r *runner) runFleet(ctx context.Context, chans []*plan.Channel, sum *Summa
 				}
 				res, ch, err, lost := r.leased(ctx, chans[i], h)
 				if lost {
-					q.requeue(i)
+					q.requeue(i, res)
 					record(nil, ch)
 					continue
 				}
@@ -131,6 +134,12 @@ func (r *runner) leased(ctx context.Context, c *plan.Channel, h *state.Held) (re
 	}()
 	res, changed, err = r.channel(cctx, c)
 	lost = ctx.Err() == nil && (errors.Is(context.Cause(cctx), state.ErrStale) || errors.Is(err, state.ErrStale))
+	if err != nil && !lost && ctx.Err() == nil {
+		// A worker paused past its lease wakes to failures (its STAN
+		// session gone, its publishes refused) before its renewal
+		// notices: ask now whether the channel is still ours.
+		lost = !r.lease.Confirm(ctx, h)
+	}
 	cancel(nil)
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
 	r.lease.Release(rctx, h)
@@ -250,15 +259,26 @@ func (q *queue) anyWaiting() bool {
 	return false
 }
 
-func (q *queue) requeue(i int) {
+func (q *queue) requeue(i int, partial *ChannelResult) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.status[i] = waiting
-	q.mu.Unlock()
+	if prev := q.handedOver[i]; prev != nil {
+		partial.Copied += prev.Copied
+		partial.Bytes += prev.Bytes
+		partial.AlreadyStored += prev.AlreadyStored
+	}
+	q.handedOver[i] = partial
 }
 
 func (q *queue) finish(i int, res *ChannelResult) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	if prev := q.handedOver[i]; prev != nil {
+		res.Copied += prev.Copied
+		res.Bytes += prev.Bytes
+		res.AlreadyStored += prev.AlreadyStored
+	}
 	q.status[i] = finished
 	q.sum.Channels[i] = res
-	q.mu.Unlock()
 }

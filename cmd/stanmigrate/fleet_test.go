@@ -226,3 +226,130 @@ func TestFleetOfThreeSharesTheChannels(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleWriterChangesNothing: a worker paused (SIGSTOP) mid-copy past
+// its lease is a stale writer. Another worker takes its channels over
+// and finishes the migration; when the paused one resumes, it finds its
+// leases gone, writes nothing (its publishes are refused by the
+// expected-last-sequence check, its checkpoint writes by the revision
+// check) and exits 0, leaving streams, consumers and checkpoints exactly
+// as the other worker left them.
+func TestStaleWriterChangesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two processes, 200,000 messages")
+	}
+	env := startFixture(t, "fleet.yaml")
+	cl := topotest.JetStreamCluster(t, embedded.JetStreamClusterConfig{})
+	e := append(envFor(env), "NATS_URL="+cl.URLs())
+	planFile := filepath.Join(t.TempDir(), "plan.yaml")
+	if r := run(t, e, "plan", "-o", planFile, "--replicas", "3"); r.code != 0 {
+		t.Fatalf("plan: exit %d\n%s", r.code, r.stderr)
+	}
+	args := []string{"migrate", "--plan", planFile, "--state", "kv:stale", "--parallel", "2", "--lease-ttl", "3s"}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	bin := binaryPath(t)
+
+	paused := make(chan struct{})
+	var once sync.Once
+	var pausedAt time.Time
+	a := startWorker(t, ctx, bin, "worker-a", e, args, func(w *fleetWorker, line string) {
+		if strings.HasPrefix(line, "started ") {
+			once.Do(func() {
+				time.AfterFunc(300*time.Millisecond, func() {
+					_ = w.cmd.Process.Signal(syscall.SIGSTOP)
+					pausedAt = time.Now()
+					close(paused)
+				})
+			})
+		}
+	})
+	defer func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) }()
+	select {
+	case <-paused:
+	case <-a.done:
+		t.Fatalf("worker-a finished before it could be paused:\n%s", a.log())
+	}
+	var resumedOnce sync.Once
+	b := startWorker(t, ctx, bin, "worker-b", e, args, func(_ *fleetWorker, line string) {
+		// The first channel worker-b resumes is one worker-a held: its
+		// own start the others.
+		if strings.HasPrefix(line, "resumed ") {
+			resumedOnce.Do(func() {
+				t.Logf("worker-a's first channel moved to worker-b %v after worker-a was paused (--lease-ttl 3s)", time.Since(pausedAt).Round(10*time.Millisecond))
+			})
+		}
+	})
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		t.Fatalf("worker-b still running:\n%s", b.log())
+	}
+	if code := b.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("worker-b: exit %d\n%s%s", code, b.out.String(), b.log())
+	}
+	if !strings.Contains(b.log(), "waiting for it to finish or for its lease to expire") {
+		t.Errorf("worker-b never waited on worker-a's leases:\n%s", b.log())
+	}
+	before := targetState(t, cl.URLs(), "stale")
+
+	// worker-a wakes up, a stale writer.
+	_ = a.cmd.Process.Signal(syscall.SIGCONT)
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+		t.Fatalf("worker-a still running after it resumed:\n%s", a.log())
+	}
+	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("the stale worker-a: exit %d, want 0\n%s%s", code, a.out.String(), a.log())
+	}
+	if !strings.Contains(a.log(), "handed over") {
+		t.Errorf("worker-a does not say its channels were taken over:\n%s", a.log())
+	}
+	after := targetState(t, cl.URLs(), "stale")
+	if before != after {
+		t.Errorf("the stale writer changed the target:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	t.Logf("worker-a after resuming:\n%s", a.out.String())
+	if v := run(t, e, "verify", "--plan", planFile, "--state", "kv:stale"); v.code != 0 {
+		t.Fatalf("verify: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+	}
+}
+
+// targetState describes every stream and consumer a migration made, and
+// the checkpoints in its bucket, as a user's `nats stream info` would.
+func targetState(t *testing.T, url, bucket string) string {
+	t.Helper()
+	nc, js := topotest.JetStream(t, url)
+	defer nc.Close()
+	ctx := context.Background()
+	var b strings.Builder
+	for name := range js.StreamNames(ctx).Name() {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := s.CachedInfo().State
+		if name == "KV_"+bucket {
+			continue // leases come and go; checkpoints are read below
+		}
+		fmt.Fprintf(&b, "stream %s: %d msgs %d..%d, %d deleted\n", name, st.Msgs, st.FirstSeq, st.LastSeq, st.NumDeleted)
+		for c := range s.ListConsumers(ctx).Info() {
+			fmt.Fprintf(&b, "  consumer %s: start %d, delivered %d, ack floor %d, pending %d\n", c.Name, c.Config.OptStartSeq,
+				c.Delivered.Stream, c.AckFloor.Stream, c.NumPending)
+		}
+	}
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := kv.ListKeysFiltered(ctx, "checkpoint.>")
+	for k := range keys.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s: revision %d\n", k, e.Revision())
+	}
+	return b.String()
+}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/stanmigrate/stanmigrate/internal/report"
 	"github.com/stanmigrate/stanmigrate/internal/state"
+	"github.com/stanmigrate/stanmigrate/plan"
 )
 
 type statusOptions struct {
@@ -58,9 +61,37 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 	if v.Checkpoints, err = state.AllCheckpoints(ctx, st); err != nil {
 		return err
 	}
+	if v.Checkpoints, err = withUnstarted(ctx, st, v.Checkpoints); err != nil {
+		return err
+	}
 	if v.Leases, err = state.Leases(ctx, st); err != nil {
 		return err
 	}
 	report.Status(o.io.Out, v)
 	return nil
+}
+
+// withUnstarted adds the saved plan's channels no worker has started
+// yet, so that status counts the whole migration, not what has begun.
+func withUnstarted(ctx context.Context, st state.Store, cps []*state.Checkpoint) ([]*state.Checkpoint, error) {
+	text, err := state.SavedPlan(ctx, st)
+	if err != nil || text == nil {
+		return cps, err
+	}
+	p, err := plan.Parse(fmt.Sprintf("the plan saved in %s", st), text)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, cp := range cps {
+		seen[cp.Stream] = true
+	}
+	for _, c := range p.Active() {
+		if !seen[c.Stream] {
+			cps = append(cps, &state.Checkpoint{Channel: c.Name, Stream: c.Stream, FirstSeq: c.FirstSeq,
+				LastSeq: c.FirstSeq - 1, TargetSeq: max(c.LastSeq, c.FirstSeq-1)})
+		}
+	}
+	sort.Slice(cps, func(i, j int) bool { return cps[i].Channel < cps[j].Channel })
+	return cps, nil
 }

@@ -101,13 +101,16 @@ func Status(w io.Writer, v StatusView) {
 		if total > 0 {
 			pct = fmt.Sprintf("%.1f%%", 100*float64(min(stored, total))/float64(total))
 		}
-		progress := pct
+		progress, updated := pct, cp.Updated.Format(time.RFC3339)
+		if cp.Updated.IsZero() {
+			progress, updated = "not started", "-"
+		}
 		if cp.Done {
 			progress = "complete"
 			done++
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%s\t%s\n", cp.Channel, cp.Stream, cp.LastSeq, cp.TargetSeq, progress,
-			len(cp.Consumers), worker(cp, v), cp.Updated.Format(time.RFC3339))
+			len(cp.Consumers), worker(cp, v), updated)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d of %d channel(s) complete", done, len(v.Checkpoints))

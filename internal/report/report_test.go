@@ -132,6 +132,7 @@ func TestStatusGolden(t *testing.T) {
 			Consumers: map[string]state.ConsumerOutcome{"audit:trail": {}, "billing:invoicer": {}}, Updated: at},
 		{Channel: "payments", Stream: "payments", FirstSeq: 201, LastSeq: 350, TargetSeq: 500, Updated: at},
 		{Channel: "sessions", Stream: "sessions", FirstSeq: 51, LastSeq: 50, TargetSeq: 50, Updated: at},
+		{Channel: "zz.late", Stream: "zz_late", FirstSeq: 1, LastSeq: 0, TargetSeq: 70},
 	}, Leases: map[string]state.Lease{"payments": {Worker: "host-b/7/y2", Renewed: at.Add(-4 * time.Second)}}})
 	golden(t, "status.table.golden", buf.Bytes())
 

@@ -184,6 +184,23 @@ func (l *Leaser) renew(ctx context.Context, h *Held) {
 	}
 }
 
+// Confirm renews h now and reports whether this process still holds it
+// (after a failure, to tell "the channel was taken over" from a fault).
+func (l *Leaser) Confirm(ctx context.Context, h *Held) bool {
+	select {
+	case <-h.lost:
+		return false
+	default:
+	}
+	l.renew(ctx, h)
+	select {
+	case <-h.lost:
+		return false
+	default:
+		return true
+	}
+}
+
 // Release gives the lease back (the channel is finished, or this
 // process stops).
 func (l *Leaser) Release(ctx context.Context, h *Held) {
