@@ -47,7 +47,7 @@ func (a *attempt) acker(ctx context.Context) {
 				*a.d = *digest.New()
 			}
 		}
-		_ = a.r.saveCheckpoint(a.cp, a.d)
+		a.saveErr = a.r.saveCheckpoint(a.cp, a.d)
 	}()
 	lastSave := time.Now()
 	timer := time.NewTimer(publishTimeout)

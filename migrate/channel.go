@@ -8,15 +8,17 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
-	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
+// js is a JetStream client for the target's API (its domain or API
+// prefix included).
 func (r *runner) js(opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
-	return jetstream.New(r.nc, opts...)
+	return conn.NewJetStream(r.nc, r.o.Target, opts...)
 }
 
 // current is the channel as the source holds it now; a channel gone or
@@ -140,7 +142,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			}
 			r.o.Reporter.Event(ev)
 		}
-		batched := r.batchable() && !refused && fastingest.Usable(r.apiLevel, &info.Config)
+		batched := r.batchable() && !refused && info.Config.AllowBatchPublish
 		if attempt == 0 && r.batchable() && !batched {
 			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventPublishing,
 				Message: fmt.Sprintf("each message asynchronously: stream %q was not made with allow_batched, so it takes no fast-ingest batches", c.Stream)})

@@ -111,7 +111,9 @@ type attempt struct {
 	copied, bytes uint64
 	// already counts publishes refused because the stream held the
 	// message already (a resend after a failover, or another worker).
-	already        uint64
+	already uint64
+	// saveErr: the checkpoint written as the attempt ended was not.
+	saveErr        error
 	finishedFollow bool
 	// unconfirmed are the publishes the attempt stopped waiting for.
 	unconfirmed []unconfirmed
@@ -170,7 +172,7 @@ func (a *attempt) window() int {
 func (a *attempt) run(ctx context.Context) error {
 	a.ctx = ctx
 	w := a.window()
-	js, err := jetstream.New(a.r.nc)
+	js, err := a.r.js()
 	if err != nil {
 		return err
 	}
@@ -253,6 +255,9 @@ loop:
 	<-ackerDone
 	if result == nil && a.failErr != nil {
 		result = a.failErr
+	}
+	if result == nil {
+		result = a.saveErr
 	}
 	return result
 }

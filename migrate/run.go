@@ -13,8 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/stanmigrate/stanmigrate/internal/apilevel"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -92,15 +92,15 @@ type runner struct {
 
 	// windowBytes is each channel's share of Options.WindowBytes.
 	windowBytes int
-	// apiLevel is the target's JetStream API level (fast-ingest batches
-	// need fastingest.MinAPILevel, nats-server 2.14).
-	apiLevel int
+	// level is the target's JetStream API level, which says whether it
+	// takes fast-ingest batches.
+	level apilevel.Level
 }
 
 // batchable reports whether streams migrate creates can take fast-ingest
 // batches.
 func (r *runner) batchable() bool {
-	return r.o.Publish != PublishAsync && r.apiLevel >= fastingest.MinAPILevel
+	return r.o.Publish != PublishAsync && r.level.FastIngest()
 }
 
 // Run executes the plan, reading from src. On cancellation it drains
@@ -194,12 +194,12 @@ func (r *runner) checkTarget(ctx context.Context) error {
 		return err
 	}
 	if ai, err := js.AccountInfo(ctx); err == nil {
-		r.apiLevel = ai.API.Level
+		r.level = apilevel.Of(ai)
 	}
 	if r.o.Publish == PublishAuto && !r.batchable() {
 		r.o.Reporter.Event(Event{Kind: EventPublishing, Message: fmt.Sprintf(
 			"each message asynchronously: the target (nats-server %s, JetStream API level %d) has no fast-ingest batches, which need nats-server 2.14 or later",
-			r.nc.ConnectedServerVersion(), r.apiLevel)})
+			r.nc.ConnectedServerVersion(), r.level)})
 	}
 	return nil
 }

@@ -58,7 +58,8 @@ func Build(d *Discovery, o Options) *Plan {
 			ClusterID: d.Source.ClusterID, URL: d.Source.URL, Monitor: d.Source.MonitorURL,
 			ServerVersion: d.Source.ServerVersion, MaxPayload: d.Source.MaxPayload,
 		},
-		Target:  Target{URL: d.Target.URL, ServerVersion: d.Target.Version, MaxPayload: d.Target.MaxPayload},
+		Target: Target{URL: d.Target.URL, Domain: d.Target.API.Domain, APIPrefix: d.Target.API.Prefix,
+			ServerVersion: d.Target.Version, APILevel: d.Target.APILevel, MaxPayload: d.Target.MaxPayload},
 		Headers: o.Headers,
 		MsgID:   o.MsgID,
 	}

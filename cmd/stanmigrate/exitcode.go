@@ -8,6 +8,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/seek"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -53,6 +54,8 @@ var badInput = []error{
 	conn.ErrWrongCluster,
 	conn.ErrNoJetStream,
 	conn.ErrBadConfig,
+	seek.ErrNoStream,
+	seek.ErrNoTimestamp,
 	state.ErrNoState,
 }
 

@@ -23,6 +23,7 @@ func parse(t *testing.T, env []string, args ...string) (any, int, string) {
 	keep := func(o any) error { got = o; return nil }
 	var so, se bytes.Buffer
 	a := newApp(&so, &se, false)
+	a.now = func() time.Time { return flagsNow }
 	root := newRootCmdWith(a, runners{
 		plan:    func(_ context.Context, o *planOptions) error { return keep(*o) },
 		migrate: func(_ context.Context, o *migrateOptions) error { return keep(*o) },
@@ -30,11 +31,16 @@ func parse(t *testing.T, env []string, args ...string) (any, int, string) {
 		status:  func(_ context.Context, o *statusOptions) error { return keep(*o) },
 		stateRm: func(_ context.Context, o *stateRmOptions) error { return keep(*o) },
 		demo:    func(_ context.Context, o *demoOptions) error { return keep(*o) },
+
+		seqAtTime: func(_ context.Context, o *seqAtTimeOptions) error { return keep(*o) },
 	})
 	root.SetArgs(args)
 	code := a.finish(root.ExecuteContext(context.Background()))
 	return got, code, se.String()
 }
+
+// flagsNow is the clock of parsed command lines.
+var flagsNow = time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
 
 // TestFlagsParseIntoOptions: each command's flags land in its options,
 // with the documented defaults, and STAN_DIR stands in for --stan-dir.
@@ -73,6 +79,11 @@ func TestFlagsParseIntoOptions(t *testing.T) {
 		{"status beside the plan", nil, []string{"status", "--plan", "dir/p.yaml"},
 			statusOptions{planFile: "dir/p.yaml", stateDir: "dir/p.state"}},
 		{"demo", nil, []string{"demo", "--keep"}, demoOptions{keep: true}},
+		{"seq-at-time by RFC 3339", nil, []string{"seq-at-time", "--channel", "orders.eu", "--plan", "p.yaml", "--time", "2026-03-01T12:00:00.5+01:00", "--json"},
+			seqAtTimeOptions{channel: "orders.eu", planFile: "p.yaml", at: "2026-03-01T12:00:00.5+01:00", json: true,
+				start: time.Date(2026, 3, 1, 11, 0, 0, 5e8, time.UTC)}},
+		{"seq-at-time by a duration ago", nil, []string{"seq-at-time", "--stream", "orders_eu", "--time", "90m"},
+			seqAtTimeOptions{stream: "orders_eu", at: "90m", start: flagsNow.Add(-90 * time.Minute)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +120,10 @@ func withoutDeps(o any) any {
 	case demoOptions:
 		v.io = nil
 		return v
+	case seqAtTimeOptions:
+		v.io, v.global, v.now = nil, nil, nil
+		v.start = v.start.UTC()
+		return v
 	case stateRmOptions:
 		v.io, v.global = nil, nil
 		return v
@@ -143,6 +158,11 @@ func TestFlagMistakesExitTwoBeforeRunning(t *testing.T) {
 		{[]string{"verify", "--nats-url", "nats://::::"}, "--nats-url: JetStream server URL: host"},
 		{[]string{"plan", "--stan-monitor", "http://a:1,,http://b:2"}, "--stan-monitor: STAN monitoring URL: entry 2 of 3: is empty"},
 		{[]string{"nope"}, `unknown command "nope"`},
+		{[]string{"seq-at-time", "--channel", "c"}, "--time is required"},
+		{[]string{"seq-at-time", "--channel", "c", "--time", "last tuesday"}, `--time "last tuesday" is neither`},
+		{[]string{"seq-at-time", "--channel", "c", "--time", "-1h"}, "cannot be negative"},
+		{[]string{"seq-at-time", "--time", "1h"}, "--channel is required"},
+		{[]string{"seq-at-time", "--channel", "c", "--stream", "s", "--time", "1h"}, "give one"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			got, code, stderr := parse(t, nil, tt.args...)
