@@ -155,6 +155,7 @@ func TestFlagMistakesExitTwoBeforeRunning(t *testing.T) {
 		{[]string{"migrate", "--stan-dir", "d", "--follow"}, "--follow needs a running STAN"},
 		{[]string{"verify", "--sample", "-1"}, "--sample -1"},
 		{[]string{"status", "--state", "kv:migration", "--nats-url", "nats://::1"}, "--nats-url: JetStream server URL"},
+		{[]string{"seq-at-time", "--channel", "orders", "--time", "1h", "--nats-url", "nats://a:4222,"}, "--nats-url: JetStream server URL: entry 2 of 2: is empty"},
 		{[]string{"verify", "--nats-url", "nats://::::"}, "--nats-url: JetStream server URL: host"},
 		{[]string{"plan", "--stan-monitor", "http://a:1,,http://b:2"}, "--stan-monitor: STAN monitoring URL: entry 2 of 3: is empty"},
 		{[]string{"nope"}, `unknown command "nope"`},
