@@ -128,6 +128,11 @@ type attempt struct {
 	// publishing side like next.
 	prevSeq    uint64
 	prevSeqStr string
+
+	// allow is the attempt's share of the run's rate limits (nil: none).
+	allow *allowance
+	// rate follows the copy rate for the checkpoint (owned by the acker).
+	rate recentRate
 }
 
 func (r *runner) newAttempt(c *plan.Channel, cp *state.Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, info *jetstream.StreamInfo, batched bool) *attempt {
@@ -140,6 +145,9 @@ func (r *runner) newAttempt(c *plan.Channel, cp *state.Checkpoint, d *digest.Cha
 		headroom:   plan.MsgOverhead(r.p.Source.ClusterID, c.Name)}
 	if info.Cluster != nil {
 		a.leader = info.Cluster.Leader
+	}
+	if r.thr != nil {
+		a.allow = &allowance{t: r.thr, channel: c.Name, obs: r.obs}
 	}
 	a.target.Store(target)
 	a.stored.Store(from - 1)
@@ -277,6 +285,11 @@ func (a *attempt) stop() {
 // older sequences again). A sequence the source skips is a gap: expired
 // or dropped by limits meanwhile, or a clustered server's gap-fill.
 func (a *attempt) onMsg(m source.Msg) bool {
+	// Waited for outside the lock, so that stopping the attempt never
+	// waits for the rate limit.
+	if a.allow != nil && a.allow.take(a.ctx, len(m.Data)) != nil {
+		return false
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {

@@ -9,6 +9,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,7 +50,17 @@ type Options struct {
 	AtLeastOnce bool
 	// Publish is PublishAuto (fast-ingest batches where the target offers
 	// them, each message asynchronously otherwise) or PublishAsync.
-	Publish  string
+	Publish string
+	// Rate and RateBytes cap the copy across all channels, in messages
+	// and payload bytes per second (0 = no cap), for copying while STAN
+	// still serves production.
+	Rate      float64
+	RateBytes int64
+	// SourceEvery is how often a following run reads the channels' last
+	// sequences again for an Observer (0 = every 10 s).
+	SourceEvery time.Duration
+	// Reporter receives progress; one that also implements Observer is
+	// told each channel's state too.
 	Reporter Reporter
 }
 
@@ -89,6 +100,11 @@ type runner struct {
 	cps   *state.Checkpoints
 	lease *state.Leaser
 	nc    *nats.Conn
+	obs   Observer
+	// thr caps the copy rate (nil: no cap).
+	thr *throttle
+	// leasesHeld counts the channel leases this process holds now.
+	leasesHeld atomic.Int64
 
 	// windowBytes is each channel's share of Options.WindowBytes.
 	windowBytes int
@@ -138,10 +154,11 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	if o.State == nil {
 		o.State = state.NewMemory()
 	}
-	r := &runner{p: p, o: o, src: src}
+	r := &runner{p: p, o: o, src: src, obs: observerOf(o.Reporter)}
 	r.lease = state.NewLeaser(o.State, o.LeaseTTL)
 	r.cps = state.NewCheckpoints(o.State, r.lease.Worker())
-	nc, err := conn.ConnectNATS(ctx, o.Target, "stanmigrate", nats.MaxReconnects(-1))
+	nc, err := conn.ConnectNATS(ctx, o.Target, "stanmigrate", nats.MaxReconnects(-1),
+		nats.ReconnectHandler(func(*nats.Conn) { r.obs.Reconnected(SideTarget) }))
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +186,14 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 		totalBytes += c.Bytes
 	}
 	o.Reporter.Begin(totalMsgs, totalBytes)
+	r.thr = newThrottle(o.Rate, o.RateBytes, nc.MaxPayload())
+	watching := make(map[string]bool, len(chans))
+	for _, c := range chans {
+		watching[c.Name] = true
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go r.watchSource(wctx, watching)
 
 	sum := &Summary{Worker: r.lease.Worker(), Channels: make([]*ChannelResult, len(chans))}
 	firstErr, changed := r.runFleet(ctx, chans, sum)

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/metrics"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/seek"
 	"github.com/stanmigrate/stanmigrate/internal/source"
@@ -57,6 +58,7 @@ var badInput = []error{
 	seek.ErrNoStream,
 	seek.ErrNoTimestamp,
 	state.ErrNoState,
+	metrics.ErrListen,
 }
 
 // exitCode is the one place errors become exit codes.

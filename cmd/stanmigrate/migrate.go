@@ -34,6 +34,7 @@ type migrateOptions struct {
 	positions string
 	publish   string
 	dir       dirOptions
+	op        operateOptions
 }
 
 // defaultStateDir keeps checkpoints beside the plan they belong to.
@@ -91,6 +92,7 @@ expire (--lease-ttl).
 		migrate.PositionsExact, migrate.PositionsLowestUnacked))
 	f.StringVar(&o.publish, "publish", migrate.PublishAuto, "auto (fast-ingest batches where the target offers them, nats-server 2.14+; each message asynchronously otherwise) or async (always each message asynchronously)")
 	o.dir.addFlags(f)
+	o.op.addFlags(f, true)
 	f.BoolVar(&o.follow, "follow", false, "keep tailing new messages until Ctrl-C or --until-idle, then finish")
 	f.DurationVar(&o.untilIdle, "until-idle", 0, "with --follow: finish a channel after this long without a new message")
 	f.BoolVar(&o.json, "json", false, "print the summary as JSON (no progress output)")
@@ -126,13 +128,15 @@ func (o *migrateOptions) validate() error {
 	if err := inRange("--window", o.window, migrate.MinWindow, migrate.MaxWindow); err != nil {
 		return err
 	}
-	if o.leaseTTL == 0 {
-		return nil // the default
+	if o.leaseTTL != 0 {
+		if err := inRangeDuration("--lease-ttl", o.leaseTTL, 3*time.Second, 10*time.Minute); err != nil {
+			return err
+		}
 	}
-	return inRangeDuration("--lease-ttl", o.leaseTTL, 3*time.Second, 10*time.Minute)
+	return o.op.check()
 }
 
-func runMigrate(ctx context.Context, o *migrateOptions) error {
+func runMigrate(ctx context.Context, o *migrateOptions) (err error) {
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
@@ -145,8 +149,15 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	if o.leaseTTL == 0 {
 		o.leaseTTL = state.DefaultLeaseTTL
 	}
+	opn, err := o.op.start()
+	if err != nil {
+		return err
+	}
+	defer func() { opn.end(err) }()
 	g := o.global
-	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, true)
+	prog := newProgress(o.io, progressOptions{verb: "migrating", quiet: o.quiet || o.json, format: o.op.logFormat, limit: o.op.limit(), every: o.op.logEvery})
+	defer prog.Close()
+	rs, err := g.resolveRun(ctx, prog.notesIO(), o.planFile, o.stateDir, o.dir, true)
 	if err != nil {
 		return err
 	}
@@ -157,13 +168,11 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		return err
 	}
 	defer src.Close()
-	skipUnreadable(ctx, o.io.Err, p, src, o.dir.skipBroken)
-
-	prog := newProgress(o.io, "migrating", o.quiet || o.json)
+	skipUnreadable(ctx, prog.Notes(), p, src, o.dir.skipBroken)
 	finish := make(chan struct{})
 	if o.follow && o.interrupts != nil {
 		o.interrupts.onFinish(func() {
-			fmt.Fprintln(o.io.Err, "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
+			fmt.Fprintln(prog.Notes(), "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
 			close(finish)
 		})
 	}
@@ -178,7 +187,10 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		IdleFinish:  o.untilIdle,
 		AtLeastOnce: o.positions == migrate.PositionsLowestUnacked,
 		Publish:     o.publish,
-		Reporter:    prog,
+		Rate:        float64(o.op.rate),
+		RateBytes:   o.op.rateBytesN,
+		SourceEvery: o.op.sourceEvery,
+		Reporter:    opn.reporter(prog),
 	})
 	prog.Close()
 	if sum != nil {

@@ -85,7 +85,7 @@ func (g *globalOptions) resolveRun(ctx context.Context, ios *iostreams, planFile
 	st, closeFn, err := g.openState(ctx, loc, false, 0)
 	switch {
 	case errors.Is(err, state.ErrNoState):
-		st, closeFn = nil, func() {}
+		st, closeFn, err = nil, func() {}, nil
 	case err != nil:
 		return nil, err
 	}

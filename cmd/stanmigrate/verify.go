@@ -23,6 +23,7 @@ type verifyOptions struct {
 	sample   int
 	parallel int
 	dir      dirOptions
+	op       operateOptions
 }
 
 func newVerifyCmd(a *app, g *globalOptions, runF func(context.Context, *verifyOptions) error) *cobra.Command {
@@ -63,6 +64,7 @@ naming the channel and the first differing sequences: made for CI.
 	f.IntVar(&o.sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
 	f.IntVar(&o.parallel, "parallel", verify.DefaultParallel, fmt.Sprintf("channels verified at once, 1 to %d", maxParallel))
 	o.dir.addFlags(f)
+	o.op.addFlags(f, false)
 	return cmd
 }
 
@@ -74,19 +76,29 @@ func (o *verifyOptions) validate() error {
 	if o.sample < 0 {
 		return usageError{fmt.Errorf("--sample %d: use a positive number of sequences per channel (0, the default, checks every message)", o.sample)}
 	}
-	return inRange("--parallel", o.parallel, 1, maxParallel)
+	if err := inRange("--parallel", o.parallel, 1, maxParallel); err != nil {
+		return err
+	}
+	return o.op.check()
 }
 
-func runVerify(ctx context.Context, o *verifyOptions) error {
+func runVerify(ctx context.Context, o *verifyOptions) (err error) {
 	if err := writableFile("--junit", o.junit); err != nil {
 		return err
 	}
+	opn, err := o.op.start()
+	if err != nil {
+		return err
+	}
+	defer func() { opn.end(err) }()
 	start := time.Now()
 	g := o.global
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
-	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, false)
+	prog := newProgress(o.io, progressOptions{verb: "verifying", quiet: o.quiet || o.json, format: o.op.logFormat, every: o.op.logEvery})
+	defer prog.Close()
+	rs, err := g.resolveRun(ctx, prog.notesIO(), o.planFile, o.stateDir, o.dir, false)
 	if err != nil {
 		return err
 	}
@@ -100,10 +112,9 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 		return err
 	}
 	defer src.Close()
-	skipUnreadable(ctx, o.io.Err, p, src, o.dir.skipBroken)
-	prog := newProgress(o.io, "verifying", o.quiet || o.json)
+	skipUnreadable(ctx, prog.Notes(), p, src, o.dir.skipBroken)
 	rep, err := verify.Run(ctx, src, p, verify.Options{
-		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: verifyProgress{prog},
+		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: opn.verifyReporter(prog),
 	})
 	prog.Close()
 	if o.junit != "" {
