@@ -218,9 +218,9 @@ func (j *channelRun) retarget(ctx context.Context) error {
 // announce says the copy starts or resumes, and from where.
 func (j *channelRun) announce(last uint64) {
 	ev := j.ev
-	ev.Kind = "started"
+	ev.Kind = EventStarted
 	if last >= j.c.FirstSeq {
-		ev.Kind = "resumed"
+		ev.Kind = EventResumed
 	}
 	ev.Message = fmt.Sprintf("sequences %d..%d", last+1, j.target)
 	if j.target == ^uint64(0) {
@@ -236,7 +236,7 @@ func (j *channelRun) attempt(ctx context.Context, info *jetstream.StreamInfo, la
 	r, c := j.r, j.c
 	batched := r.batchable() && !j.refused && info.Config.AllowBatchPublish
 	if first && r.batchable() && !batched {
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventPublishing,
 			Message: fmt.Sprintf("each message asynchronously: stream %q was not made with allow_batched, so it takes no fast-ingest batches", c.Stream)})
 	}
 	r.obs.PublishPath(c.Name, publishPath(batched))
@@ -263,7 +263,7 @@ func (j *channelRun) attempt(ctx context.Context, info *jetstream.StreamInfo, la
 		return firstErr(ctx.Err(), r.saveCheckpoint(j.cp, j.d))
 	case batched && noBatches(err):
 		j.refused = true
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventPublishing,
 			Message: fmt.Sprintf("each message asynchronously from now on: %v", err)})
 		return nil
 	case isPermanent(err):
@@ -317,7 +317,7 @@ func (j *channelRun) finish(ctx context.Context) error {
 		res.Status = "already complete"
 	}
 	ev := j.ev
-	ev.Kind, ev.Message = "complete", fmt.Sprintf("%d message(s) copied, stream at %d..%d", res.Copied, c.FirstSeq, res.LastSeq)
+	ev.Kind, ev.Message = EventComplete, fmt.Sprintf("%d message(s) copied, stream at %d..%d", res.Copied, c.FirstSeq, res.LastSeq)
 	r.o.Reporter.Event(ev)
 	return nil
 }

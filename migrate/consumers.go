@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/jsread"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -56,7 +57,7 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 		case out.SeenAgain > 0:
 			msg += fmt.Sprintf(", up to %d message(s) STAN had acknowledged will be delivered again (at-least-once)", out.SeenAgain)
 		}
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "consumer", Message: msg})
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventConsumer, Message: msg})
 	}
 	return changed, nil
 }
@@ -81,7 +82,7 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 // it is ours and finished (out says so); a half-built one of ours is
 // removed to be built again; anything else is a conflict.
 func (r *runner) existingConsumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, cp *state.Checkpoint, out *ConsumerResult) (bool, error) {
-	ci, err := jsformat.ConsumerInfo(ctx, js, c.Stream, d.Consumer)
+	ci, err := jsread.ConsumerInfo(ctx, js, c.Stream, d.Consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return false, nil
 	}
@@ -153,7 +154,7 @@ func (r *runner) position(ctx context.Context, c *plan.Channel, d *plan.Durable,
 			return r.save(cp)
 		},
 		Resumed: func(clientID string) {
-			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "probing",
+			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventProbing,
 				Message: fmt.Sprintf("%s resumed as client %q to learn its unacknowledged messages", d.Key(), clientID)})
 		},
 	}
@@ -195,7 +196,7 @@ func (r *runner) probeHolder(c *plan.Channel, d *plan.Durable, cur source.Durabl
 	default:
 		return "", false, permanent{fmt.Errorf("%s: owner is online: stop the application, then re-run migrate: %w", d.Describe(c.Name), ErrOwnerOnline)}
 	}
-	r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "probing",
+	r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventProbing,
 		Message: fmt.Sprintf("%s is held by client %q, the probe of a run that stopped mid-probe: taking it over", d.Key(), probeID)})
 	return probeID, true, nil
 }
