@@ -78,7 +78,10 @@ type attempt struct {
 	// batched: publish in fast-ingest batches.
 	batched bool
 	// Per-attempt constants for the publish path.
-	idPrefix   string // "<cluster>:<channel>:"
+	idPrefix string // "<cluster>:<channel>:"
+	// ttl, when set, gives each message a Nats-TTL so it expires at its
+	// STAN deadline (see expiry.go).
+	ttl        *msgTTL
 	maxPayload int64
 	headroom   int64 // bound on what headers and subject add
 	// streamEmpty: nothing stored yet, so a read that starts past the
@@ -136,6 +139,10 @@ func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, 
 		headroom:   plan.MsgOverhead(r.p.Source.ClusterID, c.Name)}
 	if info.Cluster != nil {
 		a.leader = info.Cluster.Leader
+	}
+	if originalExpiry(c) {
+		a.ttl = &msgTTL{maxAge: int64(c.Limits.MaxAge)}
+		a.headroom += ttlHeadroom
 	}
 	a.target.Store(target)
 	a.stored.Store(from - 1)
@@ -356,6 +363,7 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 		delete(h, jsformat.HdrChannel)
 		delete(h, jsformat.HdrSequence)
 		delete(h, jsformat.HdrTimestamp)
+		delete(h, jsformat.HdrTTL)
 	} else {
 		data = m.Data
 		delete(h, jsformat.HdrGap)
@@ -364,6 +372,9 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 			fastingest.Set(h, jsformat.HdrSequence, seqStr)
 		}
 		fastingest.Set(h, jsformat.HdrTimestamp, jsformat.Timestamp(m.Timestamp))
+		if a.ttl != nil {
+			fastingest.Set(h, jsformat.HdrTTL, a.ttl.value(m.Timestamp, time.Now()))
+		}
 		// Exact sizing only near the limit: the bound is cheap, the walk
 		// over the headers is not.
 		if a.maxPayload > 0 && int64(len(data))+a.headroom > a.maxPayload &&

@@ -145,6 +145,9 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	// Everything that can be checked without writing comes first: a
 	// refused run leaves both servers as they were.
 	chans := p.Active()
+	if err := r.checkExpiry(chans); err != nil {
+		return nil, err
+	}
 	if err := r.checkChannels(ctx, chans); err != nil {
 		return nil, err
 	}

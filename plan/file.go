@@ -168,6 +168,9 @@ func (p *Plan) Validate(name string) error {
 		if c.FirstSeq > c.LastSeq+1 {
 			bad(key, "channel %q: first_seq %d is beyond last_seq %d + 1", c.Name, c.FirstSeq, c.LastSeq)
 		}
+		if msg := validExpiry(c); msg != "" {
+			bad(key, "%s", msg)
+		}
 		if c.Limits.MaxMsgs < 0 || c.Limits.MaxBytes < 0 || c.Limits.MaxConsumers < 0 {
 			bad(key, "channel %q: limits cannot be negative (0 means unlimited)", c.Name)
 		}

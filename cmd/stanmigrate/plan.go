@@ -28,6 +28,7 @@ type planOptions struct {
 	tags     []string
 	headers  string
 	msgID    bool
+	expiry   string
 	dir      dirOptions
 }
 
@@ -63,6 +64,7 @@ blocked. It changes nothing on either server.
 	f.StringArrayVar(&o.tags, "placement-tag", nil, "put every stream's replicas on servers with this tag (repeatable)")
 	o.dir.addFlags(f)
 	f.StringVar(&o.headers, "headers", jsformat.HeadersFull, "headers on migrated messages: full (stan2js's: channel, sequence, original timestamp) or minimal (original timestamp)")
+	f.StringVar(&o.expiry, "expiry", plan.ExpiryOriginal, "when a migrated message of a channel with max_age expires: original (at its STAN timestamp + max_age, by per-message TTL on nats-server 2.11+) or migration (max_age counted from the copy)")
 	f.BoolVar(&o.msgID, "msg-id", false, "also put a Nats-Msg-Id (<cluster>:<channel>:<sequence>) on every message; exactly-once does not need it, and it costs the server memory and time")
 	return cmd
 }
@@ -108,6 +110,9 @@ func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
 	if o.headers != jsformat.HeadersFull && o.headers != jsformat.HeadersMinimal {
 		return nil, usageError{fmt.Errorf("--headers %q: use full or minimal", o.headers)}
 	}
+	if o.expiry != "" && o.expiry != plan.ExpiryOriginal && o.expiry != plan.ExpiryMigration {
+		return nil, usageError{fmt.Errorf("--expiry %q: use %s or %s", o.expiry, plan.ExpiryOriginal, plan.ExpiryMigration)}
+	}
 	g := o.global
 	src, err := g.openSource(ctx, o.dir, nil, 1)
 	if err != nil {
@@ -132,7 +137,7 @@ func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
 		placement = &plan.Placement{Cluster: o.cluster, Tags: o.tags}
 	}
 	p := plan.Build(d, plan.Options{
-		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Placement: placement, Headers: o.headers, MsgID: o.msgID, Now: time.Now(),
+		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Placement: placement, Headers: o.headers, MsgID: o.msgID, Expiry: o.expiry, Now: time.Now(),
 		SkipBroken: o.dir.skipBroken,
 	})
 	if errs := d.Unreadable(p); len(errs) > 0 {

@@ -1,0 +1,290 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-streaming-server/stores"
+	"github.com/nats-io/stan.go"
+
+	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/serverbin"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
+	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/plan"
+	"github.com/stanmigrate/stanmigrate/verify"
+)
+
+// expiryMaxAge is short so the test watches every message expire; the
+// two batches are published expiryStep apart, so the first is well aged
+// when copied and the second barely.
+const (
+	expiryMaxAge  = 10 * time.Second
+	expiryStep    = 4 * time.Second
+	expiryBatch   = 40
+	expiryChannel = "orders.expiring"
+)
+
+// ageingSTAN starts a STAN server whose channels keep messages for
+// expiryMaxAge and publishes two batches expiryStep apart. It returns the
+// STAN timestamp of every sequence.
+func ageingSTAN(t *testing.T) (*embedded.STAN, map[uint64]int64) {
+	t.Helper()
+	lim := stores.DefaultStoreLimits
+	lim.MaxAge = expiryMaxAge
+	st, err := embedded.StartSTAN(embedded.STANConfig{Dir: filepath.Join(t.TempDir(), "stan"), Limits: &lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Stop)
+	sc, err := stan.Connect(st.ClusterID(), "expiry-seeder", stan.NatsURL(st.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	for b := range 2 {
+		if b > 0 {
+			time.Sleep(expiryStep)
+		}
+		for i := range expiryBatch {
+			if err := sc.Publish(expiryChannel, fmt.Appendf(nil, "batch %d message %d", b, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The timestamps STAN stamped, read back.
+	stamps := map[uint64]int64{}
+	done := make(chan struct{})
+	sub, err := sc.Subscribe(expiryChannel, func(m *stan.Msg) {
+		stamps[m.Sequence] = m.Timestamp
+		if len(stamps) == 2*expiryBatch {
+			close(done)
+		}
+	}, stan.DeliverAllAvailable())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("read back %d of %d timestamps", len(stamps), 2*expiryBatch)
+	}
+	_ = sub.Close()
+	return st, stamps
+}
+
+// TestExpiryKeepsSTANDeadlines is the promise of expiry: original: on a
+// target with per-message TTL, a channel with max_age whose messages are
+// partly aged when copied ends with each message leaving the stream at
+// its original deadline (STAN timestamp + max_age), never before it and at
+// most a second after it plus the server's expiry timer, and verify
+// passes before, during and after the expiry. It runs against a
+// nats-server 2.12 process and the embedded current server.
+func TestExpiryKeepsSTANDeadlines(t *testing.T) {
+	for _, target := range []string{"2.12", "embedded"} {
+		t.Run(target, func(t *testing.T) {
+			t.Parallel()
+			var url string
+			if target == "embedded" {
+				js, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: t.TempDir()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(js.Stop)
+				url = js.URL()
+			} else {
+				url = serverbin.Start(t, serverbin.Line2_12, serverbin.Options{}).URL()
+			}
+			expiryRun(t, url)
+		})
+	}
+}
+
+func expiryRun(t *testing.T, url string) {
+	st, stamps := ageingSTAN(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	src := testenv.Monitored(t, st.ClusterID(), st.URL(), st.MonitorURL())
+	side := conn.Side{Name: "JetStream", URL: url}
+	d, err := plan.Discover(ctx, src, side)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plan.Build(d, plan.Options{Now: time.Now()})
+	c := p.Channel(expiryChannel)
+	if c == nil || c.Expiry != plan.ExpiryOriginal {
+		t.Fatalf("the plan gives channel %q expiry %+v, want %q", expiryChannel, c, plan.ExpiryOriginal)
+	}
+	copied := time.Now()
+	if _, err := migrate.Run(ctx, src, p, migrate.Options{Target: side, StateDir: t.TempDir()}); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	_, js := topotest.JetStream(t, url)
+	stream, err := js.Stream(ctx, naming.StreamName(expiryChannel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	if !cfg.AllowMsgTTL || cfg.MaxAge != expiryMaxAge {
+		t.Fatalf("stream config: allow_msg_ttl %v, max_age %v: want per-message TTL allowed and max_age %v kept for new messages", cfg.AllowMsgTTL, cfg.MaxAge, expiryMaxAge)
+	}
+	// Every message carries max_age minus its age when copied, in
+	// whole seconds rounded up.
+	for seq, ts := range stamps {
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("sequence %d: %v", seq, err)
+		}
+		ttl, err := strconv.Atoi(m.Header.Get(jsformat.HdrTTL))
+		left := time.Until(time.Unix(0, ts).Add(expiryMaxAge))
+		if err != nil || time.Duration(ttl)*time.Second < left || time.Duration(ttl)*time.Second > time.Since(copied)+left+time.Second {
+			t.Fatalf("sequence %d: Nats-TTL %q, its deadline is %v away", seq, m.Header.Get(jsformat.HdrTTL), left)
+		}
+	}
+	verifyOK(t, ctx, src, p, side, "before any message expired")
+
+	// Watch the stream's first sequence: when it passes a sequence, that
+	// message is gone. Deadlines rise with sequences.
+	gone := map[uint64]time.Time{}
+	midVerified := false
+	last := uint64(2 * expiryBatch)
+	for len(gone) < len(stamps) {
+		if time.Since(copied) > 2*expiryMaxAge+5*time.Second {
+			t.Fatalf("after %v, %d of %d messages expired", time.Since(copied), len(gone), len(stamps))
+		}
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		for seq := uint64(1); seq <= last && seq < info.State.FirstSeq; seq++ {
+			if _, ok := gone[seq]; !ok {
+				gone[seq] = now
+			}
+		}
+		if !midVerified && len(gone) == expiryBatch {
+			// The first batch is gone from both sides, the second not.
+			midVerified = true
+			verifyOK(t, ctx, src, p, side, "with the first batch expired")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var worst time.Duration
+	for seq, at := range gone {
+		deadline := time.Unix(0, stamps[seq]).Add(expiryMaxAge)
+		late := at.Sub(deadline)
+		if late < 0 {
+			t.Errorf("sequence %d left the stream %v before its STAN deadline", seq, -late)
+		}
+		worst = max(worst, late)
+		// Rounded up to the second, plus the server's expiry timer and
+		// this 20 ms watch on a loaded machine.
+		if late > 1500*time.Millisecond {
+			t.Errorf("sequence %d left the stream %v after its STAN deadline", seq, late)
+		}
+	}
+	t.Logf("every message left the stream at most %v after its STAN deadline (rounding up to whole seconds accounts for up to 1 s)", worst)
+	if !midVerified {
+		t.Error("the first batch never expired alone: the middle verify did not run")
+	}
+	// STAN drops them on its own timer too.
+	time.Sleep(time.Second)
+	verifyOK(t, ctx, src, p, side, "after every message expired")
+}
+
+func verifyOK(t *testing.T, ctx context.Context, src source.Source, p *plan.Plan, side conn.Side, when string) {
+	t.Helper()
+	rep, err := verify.Run(ctx, src, p, verify.Options{Target: side})
+	if err != nil {
+		var msg string
+		if rep != nil {
+			for _, c := range rep.Channels {
+				msg += c.Problem + "\n"
+			}
+		}
+		t.Fatalf("verify %s: %v\n%s", when, err, msg)
+	}
+	t.Logf("verify %s: ok (%d message(s) accepted as expired on one side)", when, rep.Channels[0].Expired)
+}
+
+// TestExpiryMigrationKeepsMaxAgeFromCopy: with plan --expiry migration
+// the plan marks the channel so, no message carries a TTL and the stream
+// keeps them past their STAN deadline; verify accepts what STAN dropped
+// meanwhile, and still reports a message deleted from the stream before
+// its deadline.
+func TestExpiryMigrationKeepsMaxAgeFromCopy(t *testing.T) {
+	st, stamps := ageingSTAN(t)
+	js0, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(js0.Stop)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	src := testenv.Monitored(t, st.ClusterID(), st.URL(), st.MonitorURL())
+	side := conn.Side{Name: "JetStream", URL: js0.URL()}
+	d, err := plan.Discover(ctx, src, side)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plan.Build(d, plan.Options{Now: time.Now(), Expiry: plan.ExpiryMigration})
+	if c := p.Channel(expiryChannel); c == nil || c.Expiry != plan.ExpiryMigration {
+		t.Fatalf("the plan gives channel %q expiry %+v, want %q", expiryChannel, c, plan.ExpiryMigration)
+	}
+	if _, err := migrate.Run(ctx, src, p, migrate.Options{Target: side, StateDir: t.TempDir()}); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	_, js := topotest.JetStream(t, js0.URL())
+	stream, err := js.Stream(ctx, naming.StreamName(expiryChannel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := m.Header.Get(jsformat.HdrTTL); v != "" || stream.CachedInfo().Config.AllowMsgTTL {
+		t.Fatalf("expiry: migration: message 1 has Nats-TTL %q, stream allow_msg_ttl %v: want neither", v, stream.CachedInfo().Config.AllowMsgTTL)
+	}
+	// A real loss: a second-batch message, its deadline still ahead.
+	lost := uint64(expiryBatch + 5)
+	if err := stream.DeleteMsg(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until STAN dropped the first batch, which the stream keeps.
+	for {
+		sc, err := src.Channel(ctx, expiryChannel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc.FirstSeq > expiryBatch {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("STAN still starts at sequence %d", sc.FirstSeq)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if time.Until(time.Unix(0, stamps[lost]).Add(expiryMaxAge)) < 2*time.Second {
+		t.Fatal("the machine is too slow for this test: the lost message's deadline is about to pass")
+	}
+	rep, err := verify.Run(ctx, src, p, verify.Options{Target: side})
+	if !errors.Is(err, verify.ErrDifferences) {
+		t.Fatalf("verify with a message deleted before its deadline: %v, want differences", err)
+	}
+	cr := rep.Channels[0]
+	if cr.MissingCount != 1 || len(cr.Missing) != 1 || cr.Missing[0] != lost || cr.ExtraCount != 0 || cr.Expired != expiryBatch {
+		t.Fatalf("verify reports missing %v (%d), extra %v (%d), expired %d: want only sequence %d missing and the %d messages STAN expired accepted\n%s",
+			cr.Missing, cr.MissingCount, cr.Extra, cr.ExtraCount, cr.Expired, lost, expiryBatch, cr.Problem)
+	}
+}
