@@ -19,6 +19,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
@@ -33,7 +34,9 @@ import (
 // servers' growing stores) touches all columns of a round alike. A shape
 // reports the median rate of each column and, for migrate and verify, the
 // median of their per-round ratios to the ceiling they are held to; with
-// -v it logs the row the README's table holds. To profile migrate
+// -v it logs the row the README's table holds. The migrate-ttl column is
+// migrate with a Nats-TTL on every message (expiry: original), to measure
+// that header's cost against the migrate column. To profile migrate
 // against the pipelined ceiling on one shape:
 //
 //	STANMIGRATE_BENCH_COLUMNS=pipelined go test ./migrate -run '^$' -bench 'Throughput/128B/1ch' -benchtime 3x -cpuprofile base.out
@@ -114,7 +117,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 	}
 	payload := make([]byte, size)
 	var migrated *embedded.JetStream
-	migrateInto := func(b *testing.B, headers string, keep bool, publish string, offline bool) time.Duration {
+	migrateInto := func(b *testing.B, headers string, keep bool, publish string, offline bool, ttl ...bool) time.Duration {
 		js := freshTarget(b)
 		env.Pair.JetStream = js
 		p, err := env.Plan(ctx)
@@ -122,6 +125,14 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 			b.Fatal(err)
 		}
 		p.Headers = headers
+		if len(ttl) > 0 && ttl[0] {
+			// As if the channels had a day's max_age: every message gets
+			// a Nats-TTL (the stream allows per-message TTL).
+			for i := range p.Channels {
+				p.Channels[i].Limits.MaxAge = plan.Duration(24 * time.Hour)
+				p.Channels[i].Expiry = plan.ExpiryOriginal
+			}
+		}
 		opts := env.MigrateOptions()
 		opts.StateDir = dirs[js] + ".state"
 		opts.Publish = publish
@@ -171,6 +182,9 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		}},
 		{"migrate-minimal-headers", func(b *testing.B) time.Duration {
 			return migrateInto(b, jsformat.HeadersMinimal, false, migrate.PublishAuto, false)
+		}},
+		{"migrate-ttl", func(b *testing.B) time.Duration {
+			return migrateInto(b, jsformat.HeadersFull, false, migrate.PublishAuto, false, true)
 		}},
 		{"migrate-async", func(b *testing.B) time.Duration {
 			return migrateInto(b, jsformat.HeadersFull, false, migrate.PublishAsync, false)

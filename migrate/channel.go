@@ -14,7 +14,7 @@ import (
 )
 
 func (r *runner) js(opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
-	return jetstream.New(r.nc, opts...)
+	return jetstream.New(r.nc, append([]jetstream.JetStreamOpt{jetstream.WithDefaultTimeout(apiTimeout)}, opts...)...)
 }
 
 // current is the channel as the source holds it now; a channel gone or

@@ -175,14 +175,14 @@ func (a *attempt) window() int {
 func (a *attempt) run(ctx context.Context) error {
 	a.ctx = ctx
 	w := a.window()
-	js, err := jetstream.New(a.r.nc)
+	js, err := a.r.js()
 	if err != nil {
 		return err
 	}
 	a.js = js
 	var pub sender
 	if a.batched {
-		pub, err = newBatchSender(a.r.nc, w)
+		pub, err = newBatchSender(a.r.nc, w, a.targetMoved)
 	} else {
 		pub, err = newPublisher(a.r.nc, w)
 	}
