@@ -219,7 +219,11 @@ func (r *runner) checkTarget(ctx context.Context) error {
 	if err := conn.CheckJetStream(ctx, r.o.Target, r.nc, js); err != nil {
 		return err
 	}
-	if ai, err := js.AccountInfo(ctx); err == nil {
+	// The API level decides the publish path and expiry for the whole
+	// run: worth the client's full timeout, not apiTimeout.
+	actx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if ai, err := js.AccountInfo(actx); err == nil {
 		r.apiLevel = ai.API.Level
 	}
 	if r.o.Publish == PublishAuto && !r.batchable() {
