@@ -68,6 +68,22 @@ func ensureMsgTTL(ctx context.Context, js jetstream.JetStream, s jetstream.Strea
 	return nil
 }
 
+// expiredBefore reports whether the stream's first sequence moved to
+// first because the messages before it reached their deadlines (their
+// per-message TTLs), which STAN, expiring on its own timer, may not have
+// acted on yet: the message before first is past its deadline on STAN.
+// Deadlines rise with sequences, so the earlier ones are too.
+func (r *runner) expiredBefore(ctx context.Context, c *plan.Channel, first uint64) bool {
+	if !originalExpiry(c) || first <= c.FirstSeq {
+		return false
+	}
+	m, err := r.src.Get(ctx, c.Name, first-1)
+	if err != nil || m == nil {
+		return false
+	}
+	return time.Now().UnixNano() >= m.Timestamp+int64(c.Limits.MaxAge)
+}
+
 // msgTTL computes each message's Nats-TTL value. It remembers the last
 // value's text: consecutive messages mostly share it, so the hot path
 // neither allocates nor formats.
