@@ -238,6 +238,10 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		for _, c := range columns {
 			b.ReportMetric(rate(c.name), c.name+"-msgs/s")
 		}
+		if len(took["migrate-ttl"]) > 0 && len(took["migrate"]) > 0 {
+			// Nats-TTL's cost: the median over rounds of the ratio.
+			b.ReportMetric(took.Share("migrate-ttl", "migrate"), "ttl-vs-migrate-%")
+		}
 		if only != "" {
 			return
 		}
