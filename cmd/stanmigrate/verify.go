@@ -17,6 +17,7 @@ type verifyOptions struct {
 	global *globalOptions
 
 	planFile string
+	stateDir string
 	junit    string
 	json     bool
 	quiet    bool
@@ -52,7 +53,8 @@ naming the channel and the first differing sequences: made for CI.
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.planFile, "plan", "", "plan file (default: plan now with defaults)")
+	f.StringVar(&o.planFile, "plan", "", "plan file (default: the plan migrate saved in the state store, else plan now with defaults)")
+	f.StringVar(&o.stateDir, "state", "", "the migration's state: directory (default: beside the plan, <plan>.state) or kv:NAME")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON (no progress output)")
 	f.StringVar(&o.junit, "junit", "", "also write the report as JUnit XML to this file (one test case per channel and consumer), for CI")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress output")
@@ -74,10 +76,15 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 	}
 	start := time.Now()
 	g := o.global
-	p, err := g.planOrDiscover(ctx, o.io, o.planFile, o.dir)
+	if o.stateDir == "" {
+		o.stateDir = defaultStateDir(o.planFile)
+	}
+	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, false)
 	if err != nil {
 		return err
 	}
+	defer rs.close()
+	p := rs.plan
 	parallel := o.parallel
 	// One STAN session per channel verified at once: a session is one
 	// connection whose messages one goroutine hands out.
