@@ -16,6 +16,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/serverbin"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
@@ -126,7 +127,7 @@ func expiryRun(t *testing.T, url string) {
 		t.Fatalf("the plan gives channel %q expiry %+v, want %q", expiryChannel, c, plan.ExpiryOriginal)
 	}
 	copied := time.Now()
-	if _, err := migrate.Run(ctx, src, p, migrate.Options{Target: side, StateDir: t.TempDir()}); err != nil {
+	if _, err := migrate.Run(ctx, src, p, migrate.Options{Target: side, State: state.NewDir(t.TempDir())}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	_, js := topotest.JetStream(t, url)
@@ -241,7 +242,7 @@ func TestExpiryMigrationKeepsMaxAgeFromCopy(t *testing.T) {
 	if c := p.Channel(expiryChannel); c == nil || c.Expiry != plan.ExpiryMigration {
 		t.Fatalf("the plan gives channel %q expiry %+v, want %q", expiryChannel, c, plan.ExpiryMigration)
 	}
-	if _, err := migrate.Run(ctx, src, p, migrate.Options{Target: side, StateDir: t.TempDir()}); err != nil {
+	if _, err := migrate.Run(ctx, src, p, migrate.Options{Target: side, State: state.NewDir(t.TempDir())}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	_, js := topotest.JetStream(t, js0.URL())
