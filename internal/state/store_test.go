@@ -14,6 +14,7 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/serverbin"
 )
 
 func kvStore(t *testing.T, bucket string) (*state.KV, jetstream.JetStream) {
@@ -161,10 +162,39 @@ func TestCheckpointOfAStaleWorkerIsRefused(t *testing.T) {
 }
 
 // TestLeases: one holder at a time; a lease whose revision stops moving
-// for a TTL is taken over, and its old holder learns it lost it.
+// for a TTL is taken over, and its old holder learns it lost it. On the
+// embedded server (2.15) and on real 2.12 and 2.10 processes: 2.10 has no
+// per-key TTL, so expiry rests on the revision alone; 2.11+ also drops
+// an abandoned lease by itself.
 func TestLeases(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		kv, _ := kvStore(t, "leases")
+		leaseScenario(t, kv, true)
+	})
+	for _, l := range []serverbin.Line{serverbin.Line2_10, serverbin.Line2_12} {
+		t.Run("nats-server "+string(l), func(t *testing.T) {
+			t.Parallel()
+			srv := serverbin.Start(t, l, serverbin.Options{})
+			nc, err := nats.Connect(srv.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kv, err := state.OpenKV(context.Background(), js, "leases", state.KVOptions{Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaseScenario(t, kv, l != serverbin.Line2_10)
+		})
+	}
+}
+
+func leaseScenario(t *testing.T, kv state.Store, keyTTL bool) {
 	ctx := context.Background()
-	kv, _ := kvStore(t, "leases")
 	ttl := 3 * time.Second
 	a, b := state.NewLeaser(kv, ttl), state.NewLeaser(kv, ttl)
 	ha, _, err := a.Acquire(ctx, "orders")
@@ -210,5 +240,18 @@ func TestLeases(t *testing.T) {
 	leases, err := state.Leases(ctx, kv)
 	if err != nil || leases["orders"].Worker != b.Worker() {
 		t.Fatalf("leases %+v (%v), want orders held by %s", leases, err, b.Worker())
+	}
+	if !keyTTL {
+		return
+	}
+	// b dies without releasing: where keys expire, the lease is gone a
+	// TTL after its last write, for any worker to claim at once.
+	time.Sleep(ttl + 2*time.Second)
+	if _, _, err := kv.Get(ctx, state.Key(state.KindLease, "orders")); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("an abandoned lease is still there %v after its last write: %v", ttl+2*time.Second, err)
+	}
+	c := state.NewLeaser(kv, ttl)
+	if hc, _, err := c.Acquire(ctx, "orders"); err != nil || hc == nil {
+		t.Fatalf("claim after the lease expired by itself: %v %v", hc, err)
 	}
 }
