@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-streaming-server/stores"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
@@ -287,5 +289,67 @@ func TestExpiryMigrationKeepsMaxAgeFromCopy(t *testing.T) {
 	if cr.MissingCount != 1 || len(cr.Missing) != 1 || cr.Missing[0] != lost || cr.ExtraCount != 0 || cr.Expired != expiryBatch {
 		t.Fatalf("verify reports missing %v (%d), extra %v (%d), expired %d: want only sequence %d missing and the %d messages STAN expired accepted\n%s",
 			cr.Missing, cr.MissingCount, cr.Extra, cr.ExtraCount, cr.Expired, lost, expiryBatch, cr.Problem)
+	}
+}
+
+// TestExpiryOnTwoTen: nats-server 2.10 has no per-message TTL. Planned
+// against it, a channel with max_age keeps expiry counted from the copy
+// and the plan says why; a plan made for a newer target (expiry:
+// original) is refused by migrate before anything is written.
+func TestExpiryOnTwoTen(t *testing.T) {
+	st, _ := ageingSTAN(t)
+	old := serverbin.Start(t, serverbin.Line2_10, serverbin.Options{})
+	cur, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cur.Stop)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	src := testenv.Monitored(t, st.ClusterID(), st.URL(), st.MonitorURL())
+	planFor := func(url string) *plan.Plan {
+		d, err := plan.Discover(ctx, src, conn.Side{Name: "JetStream", URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return plan.Build(d, plan.Options{Now: time.Now()})
+	}
+	oldSide := conn.Side{Name: "JetStream", URL: old.URL()}
+
+	// Made for the current server, run against 2.10: refused, nothing made.
+	_, err = migrate.Run(ctx, src, planFor(cur.URL()), migrate.Options{Target: oldSide, State: state.NewDir(t.TempDir())})
+	if !errors.Is(err, migrate.ErrBlocked) || !strings.Contains(err.Error(), "per-message TTL") {
+		t.Fatalf("migrate of an expiry: original plan into nats-server %s: %v; want it refused for lack of per-message TTL", old.Version(), err)
+	}
+	_, js := topotest.JetStream(t, old.URL())
+	if _, err := js.Stream(ctx, naming.StreamName(expiryChannel)); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("after the refused run, stream lookup says %v; want no stream", err)
+	}
+
+	// Planned against 2.10: expiry from the copy, said so, and it migrates.
+	p := planFor(old.URL())
+	if c := p.Channel(expiryChannel); c.Expiry != plan.ExpiryMigration {
+		t.Fatalf("planned against nats-server %s, channel %q gets expiry %q, want %q", old.Version(), expiryChannel, c.Expiry, plan.ExpiryMigration)
+	}
+	said := false
+	for _, f := range p.Findings {
+		said = said || f.Object == "max_age" && strings.Contains(f.Message, "has no per-message TTL, which arrived in 2.11")
+	}
+	if !said {
+		t.Errorf("the plan against nats-server %s does not say the limit stands: %+v", old.Version(), p.Findings)
+	}
+	if _, err := migrate.Run(ctx, src, p, migrate.Options{Target: oldSide, State: state.NewDir(t.TempDir())}); err != nil {
+		t.Fatalf("migrate into nats-server %s: %v", old.Version(), err)
+	}
+	s, err := js.Stream(ctx, naming.StreamName(expiryChannel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := m.Header.Get(jsformat.HdrTTL); v != "" {
+		t.Errorf("a message migrated into nats-server %s carries Nats-TTL %q", old.Version(), v)
 	}
 }
