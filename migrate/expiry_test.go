@@ -18,6 +18,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 	"github.com/stanmigrate/stanmigrate/internal/source"
+	sourcedir "github.com/stanmigrate/stanmigrate/internal/source/dir"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/serverbin"
@@ -353,3 +354,125 @@ func TestExpiryOnTwoTen(t *testing.T) {
 		t.Errorf("a message migrated into nats-server %s carries Nats-TTL %q", old.Version(), v)
 	}
 }
+
+// TestExpiryResumeAfterTheStreamDroppedItsFront: a stopped STAN server's
+// directory keeps serving messages that were within max_age when it was
+// opened, long past their deadlines, as a live server whose expiry timer
+// lags does for a moment. A first run is interrupted; by the re-run the
+// copied messages have reached their TTLs and left the stream, so the
+// stream starts past where it was positioned while STAN still holds those
+// sequences. The re-run recognises that they expired (their deadlines
+// passed) rather than stopping as if the target had lost data, copies the
+// rest, all past their deadlines, with the least TTL (1 s), keeping
+// sequences contiguous, and verify accepts what expired.
+func TestExpiryResumeAfterTheStreamDroppedItsFront(t *testing.T) {
+	const maxAge, total = 6 * time.Second, 5000
+	lim := stores.DefaultStoreLimits
+	lim.MaxAge = maxAge
+	st, err := embedded.StartSTAN(embedded.STANConfig{Dir: filepath.Join(t.TempDir(), "stan"), Limits: &lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := stan.Connect(st.ClusterID(), "expiry-seeder", stan.NatsURL(st.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := make(chan error, total)
+	for i := range total {
+		if _, err := sc.PublishAsync(expiryChannel, fmt.Appendf(nil, "message %d", i), func(_ string, err error) { acked <- err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range total {
+		if err := <-acked; err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = sc.Close()
+	st.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	src, err := sourcedir.Open(ctx, st.Dir(), sourcedir.Options{Limits: &lim, LimitsFrom: "the test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	js0, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(js0.Stop)
+	side := conn.Side{Name: "JetStream", URL: js0.URL()}
+	d, err := plan.Discover(ctx, src, side)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plan.Build(d, plan.Options{Now: time.Now()})
+	if c := p.Channel(expiryChannel); c == nil || c.LastSeq != total || c.Expiry != plan.ExpiryOriginal {
+		t.Fatalf("planned channel %+v: want %d messages with expiry %q", c, total, plan.ExpiryOriginal)
+	}
+	store := state.NewDir(t.TempDir())
+
+	// The first run stops once some messages are stored.
+	rctx, stop := context.WithCancel(ctx)
+	_, err = migrate.Run(rctx, src, p, migrate.Options{Target: side, State: store, Window: 256, Reporter: cancelAfter{stop}})
+	stop()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want it interrupted", err)
+	}
+	_, js := topotest.JetStream(t, js0.URL())
+	stream, err := js.Stream(ctx, naming.StreamName(expiryChannel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil || info.State.LastSeq == 0 || info.State.LastSeq >= total {
+		t.Fatalf("after the interrupted run the stream is at %+v (%v): want part of the channel", info.State, err)
+	}
+	stored := info.State.LastSeq
+	// Wait until what was copied reached its deadline and left.
+	for info.State.FirstSeq <= stored {
+		if ctx.Err() != nil {
+			t.Fatalf("the copied messages never expired: stream at %+v", info.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if info, err = stream.Info(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	sum, err := migrate.Run(ctx, src, p, migrate.Options{Target: side, State: store})
+	if err != nil {
+		t.Fatalf("re-run after the stream's front expired: %v", err)
+	}
+	if want := uint64(total) - stored; sum.Copied != want {
+		t.Errorf("the re-run copied %d message(s), want %d (sequences %d..%d)", sum.Copied, want, stored+1, total)
+	}
+	if info, err = stream.Info(ctx); err != nil || info.State.LastSeq != total {
+		t.Fatalf("stream after the re-run: %+v (%v): want its last sequence %d", info.State, err, total)
+	}
+	// Past their deadlines when copied: each kept for 1 s.
+	for info.State.Msgs > 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("messages copied past their deadlines are still there: %+v", info.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if info, err = stream.Info(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := verify.Run(ctx, src, p, verify.Options{Target: side})
+	if err != nil {
+		t.Fatalf("verify: %v (%+v)", err, rep)
+	}
+	if got := rep.Channels[0].Expired; got != total {
+		t.Errorf("verify accepted %d message(s) as expired, want all %d: the directory still serves them, past their deadlines", got, total)
+	}
+}
+
+// cancelAfter ends a run at its first progress report.
+type cancelAfter struct{ stop context.CancelFunc }
+
+func (c cancelAfter) Begin(uint64, uint64)    {}
+func (c cancelAfter) Progress(uint64, uint64) { c.stop() }
+func (c cancelAfter) Event(migrate.Event)     {}
