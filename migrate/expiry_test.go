@@ -92,11 +92,11 @@ func ageingSTAN(t *testing.T) (*embedded.STAN, map[uint64]int64) {
 // partly aged when copied ends with each message leaving the stream at
 // its original deadline (STAN timestamp + max_age), never before it and at
 // most a second after it plus the server's expiry timer, and verify
-// passes before, during and after the expiry. It runs against a
-// nats-server 2.12 process and the embedded current server.
+// passes before, during and after the expiry. It runs against
+// nats-server 2.11 and 2.12 processes and the embedded current server.
 func TestExpiryKeepsSTANDeadlines(t *testing.T) {
-	for _, target := range []string{"2.12", "embedded"} {
-		t.Run(target, func(t *testing.T) {
+	for _, target := range []serverbin.Line{serverbin.Line2_11, serverbin.Line2_12, "embedded"} {
+		t.Run(string(target), func(t *testing.T) {
 			t.Parallel()
 			var url string
 			if target == "embedded" {
@@ -107,7 +107,7 @@ func TestExpiryKeepsSTANDeadlines(t *testing.T) {
 				t.Cleanup(js.Stop)
 				url = js.URL()
 			} else {
-				url = serverbin.Start(t, serverbin.Line2_12, serverbin.Options{}).URL()
+				url = serverbin.Start(t, target, serverbin.Options{}).URL()
 			}
 			expiryRun(t, url)
 		})
@@ -197,7 +197,7 @@ func expiryRun(t *testing.T, url string) {
 			t.Errorf("sequence %d left the stream %v after its STAN deadline", seq, late)
 		}
 	}
-	t.Logf("every message left the stream at most %v after its STAN deadline (rounding up to whole seconds accounts for up to 1 s)", worst)
+	t.Logf("%s: every message left the stream at most %v after its STAN deadline (rounding up to whole seconds accounts for up to 1 s)", t.Name(), worst)
 	if !midVerified {
 		t.Error("the first batch never expired alone: the middle verify did not run")
 	}
@@ -218,7 +218,7 @@ func verifyOK(t *testing.T, ctx context.Context, src source.Source, p *plan.Plan
 		}
 		t.Fatalf("verify %s: %v\n%s", when, err, msg)
 	}
-	t.Logf("verify %s: ok (%d message(s) accepted as expired on one side)", when, rep.Channels[0].Expired)
+	t.Logf("%s: verify %s: ok (%d message(s) accepted as expired on one side)", t.Name(), when, rep.Channels[0].Expired)
 }
 
 // TestExpiryMigrationKeepsMaxAgeFromCopy: with plan --expiry migration
