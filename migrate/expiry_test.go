@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-streaming-server/stores"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/stan.go"
 
@@ -441,10 +443,36 @@ func TestExpiryResumeAfterTheStreamDroppedItsFront(t *testing.T) {
 		}
 	}
 
+	// What the re-run publishes, as a plain subscriber on the subject
+	// sees it, headers included.
+	nc, _ := topotest.JetStream(t, js0.URL())
+	ttls := map[string]int{}
+	var mu sync.Mutex
+	sub, err := nc.Subscribe(expiryChannel, func(m *nats.Msg) {
+		if len(m.Data) == 0 {
+			return // a fast-ingest batch's end (EOB), not a message
+		}
+		mu.Lock()
+		ttls[m.Header.Get(jsformat.HdrTTL)]++
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
 	sum, err := migrate.Run(ctx, src, p, migrate.Options{Target: side, State: store})
 	if err != nil {
 		t.Fatalf("re-run after the stream's front expired: %v", err)
 	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Unsubscribe()
+	mu.Lock()
+	if len(ttls) != 1 || ttls["1"] != int(uint64(total)-stored) {
+		t.Errorf("the re-run published messages with Nats-TTL values %v; want all %d past their deadlines with \"1\"", ttls, uint64(total)-stored)
+	}
+	mu.Unlock()
 	if want := uint64(total) - stored; sum.Copied != want {
 		t.Errorf("the re-run copied %d message(s), want %d (sequences %d..%d)", sum.Copied, want, stored+1, total)
 	}
