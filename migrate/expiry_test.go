@@ -36,7 +36,7 @@ import (
 // when copied and the second barely.
 const (
 	expiryMaxAge  = 10 * time.Second
-	expiryStep    = 4 * time.Second
+	expiryStep    = 6 * time.Second
 	expiryBatch   = 40
 	expiryChannel = "orders.expiring"
 )
