@@ -6,9 +6,10 @@ package stanmigrate_test
 //
 //   - plan and verify never import migrate: verify reads what migrate
 //     wrote through internal/jsformat, the one contract both share;
-//   - plan, migrate and verify never import cobra, the progress bar, a
-//     concrete source (they take source.Source and never ask which kind)
-//     or a test rig under internal/testkit;
+//   - plan, migrate and verify never import cobra, the progress bar,
+//     Prometheus (metrics leave them through their Reporters), a concrete
+//     source (they take source.Source and never ask which kind) or a test
+//     rig under internal/testkit;
 //   - internal/jsformat is a leaf: it imports no package of ours;
 //   - only cmd/stanmigrate imports cobra or the progress bar;
 //   - no package of ours that the shipped binary links imports "testing".
@@ -70,6 +71,8 @@ func violations(pkgs map[string]goPackage, binary []string) []string {
 	never := []string{
 		"github.com/spf13/cobra",
 		"github.com/schollz/progressbar/v3",
+		"github.com/prometheus/",
+		module + "/internal/metrics",
 		module + "/internal/source/live",
 		module + "/internal/source/dir",
 		module + "/internal/testkit/",
@@ -168,6 +171,9 @@ func TestImportRulesCatchEachBreak(t *testing.T) {
 		{"migrate imports cobra", func(p map[string]goPackage) {
 			p[module+"/migrate"] = goPackage{imports: []string{"github.com/spf13/cobra"}, deps: []string{"github.com/spf13/cobra"}}
 		}, "migrate depends on github.com/spf13/cobra"},
+		{"migrate serves metrics itself", func(p map[string]goPackage) {
+			p[module+"/migrate"] = goPackage{deps: []string{"github.com/prometheus/client_golang/prometheus"}}
+		}, "migrate depends on github.com/prometheus/client_golang/prometheus"},
 		{"verify asks for a concrete source", func(p map[string]goPackage) {
 			p[module+"/verify"] = goPackage{deps: []string{module + "/internal/source/dir"}}
 		}, "verify depends on internal/source/dir"},

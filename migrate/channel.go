@@ -8,15 +8,17 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
-	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
+// js is a JetStream client for the target's API (its domain or API
+// prefix included).
 func (r *runner) js(opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
-	return jetstream.New(r.nc, append([]jetstream.JetStreamOpt{jetstream.WithDefaultTimeout(apiTimeout)}, opts...)...)
+	return conn.NewJetStream(r.nc, r.o.Target, append([]jetstream.JetStreamOpt{jetstream.WithDefaultTimeout(apiTimeout)}, opts...)...)
 }
 
 // current is the channel as the source holds it now; a channel gone or
@@ -69,6 +71,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		target = c.FirstSeq - 1
 	}
 	cp.TargetSeq = target
+	r.obs.Source(c.Name, target)
 	ev := Event{Channel: c.Name, Stream: c.Stream}
 
 	var d *digest.Channel
@@ -105,6 +108,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			continue
 		}
 		last := max(info.State.LastSeq, c.FirstSeq-1)
+		r.obs.Copied(c.Name, 0, 0, last, time.Time{})
 		var landedMsgs, landedBytes uint64
 		for _, u := range landed {
 			if u.seq <= last {
@@ -117,6 +121,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			res.Copied += landedMsgs
 			res.Bytes += landedBytes
 			r.o.Reporter.Progress(landedMsgs, landedBytes)
+			r.obs.Copied(c.Name, landedMsgs, landedBytes, last, time.Time{})
 		}
 		if r.o.Follow && !fin.finished() {
 			target = ^uint64(0)
@@ -125,6 +130,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 				return res, changed, err
 			}
 			cp.TargetSeq = target
+			r.obs.Source(c.Name, target)
 		}
 		if last >= target {
 			break
@@ -139,12 +145,14 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 				ev.Message = fmt.Sprintf("from sequence %d, following", last+1)
 			}
 			r.o.Reporter.Event(ev)
+			r.obs.Phase(c.Name, copyPhase(target))
 		}
-		batched := r.batchable() && !refused && fastingest.Usable(r.apiLevel, &info.Config)
+		batched := r.batchable() && !refused && info.Config.AllowBatchPublish
 		if attempt == 0 && r.batchable() && !batched {
 			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
 				Message: fmt.Sprintf("each message asynchronously: stream %q was not made with allow_batched, so it takes no fast-ingest batches", c.Stream)})
 		}
+		r.obs.PublishPath(c.Name, publishPath(batched))
 		a := r.newAttempt(c, cp, d, last+1, target, fin, info, batched)
 		err = a.run(ctx)
 		res.Copied += a.copied
@@ -161,6 +169,8 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 				return res, changed, err
 			}
 			cp.TargetSeq = target
+			r.obs.Phase(c.Name, PhaseCopying)
+			r.obs.Source(c.Name, target)
 			continue
 		}
 		if err == nil {
@@ -183,6 +193,8 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		}
 		failures++
 	}
+	r.obs.PublishPath(c.Name, "")
+	r.obs.Phase(c.Name, PhaseConsumers)
 	res.FirstSeq = max(c.FirstSeq, cp.FirstSeq)
 	res.LastSeq = max(target, res.FirstSeq-1)
 	if d == nil {
@@ -213,6 +225,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 	if err := r.saveCheckpoint(cp, d); err != nil {
 		return res, changed, err
 	}
+	r.obs.Phase(c.Name, PhaseDone)
 	res.Status = "complete"
 	if !changed {
 		res.Status = "already complete"
@@ -237,7 +250,11 @@ func (r *runner) saveCheckpoint(cp *state.Checkpoint, d *digest.Channel) error {
 func (r *runner) save(cp *state.Checkpoint) error {
 	ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
 	defer cancel()
-	return r.cps.Save(ctx, cp)
+	err := r.cps.Save(ctx, cp)
+	if err == nil {
+		r.obs.Checkpointed(cp.Channel, time.Now())
+	}
+	return err
 }
 
 // saveTimeout bounds a checkpoint write (a key-value put rides out a
@@ -250,4 +267,19 @@ func firstErr(err, saveErr error) error {
 		return err
 	}
 	return saveErr
+}
+
+// copyPhase is the phase of a copy up to target.
+func copyPhase(target uint64) Phase {
+	if target == ^uint64(0) {
+		return PhaseFollowing
+	}
+	return PhaseCopying
+}
+
+func publishPath(batched bool) string {
+	if batched {
+		return PathBatch
+	}
+	return PathAsync
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/apilevel"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -35,13 +36,13 @@ func originalExpiry(c *plan.Channel) bool {
 // original deadlines on a target without per-message TTL (a plan made for
 // another target, or a server downgraded since).
 func (r *runner) checkExpiry(chans []*plan.Channel) error {
-	if r.apiLevel >= plan.MsgTTLAPILevel {
+	if r.level.PerMessageTTL() {
 		return nil
 	}
 	for _, c := range chans {
 		if originalExpiry(c) {
-			return permanent{fmt.Errorf("channel %q: the plan keeps its original expiry (expiry: original) by per-message TTL, which the target (nats-server %s, JetStream API level %d) does not offer (nats-server 2.11 or later): re-plan against this target, or set expiry: migration in the plan: %w",
-				c.Name, r.nc.ConnectedServerVersion(), r.apiLevel, ErrBlocked)}
+			return permanent{fmt.Errorf("channel %q: the plan keeps its original expiry (expiry: original) by per-message TTL, which the target (nats-server %s, JetStream API level %d) does not offer (%s or later): re-plan against this target, or set expiry: migration in the plan: %w",
+				c.Name, r.nc.ConnectedServerVersion(), r.level, apilevel.MsgTTL.Release(), ErrBlocked)}
 		}
 	}
 	return nil

@@ -336,7 +336,7 @@ func TestExpiryOnTwoTen(t *testing.T) {
 	}
 	said := false
 	for _, f := range p.Findings {
-		said = said || f.Object == "max_age" && strings.Contains(f.Message, "has no per-message TTL, which arrived in 2.11")
+		said = said || f.Object == "max_age" && strings.Contains(f.Message, "has no per-message TTL, which arrived in nats-server 2.11")
 	}
 	if !said {
 		t.Errorf("the plan against nats-server %s does not say the limit stands: %+v", old.Version(), p.Findings)

@@ -116,7 +116,9 @@ type attempt struct {
 	copied, bytes uint64
 	// already counts publishes refused because the stream held the
 	// message already (a resend after a failover, or another worker).
-	already        uint64
+	already uint64
+	// saveErr: the checkpoint written as the attempt ended was not.
+	saveErr        error
 	finishedFollow bool
 	// unconfirmed are the publishes the attempt stopped waiting for.
 	unconfirmed []unconfirmed
@@ -131,6 +133,11 @@ type attempt struct {
 	// publishing side like next.
 	prevSeq    uint64
 	prevSeqStr string
+
+	// allow is the attempt's share of the run's rate limits (nil: none).
+	allow *allowance
+	// rate follows the copy rate for the checkpoint (owned by the acker).
+	rate recentRate
 }
 
 func (r *runner) newAttempt(c *plan.Channel, cp *state.Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, info *jetstream.StreamInfo, batched bool) *attempt {
@@ -147,6 +154,9 @@ func (r *runner) newAttempt(c *plan.Channel, cp *state.Checkpoint, d *digest.Cha
 	if originalExpiry(c) {
 		a.ttl = &msgTTL{maxAge: int64(c.Limits.MaxAge)}
 		a.headroom += ttlHeadroom
+	}
+	if r.thr != nil {
+		a.allow = &allowance{t: r.thr, channel: c.Name, obs: r.obs}
 	}
 	a.target.Store(target)
 	a.stored.Store(from - 1)
@@ -263,6 +273,9 @@ loop:
 	if result == nil && a.failErr != nil {
 		result = a.failErr
 	}
+	if result == nil {
+		result = a.saveErr
+	}
 	return result
 }
 
@@ -281,6 +294,11 @@ func (a *attempt) stop() {
 // older sequences again). A sequence the source skips is a gap: expired
 // or dropped by limits meanwhile, or a clustered server's gap-fill.
 func (a *attempt) onMsg(m source.Msg) bool {
+	// Waited for outside the lock, so that stopping the attempt never
+	// waits for the rate limit.
+	if a.allow != nil && a.allow.take(a.ctx, len(m.Data)) != nil {
+		return false
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {

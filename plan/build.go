@@ -63,7 +63,8 @@ func Build(d *Discovery, o Options) *Plan {
 			ClusterID: d.Source.ClusterID, URL: d.Source.URL, Monitor: d.Source.MonitorURL,
 			ServerVersion: d.Source.ServerVersion, MaxPayload: d.Source.MaxPayload,
 		},
-		Target:  Target{URL: d.Target.URL, ServerVersion: d.Target.Version, MaxPayload: d.Target.MaxPayload},
+		Target: Target{URL: d.Target.URL, Domain: d.Target.API.Domain, APIPrefix: d.Target.API.Prefix,
+			ServerVersion: d.Target.Version, APILevel: d.Target.APILevel, MaxPayload: d.Target.MaxPayload},
 		Headers: o.Headers,
 		MsgID:   o.MsgID,
 	}
@@ -133,7 +134,7 @@ func Build(d *Discovery, o Options) *Plan {
 			"not durable: will not be migrated (the application must resubscribe on JetStream)")
 	}
 	if anyAge {
-		planExpiry(p, d.Target.Version, o.Expiry, add)
+		planExpiry(p, d.Target, o.Expiry, add)
 	}
 	if anySubs {
 		add(Info, "max_subscriptions", "STAN's max_subscriptions becomes the stream's max_consumers: STAN counted every subscription, JetStream counts consumers (one per durable or durable queue group)")

@@ -3,6 +3,8 @@ package plan
 import (
 	"fmt"
 	"strings"
+
+	"github.com/stanmigrate/stanmigrate/internal/apilevel"
 )
 
 // Expiry modes: when a migrated message of a channel with max_age expires.
@@ -17,21 +19,12 @@ const (
 	ExpiryMigration = "migration"
 )
 
-// MsgTTLAPILevel is the JetStream API level of nats-server 2.11, the
-// first with per-message TTL.
-const MsgTTLAPILevel = 1
-
-// MsgTTLSupported reports whether a nats-server version offers
-// per-message TTL (2.11 and later); false when the version is unknown.
-func MsgTTLSupported(version string) bool {
-	maj, min, _, ok := parseServerVersion(version)
-	return ok && (maj > 2 || maj == 2 && min >= 11)
-}
-
 // planExpiry decides, per channel with a max_age, which expiry it gets:
-// the one asked for where the target can do it, otherwise expiry counted
-// from the copy, and says so in the findings.
-func planExpiry(p *Plan, targetVersion, mode string, add func(sev, obj, format string, args ...any)) {
+// the one asked for where the target can do it (its JetStream API level
+// offers per-message TTL), otherwise expiry counted from the copy, and
+// says so in the findings.
+func planExpiry(p *Plan, t TargetState, mode string, add func(sev, obj, format string, args ...any)) {
+	targetVersion, level := t.Version, apilevel.Level(t.APILevel)
 	var original, fromCopy []string
 	for i := range p.Channels {
 		c := &p.Channels[i]
@@ -39,7 +32,7 @@ func planExpiry(p *Plan, targetVersion, mode string, add func(sev, obj, format s
 			continue
 		}
 		c.Expiry = ExpiryMigration
-		if mode == ExpiryOriginal && MsgTTLSupported(targetVersion) {
+		if mode == ExpiryOriginal && level.PerMessageTTL() {
 			c.Expiry = ExpiryOriginal
 		}
 		if c.Skip {
@@ -60,9 +53,9 @@ func planExpiry(p *Plan, targetVersion, mode string, add func(sev, obj, format s
 	why := "the plan asks for it (expiry: migration)"
 	switch {
 	case mode == ExpiryOriginal && targetVersion == "":
-		why = "the target's version is unknown, so per-message TTL (nats-server 2.11+) cannot be relied on"
+		why = fmt.Sprintf("the target's version is unknown, so per-message TTL (%s and later) cannot be relied on", apilevel.MsgTTL.Release())
 	case mode == ExpiryOriginal:
-		why = fmt.Sprintf("the target (nats-server %s) has no per-message TTL, which arrived in 2.11: upgrade it and re-plan to keep the original deadlines", targetVersion)
+		why = fmt.Sprintf("the target (nats-server %s, JetStream API level %d) has no per-message TTL, which arrived in %s: upgrade it and re-plan to keep the original deadlines", targetVersion, level, apilevel.MsgTTL.Release())
 	}
 	add(Info, "max_age", "JetStream counts max_age from the migration time, not from the original STAN timestamps (kept in the Nats-Streaming-Timestamp header), for %d channel(s): messages live longer than they would have on STAN; %s (%s)", len(fromCopy), why, sample(fromCopy))
 }

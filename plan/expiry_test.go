@@ -20,17 +20,19 @@ func TestPlanExpiry(t *testing.T) {
 		{Name: "forever", FirstSeq: 1, LastSeq: 3, Msgs: 3},
 	}
 	for _, tc := range []struct {
-		version, mode string
-		want          string // the aged channel's expiry
-		finding       string
+		version string
+		level   int
+		mode    string
+		want    string // the aged channel's expiry
+		finding string
 	}{
-		{"2.12.15", "", plan.ExpiryOriginal, "1 channel(s) keep STAN's deadlines (expiry: original)"},
-		{"2.11.0", plan.ExpiryOriginal, plan.ExpiryOriginal, "keep STAN's deadlines"},
-		{"2.15.2", plan.ExpiryMigration, plan.ExpiryMigration, "for 1 channel(s): messages live longer than they would have on STAN; the plan asks for it (expiry: migration)"},
-		{"2.10.29", "", plan.ExpiryMigration, "the target (nats-server 2.10.29) has no per-message TTL, which arrived in 2.11"},
-		{"", "", plan.ExpiryMigration, "the target's version is unknown"},
+		{"2.12.15", 2, "", plan.ExpiryOriginal, "1 channel(s) keep STAN's deadlines (expiry: original)"},
+		{"2.11.0", 1, plan.ExpiryOriginal, plan.ExpiryOriginal, "keep STAN's deadlines"},
+		{"2.15.2", 4, plan.ExpiryMigration, plan.ExpiryMigration, "for 1 channel(s): messages live longer than they would have on STAN; the plan asks for it (expiry: migration)"},
+		{"2.10.29", 0, "", plan.ExpiryMigration, "the target (nats-server 2.10.29, JetStream API level 0) has no per-message TTL, which arrived in nats-server 2.11"},
+		{"", 0, "", plan.ExpiryMigration, "the target's version is unknown"},
 	} {
-		d := &plan.Discovery{Source: source.Info{ClusterID: "c"}, Channels: chans, Target: plan.TargetState{Version: tc.version}}
+		d := &plan.Discovery{Source: source.Info{ClusterID: "c"}, Channels: chans, Target: plan.TargetState{Version: tc.version, APILevel: tc.level}}
 		p := plan.Build(d, plan.Options{Expiry: tc.mode, Now: time.Now()})
 		if got := p.Channel("aged").Expiry; got != tc.want {
 			t.Errorf("target %q, --expiry %q: channel with max_age gets expiry %q, want %q", tc.version, tc.mode, got, tc.want)

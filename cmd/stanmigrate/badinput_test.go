@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,11 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 	emptyCreds := write("empty.creds", "-----BEGIN NATS USER JWT-----\n-----END NATS USER JWT-----\n")
 	notSeed := write("user.nk", "not a seed")
 	stanConf := write("stan.conf", "streaming { store: memory }\n")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() })
 
 	tests := []struct {
 		name  string
@@ -99,6 +105,20 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 		{"--expiry", nil, []string{"plan", "-o", "-", "--expiry", "never"}, []string{"--expiry", "original or migration"}},
 		{"--positions", nil, []string{"migrate", "--plan", good, "--positions", "sometimes"}, []string{"--positions", "exact or lowest-unacked"}},
 		{"--publish", nil, []string{"migrate", "--plan", good, "--publish", "sync"}, []string{"--publish", "auto or async"}},
+		{"--log-format", nil, []string{"migrate", "--plan", good, "--log-format", "xml"}, []string{`--log-format "xml"`, "text or json"}},
+		{"verify --log-format", nil, []string{"verify", "--plan", good, "--log-format", "logfmt"}, []string{`--log-format "logfmt"`, "text or json"}},
+		// Operating a long run: rate caps and the metrics address.
+		{"--rate -5", nil, []string{"migrate", "--plan", good, "--rate", "-5"}, []string{"--rate -5", "1 to 100000000"}},
+		{"--rate too high", nil, []string{"migrate", "--plan", good, "--rate", "1000000000"}, []string{"--rate 1000000000", "1 to 100000000"}},
+		{"--rate not a number", nil, []string{"migrate", "--plan", good, "--rate", "fast"}, []string{"--rate", "fast"}},
+		{"--rate-bytes that does not parse", nil, []string{"migrate", "--plan", good, "--rate-bytes", "lots"}, []string{`--rate-bytes "lots"`, "1 KiB to 1 TiB"}},
+		{"--rate-bytes below 1 KiB", nil, []string{"migrate", "--plan", good, "--rate-bytes", "100B"}, []string{`--rate-bytes "100B"`, "1 KiB"}},
+		{"--rate-bytes above 1 TiB", nil, []string{"migrate", "--plan", good, "--rate-bytes", "2TiB"}, []string{`--rate-bytes "2TiB"`, "1 TiB"}},
+		{"--metrics-listen without a port", nil, []string{"migrate", "--plan", good, "--metrics-listen", "127.0.0.1"}, []string{`--metrics-listen "127.0.0.1"`, "host:port"}},
+		{"--metrics-listen that does not parse", nil, []string{"verify", "--plan", good, "--metrics-listen", "::1::9464"}, []string{"--metrics-listen", "host:port"}},
+		{"--metrics-listen on an address not here", nil, []string{"migrate", "--plan", good, "--metrics-listen", "192.0.2.1:9464"}, []string{"--metrics-listen 192.0.2.1:9464", "local address"}},
+		{"--metrics-listen on a port in use", nil, []string{"migrate", "--plan", good, "--metrics-listen", busy.Addr().String()}, []string{"--metrics-listen " + busy.Addr().String(), "in use"}},
+		{"verify --metrics-listen on a port in use", nil, []string{"verify", "--plan", good, "--metrics-listen", busy.Addr().String()}, []string{"--metrics-listen " + busy.Addr().String(), "in use"}},
 		{"--channel matching nothing", nil, []string{"plan", "-o", "-", "--channel", "typo*"}, []string{`--channel "typo*"`, "matches none", "orders.eu"}},
 		{"--channel that is not a glob", nil, []string{"plan", "-o", "-", "--channel", "["}, []string{`--channel "["`, "not a valid glob"}},
 		{"--exclude that is not a glob", nil, []string{"plan", "-o", "-", "--exclude", "orders["}, []string{`--exclude "orders["`, "not a valid glob"}},

@@ -7,7 +7,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/metrics"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/seek"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -53,7 +55,10 @@ var badInput = []error{
 	conn.ErrWrongCluster,
 	conn.ErrNoJetStream,
 	conn.ErrBadConfig,
+	seek.ErrNoStream,
+	seek.ErrNoTimestamp,
 	state.ErrNoState,
+	metrics.ErrListen,
 }
 
 // exitCode is the one place errors become exit codes.

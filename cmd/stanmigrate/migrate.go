@@ -34,6 +34,7 @@ type migrateOptions struct {
 	positions string
 	publish   string
 	dir       dirOptions
+	op        operateOptions
 }
 
 // Defaults of migrate's numeric flags.
@@ -92,6 +93,7 @@ expire (--lease-ttl).
 	f.StringVar(&o.positions, "positions", "exact", "consumer state: exact (ack what STAN had acknowledged past the start, redeliver only the pending) or lowest-unacked (at-least-once: start at the lowest unacknowledged sequence, acknowledged messages past it are delivered again)")
 	f.StringVar(&o.publish, "publish", migrate.PublishAuto, "auto (fast-ingest batches where the target offers them, nats-server 2.14+; each message asynchronously otherwise) or async (always each message asynchronously)")
 	o.dir.addFlags(f)
+	o.op.addFlags(f, true)
 	f.BoolVar(&o.follow, "follow", false, "keep tailing new messages until Ctrl-C or --until-idle, then finish")
 	f.DurationVar(&o.untilIdle, "until-idle", 0, "with --follow: finish a channel after this long without a new message")
 	f.BoolVar(&o.json, "json", false, "print the summary as JSON (no progress output)")
@@ -100,7 +102,7 @@ expire (--lease-ttl).
 	return cmd
 }
 
-func runMigrate(ctx context.Context, o *migrateOptions) error {
+func runMigrate(ctx context.Context, o *migrateOptions) (err error) {
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
@@ -137,8 +139,18 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	if err := inRangeDuration("--lease-ttl", o.leaseTTL, 3*time.Second, 10*time.Minute); err != nil {
 		return err
 	}
+	if err := o.op.check(); err != nil {
+		return err
+	}
+	opn, err := o.op.start()
+	if err != nil {
+		return err
+	}
+	defer func() { opn.end(err) }()
 	g := o.global
-	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, true)
+	prog := newProgress(o.io, progressOptions{verb: "migrating", quiet: o.quiet || o.json, format: o.op.logFormat, limit: o.op.limit(), every: o.op.logEvery})
+	defer prog.Close()
+	rs, err := g.resolveRun(ctx, prog.notesIO(), o.planFile, o.stateDir, o.dir, true)
 	if err != nil {
 		return err
 	}
@@ -149,13 +161,11 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		return err
 	}
 	defer src.Close()
-	skipUnreadable(ctx, o.io.Err, p, src, o.dir.skipBroken)
-
-	prog := newProgress(o.io, "migrating", o.quiet || o.json)
+	skipUnreadable(ctx, prog.Notes(), p, src, o.dir.skipBroken)
 	finish := make(chan struct{})
 	if o.follow && o.interrupts != nil {
 		o.interrupts.onFinish(func() {
-			fmt.Fprintln(o.io.Err, "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
+			fmt.Fprintln(prog.Notes(), "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
 			close(finish)
 		})
 	}
@@ -170,7 +180,10 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		IdleFinish:  o.untilIdle,
 		AtLeastOnce: o.positions == "lowest-unacked",
 		Publish:     o.publish,
-		Reporter:    prog,
+		Rate:        float64(o.op.rate),
+		RateBytes:   o.op.rateBytesN,
+		SourceEvery: o.op.sourceEvery,
+		Reporter:    opn.reporter(prog),
 	})
 	prog.Close()
 	if sum != nil {

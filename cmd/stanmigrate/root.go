@@ -35,6 +35,9 @@ type globalOptions struct {
 	monitorCA, monitorCert, monitorKey string
 	monitorHTTP                        *http.Client
 	flags                              *pflag.FlagSet
+	// domainGiven: --nats-domain or NATS_DOMAIN named the target's
+	// JetStream domain, which then wins over a plan's.
+	domainGiven bool
 }
 
 // runners replace commands' run functions, so tests can check what the
@@ -46,6 +49,8 @@ type runners struct {
 	status  func(context.Context, *statusOptions) error
 	stateRm func(context.Context, *stateRmOptions) error
 	demo    func(context.Context, *demoOptions) error
+
+	seqAtTime func(context.Context, *seqAtTimeOptions) error
 
 	fixtureLoad    func(context.Context, *fixtureLoadOptions) error
 	fixtureCapture func(context.Context, *fixtureCaptureOptions) error
@@ -66,9 +71,10 @@ and proves the result identical.
   stanmigrate migrate   execute the plan (resumable)
   stanmigrate verify    compare every channel with its stream
   stanmigrate demo      the whole job on embedded servers
+  stanmigrate seq-at-time  the stream sequence at an original STAN time
 
-Connection flags read STAN_URL, STAN_CLUSTER, STAN_MONITOR and NATS_URL from
-the environment when not given (a flag wins). Each side is secured on its own
+Connection flags read STAN_URL, STAN_CLUSTER, STAN_MONITOR, NATS_URL and
+NATS_DOMAIN from the environment when not given (a flag wins). Each side is secured on its own
 (--stan-… / --nats-…): user and password, token, NKey seed file, credentials
 file, TLS CA, client certificate and key, or a saved NATS CLI context; a plan
 file's source.auth / target.auth references apply when no such flag is given.
@@ -92,6 +98,7 @@ file's source.auth / target.auth references apply when no such flag is given.
 		newVerifyCmd(a, g, r.verify),
 		newStatusCmd(a, g, r.status),
 		newStateCmd(a, g, r.stateRm),
+		newSeqAtTimeCmd(a, g, r.seqAtTime),
 		newDemoCmd(a, r.demo),
 		newFixtureCmd(a, g, r),
 		newVersionCmd(a),
@@ -111,6 +118,7 @@ func (g *globalOptions) addFlags(pf *pflag.FlagSet) {
 	pf.StringVar(&g.monitorKey, "stan-monitor-key", "", "key of --stan-monitor-cert")
 	pf.BoolVar(&g.noMonitor, "no-monitor", false, "STAN runs without monitoring: list channels and durables in the plan by hand")
 	pf.StringVar(&g.nats.URL, "nats-url", defaultNATSURL, "JetStream server URL (env NATS_URL)")
+	pf.StringVar(&g.nats.Domain, "nats-domain", "", "JetStream domain to migrate into, reached through the --nats-url server (a leaf node's or hub's; env NATS_DOMAIN; default: the plan's, else the context's jetstream_domain or jetstream_api_prefix, else the server's own JetStream)")
 	addSideFlags(pf, "stan", &g.stan)
 	addSideFlags(pf, "nats", &g.nats)
 }
@@ -147,6 +155,13 @@ func (g *globalOptions) resolve(flags *pflag.FlagSet) error {
 	pick("cluster", "STAN_CLUSTER", &g.cluster, "")
 	pick("stan-monitor", "STAN_MONITOR", &g.monitorURL, "")
 	pick("nats-url", "NATS_URL", &g.nats.URL, g.nats.Context)
+	pick("nats-domain", "NATS_DOMAIN", &g.nats.Domain, "")
+	g.domainGiven = g.nats.Domain != ""
+	if g.domainGiven {
+		if _, err := g.nats.JetStreamAPI(); err != nil {
+			return usageError{err}
+		}
+	}
 	if g.cluster == "" {
 		return usageError{fmt.Errorf("--cluster is empty: pass the STAN cluster id")}
 	}
@@ -231,6 +246,14 @@ func (g *globalOptions) applyPlanAuth(p *plan.Plan) error {
 	if err := g.applyAuth("nats", "NATS_URL", "target.auth", &g.nats, p.Target.Auth); err != nil {
 		return err
 	}
+	if !g.domainGiven {
+		// The plan was made for this JetStream: domain and prefix are
+		// where, not secrets.
+		g.nats.Domain, g.nats.APIPrefix = p.Target.Domain, p.Target.APIPrefix
+		if _, err := g.nats.JetStreamAPI(); err != nil {
+			return fmt.Errorf("plan target.domain / target.api_prefix: %w: %w", err, plan.ErrInvalid)
+		}
+	}
 	return g.resolveMonitorTLS()
 }
 
@@ -263,7 +286,7 @@ func (g *globalOptions) applyAuth(side, urlEnv, where string, s *conn.Side, a *p
 		return nil
 	}
 	*s = conn.Side{Name: s.Name, URL: s.URL, Context: a.Context, Creds: a.Creds, NKey: a.NKey,
-		TLSCert: a.TLSCert, TLSKey: a.TLSKey, TLSCA: a.TLSCA}
+		TLSCert: a.TLSCert, TLSKey: a.TLSKey, TLSCA: a.TLSCA, Domain: s.Domain, APIPrefix: s.APIPrefix}
 	for _, e := range []struct {
 		field, name string
 		dst         *string

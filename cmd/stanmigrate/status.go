@@ -26,9 +26,10 @@ func newStatusCmd(a *app, g *globalOptions, runF func(context.Context, *statusOp
 		Use:   "status",
 		Short: "Show per-channel migration progress from the state store",
 		Long: `status reads the checkpoints in the state store (never STAN) and shows, per
-channel, how far the copy got, how many consumers exist, and which worker holds
-it now (with its lease's age) or completed it. A bucket on the target is read
-through --nats-url.
+channel, how far the copy got, the time it has left at its recent copy rate
+(ETA; "stale" when no run has written its checkpoint for a minute), how many
+consumers exist, and which worker holds it now (with its lease's age) or
+completed it. A bucket on the target is read through --nats-url.
 
 ` + exitCodesHelp,
 		Args: noArgs,

@@ -24,6 +24,7 @@ type verifyOptions struct {
 	sample   int
 	parallel int
 	dir      dirOptions
+	op       operateOptions
 }
 
 func newVerifyCmd(a *app, g *globalOptions, runF func(context.Context, *verifyOptions) error) *cobra.Command {
@@ -61,10 +62,11 @@ naming the channel and the first differing sequences: made for CI.
 	f.IntVar(&o.sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
 	f.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "channels verified at once, 1 to 1024")
 	o.dir.addFlags(f)
+	o.op.addFlags(f, false)
 	return cmd
 }
 
-func runVerify(ctx context.Context, o *verifyOptions) error {
+func runVerify(ctx context.Context, o *verifyOptions) (err error) {
 	if o.sample < 0 {
 		return usageError{fmt.Errorf("--sample %d: use a positive number of sequences per channel (0, the default, checks every message)", o.sample)}
 	}
@@ -74,12 +76,22 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 	if err := writableFile("--junit", o.junit); err != nil {
 		return err
 	}
+	if err := o.op.check(); err != nil {
+		return err
+	}
+	opn, err := o.op.start()
+	if err != nil {
+		return err
+	}
+	defer func() { opn.end(err) }()
 	start := time.Now()
 	g := o.global
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
-	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, false)
+	prog := newProgress(o.io, progressOptions{verb: "verifying", quiet: o.quiet || o.json, format: o.op.logFormat, every: o.op.logEvery})
+	defer prog.Close()
+	rs, err := g.resolveRun(ctx, prog.notesIO(), o.planFile, o.stateDir, o.dir, false)
 	if err != nil {
 		return err
 	}
@@ -93,10 +105,9 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 		return err
 	}
 	defer src.Close()
-	skipUnreadable(ctx, o.io.Err, p, src, o.dir.skipBroken)
-	prog := newProgress(o.io, "verifying", o.quiet || o.json)
+	skipUnreadable(ctx, prog.Notes(), p, src, o.dir.skipBroken)
 	rep, err := verify.Run(ctx, src, p, verify.Options{
-		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: verifyProgress{prog},
+		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: opn.verifyReporter(prog),
 	})
 	prog.Close()
 	if o.junit != "" {

@@ -50,6 +50,13 @@ type Side struct {
 	TLSCert  string
 	TLSKey   string
 	TLSCA    string
+	// Domain and APIPrefix say which JetStream the side's API requests
+	// reach (JetStream side only): a domain (a leaf node's, a hub's) or
+	// an account's imported API prefix. Both empty: the context's, else
+	// the JetStream of the server connected to. Domain wins over
+	// APIPrefix.
+	Domain    string
+	APIPrefix string
 }
 
 // flag is the command-line prefix of the side's settings, for advice.
@@ -83,17 +90,6 @@ func (s Side) Resolved() (string, []nats.Option, error) {
 		copts, err := nctx.NATSOptions()
 		if err != nil {
 			return "", nil, fmt.Errorf("%s: NATS context %q: %v: %w", s.Name, s.Context, err, ErrBadConfig)
-		}
-		// Refused rather than ignored: a JetStream reached through a domain
-		// or an API prefix is another one than the server's own, and
-		// migrating into the wrong one would look like success.
-		if s.Name == "JetStream" && (nctx.JSDomain() != "" || nctx.JSAPIPrefix() != "") {
-			what := fmt.Sprintf("JetStream domain %q", nctx.JSDomain())
-			if nctx.JSDomain() == "" {
-				what = fmt.Sprintf("JetStream API prefix %q", nctx.JSAPIPrefix())
-			}
-			return "", nil, fmt.Errorf("%s: NATS context %q sets %s, which stanmigrate does not apply yet: it uses the JetStream of the server it connects to: connect to a server of that domain or account (--nats-url), or use a context without it: %w",
-				s.Name, s.Context, what, ErrBadConfig)
 		}
 		opts = append(opts, copts...)
 		if s.hasAuth() {
@@ -441,13 +437,17 @@ func ConnectSTAN(ctx context.Context, s Side, clusterID, clientID string, lost s
 }
 
 // JetStream opens the target and checks that JetStream answers for the
-// account.
+// account, in the side's domain or behind its API prefix when it names
+// one.
 func JetStream(ctx context.Context, s Side, clientName string, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	if _, err := s.JetStreamAPI(); err != nil {
+		return nil, nil, err
+	}
 	nc, err := ConnectNATS(ctx, s, clientName, extra...)
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
+	js, err := NewJetStream(nc, s)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -475,6 +475,13 @@ func CheckJetStream(ctx context.Context, s Side, nc *nats.Conn, js jetstream.Jet
 		return perr
 	}
 	where := fmt.Sprintf("%s server %s", s.Name, Redact(nc.ConnectedUrlRedacted()))
+	if api, _ := s.JetStreamAPI(); api != (API{}) && (errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+		// Nothing answers on the domain's (or prefix's) API subjects,
+		// or a server without that domain says it has no JetStream.
+		return fmt.Errorf("%s: %w in %s: no JetStream answered there (%v): check %sdomain (or the context's jetstream_domain / jetstream_api_prefix) against the server's jetstream { domain } and that the leaf node is connected",
+			where, ErrNoJetStream, api, err, s.flag())
+	}
 	switch {
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 		return fmt.Errorf("%s: %w for this account: enable JetStream for the user's account (account limits), or connect as a user of an account that has it", where, ErrNoJetStream)

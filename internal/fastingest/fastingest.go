@@ -668,18 +668,3 @@ func lastIndexByte(s string, c byte) int {
 	}
 	return -1
 }
-
-// MinAPILevel is the JetStream API level of nats-server 2.14, the first
-// with fast-ingest batches.
-const MinAPILevel = 4
-
-// Usable says whether fast-ingest batches can be used: the account's
-// JetStream API level (jetstream.AccountInfo.API.Level) is at least
-// MinAPILevel and the stream has allow_batched. A server before 2.14 does
-// not know the field: in JetStream's strict mode (2.15's default) it
-// refuses a stream config that sets it as invalid JSON, otherwise it drops
-// it silently. Create streams with AllowBatchPublish only where the level
-// allows, and check the created stream's config.
-func Usable(apiLevel int, cfg *jetstream.StreamConfig) bool {
-	return apiLevel >= MinAPILevel && cfg != nil && cfg.AllowBatchPublish
-}

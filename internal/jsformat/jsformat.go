@@ -8,6 +8,8 @@
 package jsformat
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -50,6 +52,30 @@ const (
 // HdrTimestamp.
 func Timestamp(unixNano int64) string {
 	return time.Unix(0, unixNano).UTC().Format(time.RFC3339Nano)
+}
+
+// ErrNoTimestamp: a stored message carries no HdrTimestamp (it was not
+// written by stanmigrate, or is a gap placeholder).
+var ErrNoTimestamp = errors.New("no " + HdrTimestamp + " header")
+
+// ReadTimestamp reads a stored message's original STAN time back from
+// HdrTimestamp.
+func ReadTimestamp(h map[string][]string) (time.Time, error) {
+	v := h[HdrTimestamp]
+	if len(v) == 0 || v[0] == "" {
+		return time.Time{}, ErrNoTimestamp
+	}
+	t, err := time.Parse(time.RFC3339Nano, v[0])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s %q is not an RFC 3339 time: %w", HdrTimestamp, v[0], err)
+	}
+	return t, nil
+}
+
+// IsGap reports whether a stored message is a gap placeholder (HdrGap).
+func IsGap(h map[string][]string) bool {
+	v := h[HdrGap]
+	return len(v) > 0 && v[0] != ""
 }
 
 // MsgID is the deduplication id of a migrated message.
