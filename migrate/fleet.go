@@ -149,7 +149,7 @@ func (r *runner) leased(ctx context.Context, c *plan.Channel, h *state.Held) (re
 	rcancel()
 	if lost {
 		r.obs.Phase(c.Name, PhaseElsewhere)
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "handed over",
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventHandedOver,
 			Message: "another worker took this channel over (this process's lease expired): it continues from the stream"})
 	}
 	return res, changed, err, lost
@@ -214,7 +214,7 @@ func (q *queue) try(ctx context.Context, i int) (*state.Held, error) {
 	}
 	q.mu.Unlock()
 	if holder != nil && said != holder.Worker {
-		q.r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "waiting",
+		q.r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventWaiting,
 			Message: fmt.Sprintf("worker %s is migrating it: waiting for it to finish or for its lease to expire", holder.Worker)})
 	}
 	return nil, err
@@ -236,7 +236,7 @@ func (q *queue) doneElsewhere(ctx context.Context, i int) bool {
 	q.sum.DoneElsewhere++
 	q.mu.Unlock()
 	q.r.obs.Phase(c.Name, PhaseElsewhere)
-	q.r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "complete elsewhere",
+	q.r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventCompleteElsewhere,
 		Message: fmt.Sprintf("worker %s completed it, stream at %d..%d", cp.Worker, max(c.FirstSeq, cp.FirstSeq), cp.LastSeq)})
 	return true
 }

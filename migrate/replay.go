@@ -73,13 +73,11 @@ type attempt struct {
 	fin    *finisher
 	js     jetstream.JetStream
 	pub    sender
-	full   bool
-	// msgID: the plan asks for a Nats-Msg-Id on every message.
-	msgID bool
+	// carried is what each message carries besides its payload.
+	carried jsformat.Carried
 	// batched: publish in fast-ingest batches.
 	batched bool
 	// Per-attempt constants for the publish path.
-	idPrefix string // "<cluster>:<channel>:"
 	// ttl, when set, gives each message a Nats-TTL so it expires at its
 	// STAN deadline (see expiry.go).
 	ttl        *msgTTL
@@ -142,10 +140,10 @@ type attempt struct {
 
 func (r *runner) newAttempt(c *plan.Channel, cp *state.Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, info *jetstream.StreamInfo, batched bool) *attempt {
 	a := &attempt{r: r, c: c, cp: cp, d: d, from: from, fin: fin, next: from, streamEmpty: info.State.Msgs == 0,
-		msgID: r.p.MsgID, batched: batched,
+		carried: jsformat.NewCarried(r.p.Source.ClusterID, c.Name, r.p.Headers, r.p.MsgID), batched: batched,
 		reconnects: r.nc.Stats().Reconnects,
-		failed:     make(chan struct{}), complete: make(chan struct{}), full: r.p.Headers != jsformat.HeadersMinimal,
-		idPrefix: jsformat.MsgIDPrefix(r.p.Source.ClusterID, c.Name), published: from - 1,
+		failed:     make(chan struct{}), complete: make(chan struct{}),
+		published:  from - 1,
 		maxPayload: r.nc.MaxPayload(),
 		headroom:   plan.MsgOverhead(r.p.Source.ClusterID, c.Name)}
 	if info.Cluster != nil {
@@ -368,9 +366,6 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 	p := a.pub
 	h := p.header()
 	seqStr := strconv.FormatUint(seq, 10)
-	if a.msgID {
-		fastingest.Set(h, jsformat.HdrMsgID, a.idPrefix+seqStr)
-	}
 	// Publishes are consecutive, so the expected last sequence is
 	// nearly always the previous message's own: one allocation less.
 	prev := a.prevSeqStr
@@ -378,25 +373,17 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 		prev = strconv.FormatUint(seq-1, 10)
 	}
 	a.prevSeq, a.prevSeqStr = seq, seqStr
-	fastingest.Set(h, jsformat.HdrExpectedLastSeq, prev)
+	jsformat.Set(h, jsformat.HdrExpectedLastSeq, prev)
+	a.carried.Put(h, seqStr, m.Timestamp, gap)
 	var data []byte
-	if gap {
-		fastingest.Set(h, jsformat.HdrGap, "true")
-		delete(h, jsformat.HdrChannel)
-		delete(h, jsformat.HdrSequence)
-		delete(h, jsformat.HdrTimestamp)
+	switch {
+	case gap:
 		delete(h, jsformat.HdrTTL)
-	} else {
+	case a.ttl != nil:
+		jsformat.Set(h, jsformat.HdrTTL, a.ttl.value(m.Timestamp, time.Now()))
+	}
+	if !gap {
 		data = m.Data
-		delete(h, jsformat.HdrGap)
-		if a.full {
-			fastingest.Set(h, jsformat.HdrChannel, a.c.Name)
-			fastingest.Set(h, jsformat.HdrSequence, seqStr)
-		}
-		fastingest.Set(h, jsformat.HdrTimestamp, jsformat.Timestamp(m.Timestamp))
-		if a.ttl != nil {
-			fastingest.Set(h, jsformat.HdrTTL, a.ttl.value(m.Timestamp, time.Now()))
-		}
 		// Exact sizing only near the limit: the bound is cheap, the walk
 		// over the headers is not.
 		if a.maxPayload > 0 && int64(len(data))+a.headroom > a.maxPayload &&

@@ -25,7 +25,7 @@ func (r *runner) backoff(ctx context.Context, attempt int, ev Event, cause error
 	}
 	wait := time.Duration(100<<min(attempt, 5)) * time.Millisecond // 100ms .. 3.2s
 	r.obs.Retrying(ev.Channel, isFailover(cause))
-	ev.Kind, ev.Message = "retrying", fmt.Sprintf("%v (retry in %v)", cause, wait)
+	ev.Kind, ev.Message = EventRetrying, fmt.Sprintf("%v (retry in %v)", cause, wait)
 	r.o.Reporter.Event(ev)
 	select {
 	case <-time.After(wait):

@@ -9,7 +9,6 @@ package migrate
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +32,7 @@ type Options struct {
 	// LeaseTTL is how long a claim on a channel lasts unrenewed
 	// (0: state.DefaultLeaseTTL).
 	LeaseTTL time.Duration
-	// Parallel is how many channels replay at once (0 = 8, or the number
-	// of CPUs if higher).
+	// Parallel is how many channels replay at once (0 = DefaultParallel).
 	Parallel int
 	// Window bounds publishes awaiting a JetStream ack per channel, and so
 	// the unacknowledged STAN messages held in memory.
@@ -84,7 +82,7 @@ type Reporter interface {
 type Event struct {
 	Channel string
 	Stream  string
-	Kind    string // started, resumed, retrying, complete, consumer, following
+	Kind    EventKind
 	Message string
 }
 
@@ -139,13 +137,13 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 		// Each channel is one sequential pipeline (ordered by sequence);
 		// several at once keep both servers busy. Memory is bounded by
 		// WindowBytes across them, not per channel.
-		o.Parallel = max(runtime.NumCPU(), 8)
+		o.Parallel = DefaultParallel
 	}
 	if o.Window <= 0 {
-		o.Window = 8192
+		o.Window = DefaultWindow
 	}
 	if o.WindowBytes <= 0 {
-		o.WindowBytes = 32 << 20
+		o.WindowBytes = DefaultWindowBytes
 	}
 	if o.Publish == "" {
 		o.Publish = PublishAuto
@@ -231,7 +229,7 @@ func (r *runner) checkTarget(ctx context.Context) error {
 		r.level = apilevel.Of(ai)
 	}
 	if r.o.Publish == PublishAuto && !r.batchable() {
-		r.o.Reporter.Event(Event{Kind: "publishing", Message: fmt.Sprintf(
+		r.o.Reporter.Event(Event{Kind: EventPublishing, Message: fmt.Sprintf(
 			"each message asynchronously: the target (nats-server %s, JetStream API level %d) has no fast-ingest batches, which need nats-server 2.14 or later",
 			r.nc.ConnectedServerVersion(), r.level)})
 	}

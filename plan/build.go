@@ -2,11 +2,11 @@ package plan
 
 import (
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/stanmigrate/stanmigrate/internal/changlob"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 	"github.com/stanmigrate/stanmigrate/internal/source"
@@ -48,10 +48,10 @@ type Options struct {
 // consumers and lists everything the operator must know.
 func Build(d *Discovery, o Options) *Plan {
 	if o.Replicas == 0 {
-		o.Replicas = 1
+		o.Replicas = DefaultReplicas
 	}
 	if o.Headers == "" {
-		o.Headers = jsformat.HeadersFull
+		o.Headers = DefaultHeaders
 	}
 	if o.Expiry == "" {
 		o.Expiry = ExpiryOriginal
@@ -74,7 +74,7 @@ func Build(d *Discovery, o Options) *Plan {
 	anyAge, anySubs := false, false
 	sourceFindings(d.Source, add)
 	for _, sc := range d.Channels {
-		if !selected(sc.Name, o.Include, o.Exclude) {
+		if !(changlob.Selector{Include: o.Include, Exclude: o.Exclude}).Match(sc.Name) {
 			p.Excluded = append(p.Excluded, sc.Name)
 			continue
 		}
@@ -92,7 +92,7 @@ func Build(d *Discovery, o Options) *Plan {
 			},
 			Replicas:        o.Replicas,
 			Placement:       o.Placement,
-			Storage:         "file",
+			Storage:         DefaultStorage,
 			DuplicateWindow: Duration(DefaultDuplicateWindow),
 		}
 		if c.FirstSeq == 0 && c.LastSeq == 0 {
@@ -154,27 +154,6 @@ func sevRank(s string) int {
 		return 1
 	}
 	return 2
-}
-
-func selected(name string, include, exclude []string) bool {
-	if len(include) > 0 {
-		ok := false
-		for _, g := range include {
-			if m, _ := path.Match(g, name); m {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	for _, g := range exclude {
-		if m, _ := path.Match(g, name); m {
-			return false
-		}
-	}
-	return true
 }
 
 // durables maps a channel's durables onto consumers. The start is exact

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stanmigrate/stanmigrate/internal/freeport"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
 )
 
 // TestBadInputExitsTwoWithOneLineAndChangesNothing tries what a new user
@@ -84,6 +84,16 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 		{"JetStream disabled", []string{"NATS_URL=" + noJS.URL()}, []string{"plan", "-o", "-"}, []string{"JetStream is not enabled"}},
 		{"URL that does not parse", nil, []string{"plan", "-o", "-", "--stan-url", "nats://:::4222"}, []string{"STAN server URL", "--stan-url"}},
 		{"URL with another scheme", nil, []string{"plan", "-o", "-", "--nats-url", "http://127.0.0.1:4222"}, []string{`scheme "http"`, "--nats-url"}},
+		{"URL of colons", nil, []string{"plan", "-o", "-", "--nats-url", "nats://::::"}, []string{"--nats-url", "JetStream server URL", "more than one colon", "[::1]:4222"}},
+		{"URL of colons from the environment", []string{"NATS_URL=nats://::::"}, []string{"verify", "--plan", good}, []string{"--nats-url (from NATS_URL)", "more than one colon"}},
+		{"IPv6 address without brackets", nil, []string{"migrate", "--plan", good, "--stan-url", "nats://::1:4222"}, []string{"--stan-url", "brackets"}},
+		{"IPv6 address with one bracket", nil, []string{"plan", "-o", "-", "--stan-url", "nats://[::1:4222"}, []string{"--stan-url", "does not parse"}},
+		{"URL with an empty host", nil, []string{"plan", "-o", "-", "--stan-url", "nats://:4222"}, []string{"--stan-url", "names no host"}},
+		{"URL list with an empty entry", nil, []string{"plan", "-o", "-", "--nats-url", "nats://127.0.0.1:4222,,nats://127.0.0.1:4223"}, []string{"--nats-url", "entry 2 of 3", "is empty"}},
+		{"URL list ending in a comma", nil, []string{"fixture", "capture", "--stan-url", "nats://127.0.0.1:4222,"}, []string{"--stan-url", "entry 2 of 2", "is empty"}},
+		{"monitoring URL of colons", nil, []string{"plan", "-o", "-", "--stan-monitor", "http://::::8222"}, []string{"--stan-monitor", "STAN monitoring URL", "more than one colon"}},
+		{"monitoring URL with a NATS scheme", nil, []string{"fixture", "load", "../../testdata/fixtures/core.yaml", "--stan-monitor", "nats://127.0.0.1:8222"}, []string{"--stan-monitor", `scheme "nats" is not http or https`}},
+		{"monitoring URL list with an empty entry", nil, []string{"plan", "-o", "-", "--stan-monitor", ",http://127.0.0.1:8222"}, []string{"--stan-monitor", "entry 1 of 2", "is empty"}},
 		{"credentials file without credentials", nil, []string{"plan", "-o", "-", "--stan-creds", emptyCreds}, []string{"--stan-creds", "holds no user JWT"}},
 		{"NKey file without a seed", nil, []string{"plan", "-o", "-", "--nats-nkey", notSeed}, []string{"--nats-nkey", "not an NKey seed"}},
 		{"missing credentials file", nil, []string{"plan", "-o", "-", "--nats-creds", filepath.Join(dir, "nope.creds")}, []string{"--nats-creds", "no such file"}},

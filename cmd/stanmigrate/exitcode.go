@@ -17,7 +17,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
-// Exit codes, as in the spec and every command's help.
+// Exit codes, as every command's help lists them (exitCodesHelp).
 const (
 	exitOK          = 0
 	exitFailed      = 1 // differences found, or the migration failed

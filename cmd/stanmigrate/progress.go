@@ -216,14 +216,14 @@ func (p *progress) Event(e migrate.Event) {
 	defer p.mu.Unlock()
 	if p.log != nil {
 		level := slog.LevelInfo
-		if e.Kind == "retrying" {
+		if e.Kind == migrate.EventRetrying {
 			level = slog.LevelWarn
 		}
 		args := []any{"detail", e.Message}
 		if e.Channel != "" {
 			args = append(args, "channel", e.Channel, "stream", e.Stream)
 		}
-		p.log.Log(context.Background(), level, e.Kind, args...)
+		p.log.Log(context.Background(), level, string(e.Kind), args...)
 		return
 	}
 	if p.bar != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 
@@ -13,10 +12,13 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/urls"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
-// Defaults from the spec.
+// Connection defaults: servers on this machine at the standard ports
+// (4222 for clients, 8222 for monitoring), and the cluster id
+// nats-streaming-server takes when none is configured.
 const (
 	defaultSTANURL = "nats://127.0.0.1:4222"
 	defaultCluster = "test-cluster"
@@ -35,6 +37,7 @@ type globalOptions struct {
 	monitorCA, monitorCert, monitorKey string
 	monitorHTTP                        *http.Client
 	flags                              *pflag.FlagSet
+	env                                environment
 	// domainGiven: --nats-domain or NATS_DOMAIN named the target's
 	// JetStream domain, which then wins over a plan's.
 	domainGiven bool
@@ -59,7 +62,7 @@ type runners struct {
 func newRootCmd(a *app) *cobra.Command { return newRootCmdWith(a, runners{}) }
 
 func newRootCmdWith(a *app, r runners) *cobra.Command {
-	g := &globalOptions{stan: conn.Side{Name: "STAN"}, nats: conn.Side{Name: "JetStream"}}
+	g := &globalOptions{stan: conn.Side{Name: "STAN"}, nats: conn.Side{Name: "JetStream"}, env: a.env}
 	root := &cobra.Command{
 		Use:   "stanmigrate",
 		Short: "Move a NATS Streaming (STAN) deployment into NATS JetStream",
@@ -143,7 +146,7 @@ func (g *globalOptions) resolve(flags *pflag.FlagSet) error {
 		if flags.Changed(flag) {
 			return
 		}
-		if v := os.Getenv(env); v != "" {
+		if v := g.env[env]; v != "" {
 			*dst = v
 			return
 		}
@@ -166,6 +169,33 @@ func (g *globalOptions) resolve(flags *pflag.FlagSet) error {
 		return usageError{fmt.Errorf("--cluster is empty: pass the STAN cluster id")}
 	}
 	return g.resolveMonitorTLS()
+}
+
+// validate checks the connection flags the commands that connect use: the
+// URLs' grammar, so that a typo is refused as one (exit 2, naming the
+// flag) instead of failing as an unreachable server.
+func (g *globalOptions) validate() error {
+	natsSchemes := []string{"nats", "tls", "ws", "wss"}
+	for _, u := range []struct {
+		flag, env, what, value, example string
+		schemes                         []string
+	}{
+		{"stan-url", "STAN_URL", "STAN server URL", g.stan.URL, "nats://127.0.0.1:4222", natsSchemes},
+		{"nats-url", "NATS_URL", "JetStream server URL", g.nats.URL, "nats://127.0.0.1:4222", natsSchemes},
+		{"stan-monitor", "STAN_MONITOR", "STAN monitoring URL", g.monitorURL, "http://127.0.0.1:8222", []string{"http", "https"}},
+	} {
+		if u.value == "" || (u.flag == "stan-monitor" && g.noMonitor) {
+			continue // a context's URL, or no monitoring
+		}
+		if err := urls.CheckList(u.value, u.schemes...); err != nil {
+			from := ""
+			if (g.flags == nil || !g.flags.Changed(u.flag)) && g.env[u.env] != "" {
+				from = " (from " + u.env + ")"
+			}
+			return usageError{fmt.Errorf("--%s%s: %s: %w (for example %s, several separated by commas)", u.flag, from, u.what, err, u.example)}
+		}
+	}
+	return nil
 }
 
 // resolveMonitorTLS prepares the HTTP client for an https:// monitoring
@@ -278,7 +308,7 @@ func (g *globalOptions) applyAuth(side, urlEnv, where string, s *conn.Side, a *p
 		if !envName.MatchString(name) {
 			return fmt.Errorf("plan %s.%s must name an environment variable (letters, digits, _), never hold the value itself: %w", where, field, plan.ErrInvalid)
 		}
-		v := os.Getenv(name)
+		v := g.env[name]
 		if v == "" {
 			return fmt.Errorf("plan %s.%s: the environment variable it names is not set: export it, or pass --%s-… flags: %w", where, field, side, conn.ErrBadConfig)
 		}
@@ -295,7 +325,7 @@ func (g *globalOptions) applyAuth(side, urlEnv, where string, s *conn.Side, a *p
 			return err
 		}
 	}
-	if a.Context != "" && (g.flags == nil || !g.flags.Changed(side+"-url")) && os.Getenv(urlEnv) == "" {
+	if a.Context != "" && (g.flags == nil || !g.flags.Changed(side+"-url")) && g.env[urlEnv] == "" {
 		s.URL = "" // the context's URL
 	}
 	if side == "stan" {

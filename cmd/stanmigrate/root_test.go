@@ -37,10 +37,7 @@ func TestConnectionSettingsPrecedence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, k := range []string{"STAN_URL", "NATS_URL", "STAN_CLUSTER", "STAN_MONITOR"} {
-				t.Setenv(k, tt.env[k])
-			}
-			g := &globalOptions{}
+			g := &globalOptions{env: tt.env}
 			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 			g.addFlags(fs)
 			if err := fs.Parse(tt.args); err != nil {

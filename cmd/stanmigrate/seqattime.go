@@ -32,6 +32,9 @@ type seqAtTimeOptions struct {
 
 // validate checks the flags and resolves --time, before anything runs.
 func (o *seqAtTimeOptions) validate() error {
+	if err := o.global.validate(); err != nil {
+		return err
+	}
 	switch {
 	case o.stream != "" && o.channel != "":
 		return usageError{errors.New("--stream and --channel name the same thing: give one")}

@@ -37,6 +37,9 @@ completed it. A bucket on the target is read through --nats-url.
 			if o.stateDir == "" {
 				o.stateDir = defaultStateDir(o.planFile)
 			}
+			if err := o.validate(); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}
@@ -46,6 +49,16 @@ completed it. A bucket on the target is read through --nats-url.
 	cmd.Flags().StringVar(&o.planFile, "plan", "", "plan file (its state directory is <plan>.state)")
 	cmd.Flags().StringVar(&o.stateDir, "state", "", "state directory, or kv:NAME for a bucket on the target")
 	return cmd
+}
+
+// validate checks --state, and for a bucket on the target the URL it is
+// read through, before anything runs.
+func (o *statusOptions) validate() error {
+	loc, err := parseState(o.stateDir)
+	if err != nil || loc.Bucket == "" {
+		return err
+	}
+	return o.global.validate()
 }
 
 func runStatus(ctx context.Context, o *statusOptions) error {

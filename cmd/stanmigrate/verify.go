@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,7 +43,10 @@ naming the channel and the first differing sequences: made for CI.
 ` + exitCodesHelp,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.dir.resolve(cmd.Flags()); err != nil {
+			if err := o.dir.resolve(cmd.Flags(), a.env); err != nil {
+				return err
+			}
+			if err := o.validate(); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -60,23 +62,28 @@ naming the channel and the first differing sequences: made for CI.
 	f.StringVar(&o.junit, "junit", "", "also write the report as JUnit XML to this file (one test case per channel and consumer), for CI")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress output")
 	f.IntVar(&o.sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
-	f.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "channels verified at once, 1 to 1024")
+	f.IntVar(&o.parallel, "parallel", verify.DefaultParallel, fmt.Sprintf("channels verified at once, 1 to %d", maxParallel))
 	o.dir.addFlags(f)
 	o.op.addFlags(f, false)
 	return cmd
 }
 
-func runVerify(ctx context.Context, o *verifyOptions) (err error) {
+// validate checks the flags' ranges before anything runs.
+func (o *verifyOptions) validate() error {
+	if err := o.global.validate(); err != nil {
+		return err
+	}
 	if o.sample < 0 {
 		return usageError{fmt.Errorf("--sample %d: use a positive number of sequences per channel (0, the default, checks every message)", o.sample)}
 	}
-	if err := inRange("--parallel", o.parallel, 1, 1024); err != nil {
+	if err := inRange("--parallel", o.parallel, 1, maxParallel); err != nil {
 		return err
 	}
+	return o.op.check()
+}
+
+func runVerify(ctx context.Context, o *verifyOptions) (err error) {
 	if err := writableFile("--junit", o.junit); err != nil {
-		return err
-	}
-	if err := o.op.check(); err != nil {
 		return err
 	}
 	opn, err := o.op.start()

@@ -202,6 +202,61 @@ func (o ConsumerOrigin) Made(channel, durable, queueGroup string) bool {
 	return o.Channel == channel && o.Durable == durable && o.QueueGroup == queueGroup
 }
 
+// Set puts one header value, reusing the value slice (no allocation once
+// the key is there): the publish path reuses one header map.
+func Set(h map[string][]string, key, value string) {
+	if v := h[key]; len(v) == 1 {
+		v[0] = value
+		return
+	}
+	h[key] = []string{value}
+}
+
+// Carried is what every migrated message of one channel carries besides
+// its payload, as the plan chose; Written reads it back.
+type Carried struct {
+	Channel string
+	// Full: stan2js's channel and sequence headers besides the original
+	// timestamp (HeadersFull).
+	Full bool
+	// MsgIDPrefix is MsgIDPrefix(cluster, channel) when the plan asks for
+	// a Msg-Id on every message, empty otherwise.
+	MsgIDPrefix string
+}
+
+// NewCarried is what messages of channel carry under the plan's header
+// set and Msg-Id choice.
+func NewCarried(cluster, channel, headers string, msgID bool) Carried {
+	c := Carried{Channel: channel, Full: headers != HeadersMinimal}
+	if msgID {
+		c.MsgIDPrefix = MsgIDPrefix(cluster, channel)
+	}
+	return c
+}
+
+// Put sets on h what message seq (seqStr, its decimal form) carries: a
+// gap placeholder its marker, a message its original timestamp and, with
+// Full, its channel and sequence; either one its Msg-Id when asked. h may
+// hold the previous message's headers: what this one does not carry goes.
+func (c Carried) Put(h map[string][]string, seqStr string, timestamp int64, gap bool) {
+	if c.MsgIDPrefix != "" {
+		Set(h, HdrMsgID, c.MsgIDPrefix+seqStr)
+	}
+	if gap {
+		Set(h, HdrGap, "true")
+		delete(h, HdrChannel)
+		delete(h, HdrSequence)
+		delete(h, HdrTimestamp)
+		return
+	}
+	delete(h, HdrGap)
+	if c.Full {
+		Set(h, HdrChannel, c.Channel)
+		Set(h, HdrSequence, seqStr)
+	}
+	Set(h, HdrTimestamp, Timestamp(timestamp))
+}
+
 // Written reports whether a stored message's headers say stanmigrate
 // wrote it as sequence seq of channel (of cluster), so that a stream is
 // never extended over data that is not ours. What a message carries

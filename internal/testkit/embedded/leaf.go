@@ -10,7 +10,7 @@ import (
 
 	natsd "github.com/nats-io/nats-server/v2/server"
 
-	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
+	"github.com/stanmigrate/stanmigrate/internal/freeport"
 )
 
 // HubLeaf is a hub nats-server and a leaf node connected to it, each with
