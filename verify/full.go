@@ -21,7 +21,8 @@ func fullChannel(ctx context.Context, src source.Source, js jetstream.JetStream,
 	}
 	d := digest.New()
 	m := &merger{rep: r, channel: c.Name, js: js, ds: d, dt: d,
-		progress: progress, lastReported: time.Now(), stanLast: b.last, stanDone: true, streamDone: true}
+		progress: progress, lastReported: time.Now(), stanLast: b.last, stanDone: true, streamDone: true,
+		exp: expiry{maxAge: c.Limits.MaxAge.D(), now: time.Now}}
 	m.timer = time.NewTimer(idleTimeout)
 	m.timer.Stop()
 	cost := msgCost(b, c)
@@ -55,6 +56,7 @@ func fullChannel(ctx context.Context, src source.Source, js jetstream.JetStream,
 	if state != nil {
 		r.Target.FirstSeq, r.Target.LastSeq = state.FirstSeq, state.LastSeq
 	}
+	r.ageLimited = c.Limits.MaxAge > 0
 	finish(r, b, state == nil)
 	return r, nil
 }
