@@ -17,121 +17,173 @@ import (
 // acker resolves publishes in order: only after JetStream stored a
 // message is it acknowledged on STAN and counted in the checkpoint.
 func (a *attempt) acker(ctx context.Context) {
-	// Checkpoints are written (with two fsyncs) by a goroutine of their
-	// own: in the acker they stalled the pipeline once a second. A
-	// snapshot the saver is too busy to take is skipped; the next one
-	// supersedes it, and the final save below is synchronous.
-	saves := make(chan state.Checkpoint, 1)
-	saverDone := make(chan struct{})
-	go func() {
-		defer close(saverDone)
-		for snap := range saves {
-			if err := a.r.save(&snap); errors.Is(err, state.ErrStale) {
-				// Another worker owns the channel now: stop copying.
-				a.fail(permanent{err})
-			}
-		}
-	}()
+	sv := a.startSaver()
 	// confirmed is the latest mark of the running hash known to be stored
 	// in full; checkpoints record it, not the digest, which is ahead.
 	confirmed := a.mark.Load()
 	defer func() {
-		close(saves)
-		<-saverDone
-		// Publishing has stopped. Hashed messages that never got
-		// stored are taken back out: the digest goes back to the last
-		// stored mark, and the next attempt's reconcile rehashes the
-		// rest from the stream.
-		if a.d.Last > a.cp.LastSeq && confirmed != nil {
-			if err := a.d.Rewind(*confirmed); err != nil {
-				*a.d = *digest.New()
-			}
-		}
-		a.saveErr = a.r.saveCheckpoint(a.cp, a.d)
+		sv.stop()
+		a.closeCheckpoint(confirmed)
 	}()
 	lastSave := time.Now()
 	timer := time.NewTimer(publishTimeout)
 	defer timer.Stop()
-	var progMsgs, progBytes uint64
-	// lastTS is the original timestamp of the last message stored.
-	var lastTS int64
-	flushProgress := func() {
-		if progMsgs > 0 {
-			a.r.o.Reporter.Progress(progMsgs, progBytes)
-		}
-		var ts time.Time
-		if lastTS != 0 {
-			ts = time.Unix(0, lastTS)
-		}
-		a.r.obs.Copied(a.c.Name, progMsgs, progBytes, a.stored.Load(), ts)
-		progMsgs, progBytes = 0, 0
-	}
-	defer flushProgress()
+	p := ackProgress{a: a}
+	defer p.flush()
 	broken := false
 	moved := a.targetMoved // a method value allocates: once, not per message
 	for it := range a.inflight {
 		if broken {
-			if !it.gap {
-				a.unconfirmed = append(a.unconfirmed, unconfirmed{seq: it.seq, size: it.size})
-			}
+			a.keepUnconfirmed(it)
 			continue
 		}
-		err := a.pub.await(it.seq, timer, publishTimeout, moved)
-		if err != nil && a.alreadyStored(ctx, it.seq, err) {
-			a.already++
-			a.r.obs.AlreadyStored(a.c.Name, 1)
-			err = nil
-		}
-		if err != nil {
+		if !a.resolve(ctx, it, timer, moved) {
 			broken = true
-			if !it.gap {
-				a.unconfirmed = append(a.unconfirmed, unconfirmed{seq: it.seq, size: it.size})
-			}
-			a.fail(a.classifyPublishErr(it.seq, err))
 			continue
 		}
-		if it.gap {
-			if err := a.deleteGap(ctx, it.seq); err != nil {
-				broken = true
-				a.fail(err)
-				continue
-			}
-		} else {
-			_ = it.msg.Ack()
-			a.copied++
-			a.bytes += uint64(it.size)
-			progMsgs++
-			progBytes += uint64(it.size)
-			lastTS = it.msg.Timestamp
-		}
+		p.add(it)
 		a.stored.Store(it.seq)
 		a.cp.LastSeq = it.seq
 		// The clock and the progress callback every 512 messages, or
 		// when the pipeline runs dry (a trickle while following).
-		if progMsgs < 512 && len(a.inflight) > 0 && !it.gap && it.seq < a.target.Load() {
+		if p.msgs < 512 && len(a.inflight) > 0 && !it.gap && it.seq < a.target.Load() {
 			continue
 		}
-		flushProgress()
+		p.flush()
 		if time.Since(lastSave) >= checkpointEvery {
-			if m := a.mark.Load(); m != nil && m.Last <= it.seq {
-				confirmed = m
-			}
-			a.cp.Rate = a.rate.update(it.seq, time.Now())
-			if confirmed != nil {
-				snap := *a.cp
-				snap.SetMark(*confirmed)
-				select {
-				case saves <- snap:
-				default:
-				}
-			}
-			a.wantMark.Store(true)
+			confirmed = a.snapshot(sv, it.seq, confirmed)
 			lastSave = time.Now()
 		}
 		if it.seq >= a.target.Load() {
 			a.compOnce.Do(func() { close(a.complete) })
 		}
 	}
+}
+
+// resolve waits for one publish's acknowledgement; false when the
+// attempt must end (the reason is in a.fail).
+func (a *attempt) resolve(ctx context.Context, it item, timer *time.Timer, moved func() error) bool {
+	err := a.pub.await(it.seq, timer, publishTimeout, moved)
+	if err != nil && a.alreadyStored(ctx, it.seq, err) {
+		a.already++
+		a.r.obs.AlreadyStored(a.c.Name, 1)
+		err = nil
+	}
+	if err != nil {
+		a.keepUnconfirmed(it)
+		a.fail(a.classifyPublishErr(it.seq, err))
+		return false
+	}
+	if it.gap {
+		if err := a.deleteGap(ctx, it.seq); err != nil {
+			a.fail(err)
+			return false
+		}
+		return true
+	}
+	_ = it.msg.Ack()
+	a.copied++
+	a.bytes += uint64(it.size)
+	return true
+}
+
+// keepUnconfirmed remembers a publish the attempt stops waiting for: the
+// next attempt counts it if the stream holds it.
+func (a *attempt) keepUnconfirmed(it item) {
+	if !it.gap {
+		a.unconfirmed = append(a.unconfirmed, unconfirmed{seq: it.seq, size: it.size})
+	}
+}
+
+// ackProgress batches progress reports: the reporter and observer hear of
+// stored messages every few hundred, not one by one.
+type ackProgress struct {
+	a           *attempt
+	msgs, bytes uint64
+	// lastTS is the original timestamp of the last message stored.
+	lastTS int64
+}
+
+func (p *ackProgress) add(it item) {
+	if it.gap {
+		return
+	}
+	p.msgs++
+	p.bytes += uint64(it.size)
+	p.lastTS = it.msg.Timestamp
+}
+
+func (p *ackProgress) flush() {
+	a := p.a
+	if p.msgs > 0 {
+		a.r.o.Reporter.Progress(p.msgs, p.bytes)
+	}
+	var ts time.Time
+	if p.lastTS != 0 {
+		ts = time.Unix(0, p.lastTS)
+	}
+	a.r.obs.Copied(a.c.Name, p.msgs, p.bytes, a.stored.Load(), ts)
+	p.msgs, p.bytes = 0, 0
+}
+
+// saver writes checkpoint snapshots on a goroutine of its own: in the
+// acker they stalled the pipeline (two fsyncs, or a round trip to the
+// bucket). A snapshot the saver is too busy to take is skipped; the next
+// one supersedes it, and the final save is synchronous.
+type saver struct {
+	saves chan state.Checkpoint
+	done  chan struct{}
+}
+
+func (a *attempt) startSaver() *saver {
+	sv := &saver{saves: make(chan state.Checkpoint, 1), done: make(chan struct{})}
+	go func() {
+		defer close(sv.done)
+		for snap := range sv.saves {
+			if err := a.r.save(&snap); errors.Is(err, state.ErrStale) {
+				// Another worker owns the channel now: stop copying.
+				a.fail(permanent{err})
+			}
+		}
+	}()
+	return sv
+}
+
+func (sv *saver) stop() {
+	close(sv.saves)
+	<-sv.done
+}
+
+// snapshot hands the saver a checkpoint at the latest fully stored mark
+// of the running hash, and asks the publishing side for a newer mark.
+func (a *attempt) snapshot(sv *saver, seq uint64, confirmed *digest.Mark) *digest.Mark {
+	if m := a.mark.Load(); m != nil && m.Last <= seq {
+		confirmed = m
+	}
+	a.cp.Rate = a.rate.update(seq, time.Now())
+	if confirmed != nil {
+		snap := *a.cp
+		snap.SetMark(*confirmed)
+		select {
+		case sv.saves <- snap:
+		default:
+		}
+	}
+	a.wantMark.Store(true)
+	return confirmed
+}
+
+// closeCheckpoint writes the attempt's last checkpoint. Publishing has
+// stopped: hashed messages that never got stored are taken back out (the
+// digest goes back to the last stored mark, and the next attempt's
+// reconcile rehashes the rest from the stream).
+func (a *attempt) closeCheckpoint(confirmed *digest.Mark) {
+	if a.d.Last > a.cp.LastSeq && confirmed != nil {
+		if err := a.d.Rewind(*confirmed); err != nil {
+			*a.d = *digest.New()
+		}
+	}
+	a.saveErr = a.r.saveCheckpoint(a.cp, a.d)
 }
 
 func (a *attempt) deleteGap(ctx context.Context, seq uint64) error {
