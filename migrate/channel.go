@@ -184,6 +184,11 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		}
 		failures++
 	}
+	if r.o.Follow {
+		// The cutover window's first stage ends here for this channel.
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventCaughtUp,
+			Message: fmt.Sprintf("through sequence %d", target)})
+	}
 	res.FirstSeq = max(c.FirstSeq, cp.FirstSeq)
 	res.LastSeq = max(target, res.FirstSeq-1)
 	if d == nil {

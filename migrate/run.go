@@ -69,9 +69,13 @@ type Reporter interface {
 type Event struct {
 	Channel string
 	Stream  string
-	Kind    string // started, resumed, retrying, complete, consumer, following
+	Kind    string // started, resumed, retrying, complete, consumer, following, caught-up
 	Message string
 }
+
+// EventCaughtUp is a following channel that finished its final catch-up:
+// every message STAN held when told to finish is in the stream.
+const EventCaughtUp = "caught-up"
 
 type nopReporter struct{}
 

@@ -140,9 +140,11 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 
 	prog := newProgress(o.io, "migrating", o.quiet || o.json)
 	finish := make(chan struct{})
+	clock := &cutoverClock{Reporter: prog}
 	if o.follow && o.interrupts != nil {
 		o.interrupts.onFinish(func() {
 			fmt.Fprintln(o.io.Err, "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
+			clock.finishing()
 			close(finish)
 		})
 	}
@@ -156,9 +158,10 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		IdleFinish:  o.untilIdle,
 		AtLeastOnce: o.positions == "lowest-unacked",
 		Publish:     o.publish,
-		Reporter:    prog,
+		Reporter:    clock,
 	})
 	prog.Close()
+	clock.printMigrate(o.io.Err, time.Now())
 	if sum != nil {
 		if perr := printResult(o.io, o.json, sum, func() { report.Migration(o.io.Out, sum) }); perr != nil {
 			return perr

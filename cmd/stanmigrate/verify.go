@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"time"
@@ -9,12 +10,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stanmigrate/stanmigrate/internal/report"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
 type verifyOptions struct {
-	io     *iostreams
-	global *globalOptions
+	io         *iostreams
+	global     *globalOptions
+	interrupts *interrupts
 
 	planFile string
 	junit    string
@@ -23,10 +26,15 @@ type verifyOptions struct {
 	sample   int
 	parallel int
 	dir      dirOptions
+
+	stateDir  string
+	full      bool
+	follow    bool
+	untilIdle time.Duration
 }
 
 func newVerifyCmd(a *app, g *globalOptions, runF func(context.Context, *verifyOptions) error) *cobra.Command {
-	o := &verifyOptions{io: a.io, global: g}
+	o := &verifyOptions{io: a.io, global: g, interrupts: a.interrupts}
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Compare every channel with its stream and every durable with its consumer",
@@ -38,6 +46,15 @@ it reads STAN through short-lived non-durable subscriptions of its own (which
 STAN records in its subscription file while they exist) and JetStream through
 ephemeral ordered consumers. Exit code 1 on any difference,
 naming the channel and the first differing sequences: made for CI.
+
+Each channel found identical is recorded as a verified prefix in the state
+(the same as migrate's): a later verify checks the prefix cheaply (both
+sides' first and last sequences, the stream's message count over it) and
+reads only past it, so a final verify at cutover costs the new messages, not
+the history. --full reads everything again. --follow runs beside
+migrate --follow and keeps the prefix moving until Ctrl-C (or --until-idle):
+then one last round checks the tails and the consumers, and says how long it
+took. Finish migrate first, then verify.
 ` + dirHelp + `
 ` + exitCodesHelp,
 		Args: noArgs,
@@ -58,6 +75,10 @@ naming the channel and the first differing sequences: made for CI.
 	f.BoolVar(&o.quiet, "quiet", false, "no progress output")
 	f.IntVar(&o.sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
 	f.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "channels verified at once, 1 to 1024")
+	f.StringVar(&o.stateDir, "state", "", "where verified prefixes are kept (default: the plan's state directory, as for migrate)")
+	f.BoolVar(&o.full, "full", false, "read every message again, ignoring the verified prefixes (a new one is recorded)")
+	f.BoolVar(&o.follow, "follow", false, "keep verifying as both sides grow (beside migrate --follow) until Ctrl-C or --until-idle, then check the tails and consumers")
+	f.DurationVar(&o.untilIdle, "until-idle", 0, "with --follow: finish after this long without a new message")
 	o.dir.addFlags(f)
 	return cmd
 }
@@ -70,6 +91,15 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 		return err
 	}
 	if err := writableFile("--junit", o.junit); err != nil {
+		return err
+	}
+	if err := o.checkFollow(); err != nil {
+		return err
+	}
+	if o.stateDir == "" {
+		o.stateDir = defaultStateDir(o.planFile)
+	}
+	if err := stateDirectory(o.stateDir); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -88,10 +118,22 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 	defer src.Close()
 	skipUnreadable(ctx, o.io.Err, p, src, o.dir.skipBroken)
 	prog := newProgress(o.io, "verifying", o.quiet || o.json)
+	finish := make(chan struct{})
+	clock := &cutoverClock{}
+	if o.follow && o.interrupts != nil {
+		o.interrupts.onFinish(func() {
+			fmt.Fprintln(o.io.Err, "finishing: a last round checks the tails past the verified prefixes, then the consumers (Ctrl-C again to stop)")
+			clock.finishing()
+			close(finish)
+		})
+	}
 	rep, err := verify.Run(ctx, src, p, verify.Options{
 		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: verifyProgress{prog},
+		State: state.Dir{Path: o.stateDir}, Full: o.full,
+		Follow: o.follow, Finish: finish, IdleFinish: o.untilIdle,
 	})
 	prog.Close()
+	clock.printVerify(o.io.Err, time.Now(), rep)
 	if o.junit != "" {
 		if jerr := report.WriteJUnit(o.junit, rep, report.JUnitOptions{Timestamp: start, Duration: time.Since(start), Err: err}); jerr != nil {
 			return fmt.Errorf("write the JUnit report %s: %w", o.junit, jerr)
@@ -103,4 +145,21 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 		}
 	}
 	return err
+}
+
+// checkFollow refuses flag combinations --follow cannot honour.
+func (o *verifyOptions) checkFollow() error {
+	switch {
+	case o.untilIdle != 0 && !o.follow:
+		return usageError{errors.New("--until-idle needs --follow")}
+	case o.untilIdle < 0:
+		return usageError{fmt.Errorf("--until-idle %v: use a positive duration, such as 30s", o.untilIdle)}
+	case o.follow && o.sample > 0:
+		return usageError{errors.New("--follow and --sample do not go together: following moves the verified prefixes, which sampling does not make")}
+	case o.follow && o.full:
+		return usageError{errors.New("--follow and --full do not go together: run verify --full once, then --follow")}
+	case o.follow && o.dir.dir != "":
+		return usageError{errors.New("--follow needs a running STAN server: a store directory does not grow")}
+	}
+	return nil
 }
