@@ -24,7 +24,7 @@ var (
 func (v *verifier) follow(ctx context.Context) (*Report, error) {
 	lastNew := time.Now()
 	failures := 0
-	for {
+	for !v.finishing() {
 		rep, err := v.round(ctx, true)
 		switch {
 		case ctx.Err() != nil:
@@ -58,6 +58,7 @@ func (v *verifier) follow(ctx context.Context) (*Report, error) {
 			return nil, ctx.Err()
 		}
 	}
+	return nil, nil
 }
 
 func (v *verifier) finishing() bool {
