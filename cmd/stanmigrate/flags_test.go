@@ -61,8 +61,10 @@ func TestFlagsParseIntoOptions(t *testing.T) {
 				untilIdle: 5 * time.Second, json: true, quiet: true}},
 		{"migrate --status", nil, []string{"migrate", "--plan", "p.yaml", "--status"},
 			migrateOptions{planFile: "p.yaml", positions: "exact", publish: "auto", status: true, parallel: max(runtime.NumCPU(), 8), window: 8192}},
-		{"verify, every flag", nil, []string{"verify", "--plan", "p.yaml", "--json", "--quiet", "--sample", "5", "--parallel", "3"},
-			verifyOptions{planFile: "p.yaml", json: true, quiet: true, sample: 5, parallel: 3}},
+		{"verify, every flag", nil, []string{"verify", "--plan", "p.yaml", "--json", "--quiet", "--sample", "5", "--parallel", "3", "--state", "st", "--full"},
+			verifyOptions{planFile: "p.yaml", json: true, quiet: true, sample: 5, parallel: 3, stateDir: "st", full: true}},
+		{"verify --follow", nil, []string{"verify", "--follow", "--until-idle", "30s"},
+			verifyOptions{parallel: runtime.NumCPU(), follow: true, untilIdle: 30 * time.Second}},
 		{"status beside the plan", nil, []string{"status", "--plan", "dir/p.yaml"},
 			statusOptions{planFile: "dir/p.yaml", stateDir: "dir/p.state"}},
 		{"demo", nil, []string{"demo", "--keep"}, demoOptions{keep: true}},
@@ -94,7 +96,7 @@ func withoutDeps(o any) any {
 		v.io, v.global, v.interrupts = nil, nil, nil
 		return v
 	case verifyOptions:
-		v.io, v.global = nil, nil
+		v.io, v.global, v.interrupts = nil, nil, nil
 		return v
 	case statusOptions:
 		v.io = nil
