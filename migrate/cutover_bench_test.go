@@ -92,7 +92,7 @@ func newCutoverEnv(b *testing.B, history, size int) *cutoverEnv {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { sc.Close() })
-	e := &cutoverEnv{env: env, store: state.Dir{Path: filepath.Join(env.Root, "state")}, sc: sc, total: history}
+	e := &cutoverEnv{env: env, store: state.NewDir(filepath.Join(env.Root, "state")), sc: sc, total: history}
 	p, err := env.Plan(ctx)
 	if err != nil {
 		b.Fatal(err)

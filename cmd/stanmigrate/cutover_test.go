@@ -86,7 +86,7 @@ func TestCutoverFinalVerifyReadsOnlyPastTheVerifiedPrefix(t *testing.T) {
 
 	const channel, seeded, during, after = "orders.eu", 600, 2000, 1000
 	stream := naming.StreamName(channel)
-	store := state.Dir{Path: filepath.Join(dir, "plan.state")}
+	store := state.NewDir(filepath.Join(dir, "plan.state"))
 	sc, err := stan.Connect(env.Pair.STAN.ClusterID(), "late-producer", stan.NatsURL(env.Pair.STAN.URL()))
 	if err != nil {
 		t.Fatal(err)

@@ -129,7 +129,7 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 	}
 	rep, err := verify.Run(ctx, src, p, verify.Options{
 		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: verifyProgress{prog},
-		State: state.Dir{Path: o.stateDir}, Full: o.full,
+		State: state.NewDir(o.stateDir), Full: o.full,
 		Follow: o.follow, Finish: finish, IdleFinish: o.untilIdle,
 	})
 	prog.Close()

@@ -32,9 +32,6 @@ type Verified struct {
 	Updated       time.Time `json:"updated"`
 }
 
-// KindVerified is the key kind verified prefixes are stored under.
-const KindVerified = "verified"
-
 // LoadVerified returns a stream's verified prefix and its revision; nil
 // and 0 when none was recorded.
 func LoadVerified(ctx context.Context, s Store, stream string) (*Verified, uint64, error) {

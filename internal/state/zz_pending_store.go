@@ -29,7 +29,11 @@ type Store interface {
 	Close() error
 }
 
+const KindVerified = "verified"
+
 func Key(kind, name string) string { return kind + "/" + name }
+
+func NewDir(dir string) *Dir { return &Dir{Path: dir} }
 
 // Dir is a directory store; revisions are not kept across processes.
 type Dir struct{ Path string }
