@@ -1,0 +1,118 @@
+package verify_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/stan.go"
+
+	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/state"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
+	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/verify"
+)
+
+// TestFollowRidesOutRestartsOfBothServers restarts the JetStream server,
+// then the STAN server, under verify --follow: it keeps running, moves the
+// verified prefix over what was migrated after each restart, and finishes
+// clean.
+func TestFollowRidesOutRestartsOfBothServers(t *testing.T) {
+	const channel, seeded, more = "ride.0", 2000, 500
+	spec := &fixture.Spec{Channels: []fixture.Channel{{Name: channel, Messages: seeded, Size: 64}}}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
+		t.Fatal(err)
+	}
+	store := state.NewDir(filepath.Join(t.TempDir(), "state"))
+	finish := make(chan struct{})
+	o := env.VerifyOptions()
+	o.State, o.Follow, o.Finish = store, true, finish
+	type outcome struct {
+		rep *verify.Report
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() { rep, err := verify.Run(ctx, env.Src(t), p, o); done <- outcome{rep, err} }()
+	stream := naming.StreamName(channel)
+	waitVerified(t, ctx, store, stream, seeded)
+
+	// Down for longer than verify's pause between rounds: at least one
+	// round runs against a stopped server.
+	const down = 2500 * time.Millisecond
+	total := seeded
+	for _, restart := range []struct {
+		name string
+		do   func() error
+	}{
+		{"JetStream", func() error { env.Pair.JetStream.Stop(); time.Sleep(down); return env.Pair.JetStream.Start() }},
+		{"STAN", func() error { env.Pair.STAN.Stop(); time.Sleep(down); return env.Pair.STAN.Start() }},
+	} {
+		if err := restart.do(); err != nil {
+			t.Fatalf("restart %s: %v", restart.name, err)
+		}
+		select {
+		case out := <-done:
+			t.Fatalf("verify --follow ended when %s restarted: %v", restart.name, out.err)
+		default:
+		}
+		// migrate copies what arrived meanwhile; the prefix follows.
+		publishMore(t, env, channel, total, more)
+		total += more
+		if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
+			t.Fatalf("migrate after the %s restart: %v", restart.name, err)
+		}
+		waitVerified(t, ctx, store, stream, uint64(total))
+	}
+	close(finish)
+	out := <-done
+	if out.err != nil {
+		t.Fatalf("verify --follow after both restarts: %v", out.err)
+	}
+	if c := out.rep.Channels[0]; !c.OK || c.Earlier+c.Read != uint64(total) {
+		t.Fatalf("verify --follow's last round: ok=%v, %d earlier + %d now, want %d in all", c.OK, c.Earlier, c.Read, total)
+	}
+}
+
+func publishMore(t *testing.T, env *testenv.Env, channel string, from, n int) {
+	t.Helper()
+	sc, err := stan.Connect(env.Pair.STAN.ClusterID(), "more-producer", stan.NatsURL(env.Pair.STAN.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	for i := from; i < from+n; i++ {
+		if err := sc.Publish(channel, fmt.Appendf(nil, "more-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitVerified waits until stream's verified prefix reaches seq.
+func waitVerified(t *testing.T, ctx context.Context, store state.Store, stream string, seq uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		v, _, err := state.LoadVerified(ctx, store, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != nil && v.Seq >= seq {
+			return
+		}
+	}
+	t.Fatalf("the verified prefix of stream %q never reached sequence %d", stream, seq)
+}
