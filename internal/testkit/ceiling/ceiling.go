@@ -21,6 +21,11 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 )
 
+// stallWait lets an async publish wait for room in the window as long as
+// a ceiling may take: on a loaded machine the client's default (200 ms)
+// fails a run that is only slow.
+var stallWait = jetstream.WithStallWait(timeout)
+
 // Window is the in-flight bound of every ceiling: STAN's MaxInflight and
 // the JetStream client's pending async publishes.
 const Window = 8192
@@ -125,7 +130,7 @@ func JetStreamPublish(url string, channels []string, per int, payload []byte) (t
 	start := time.Now()
 	for i := 0; i < per; i++ {
 		for _, c := range channels {
-			if _, err := js.PublishAsync(c, payload); err != nil {
+			if _, err := js.PublishAsync(c, payload, stallWait); err != nil {
 				return 0, err
 			}
 		}
@@ -197,7 +202,7 @@ func Pipelined(s Source, targetURL string, headers bool) (time.Duration, error) 
 					jsformat.HdrSequence:  []string{strconv.FormatUint(m.Sequence, 10)},
 				}
 			}
-			f, err := js.PublishMsgAsync(msg)
+			f, err := js.PublishMsgAsync(msg, stallWait)
 			if err != nil {
 				cd.fail(err)
 				return
