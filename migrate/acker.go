@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 )
 
 // acker resolves publishes in order: only after JetStream stored a
@@ -20,12 +21,15 @@ func (a *attempt) acker(ctx context.Context) {
 	// own: in the acker they stalled the pipeline once a second. A
 	// snapshot the saver is too busy to take is skipped; the next one
 	// supersedes it, and the final save below is synchronous.
-	saves := make(chan Checkpoint, 1)
+	saves := make(chan state.Checkpoint, 1)
 	saverDone := make(chan struct{})
 	go func() {
 		defer close(saverDone)
 		for snap := range saves {
-			_ = a.r.state.Save(&snap)
+			if err := a.r.save(&snap); errors.Is(err, state.ErrStale) {
+				// Another worker owns the channel now: stop copying.
+				a.fail(permanent{err})
+			}
 		}
 	}()
 	// confirmed is the latest mark of the running hash known to be stored
@@ -43,7 +47,7 @@ func (a *attempt) acker(ctx context.Context) {
 				*a.d = *digest.New()
 			}
 		}
-		a.r.saveCheckpoint(a.cp, a.d)
+		_ = a.r.saveCheckpoint(a.cp, a.d)
 	}()
 	lastSave := time.Now()
 	timer := time.NewTimer(publishTimeout)
@@ -67,6 +71,7 @@ func (a *attempt) acker(ctx context.Context) {
 		}
 		err := a.pub.await(it.seq, timer, publishTimeout, moved)
 		if err != nil && a.alreadyStored(ctx, it.seq, err) {
+			a.already++
 			err = nil
 		}
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	sourcedir "github.com/stanmigrate/stanmigrate/internal/source/dir"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/ceiling"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
@@ -124,7 +125,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		}
 		p.Headers = headers
 		opts := env.MigrateOptions()
-		opts.StateDir = dirs[js] + ".state"
+		opts.State = state.NewDir(dirs[js] + ".state")
 		opts.Publish = publish
 		var from source.Source = env.Src(b)
 		if offline {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -229,7 +230,7 @@ func TestEachConflictIsABlockerAndMigrateCreatesNothing(t *testing.T) {
 
 			o := env.MigrateOptions()
 			o.Target = side
-			o.StateDir = t.TempDir()
+			o.State = state.NewDir(t.TempDir())
 			_, err = migrate.Run(ctx, env.Src(t), p, o)
 			if !errors.Is(err, migrate.ErrBlocked) {
 				t.Fatalf("migrate: want ErrBlocked, got %v", err)

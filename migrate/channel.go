@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/digest"
 	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -43,12 +45,12 @@ func (r *runner) lastSeqNow(ctx context.Context, c *plan.Channel) (uint64, error
 // anything was written.
 func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResult, changed bool, err error) {
 	res = &ChannelResult{Channel: c.Name, Stream: c.Stream, FirstSeq: c.FirstSeq, Status: "running"}
-	cp, err := r.state.Load(c.Stream)
+	cp, err := r.cps.Load(ctx, c.Stream)
 	if err != nil {
 		return res, false, err
 	}
 	if cp == nil || cp.Channel != c.Name {
-		cp = &Checkpoint{Channel: c.Name, Stream: c.Stream, FirstSeq: c.FirstSeq}
+		cp = &state.Checkpoint{Channel: c.Name, Stream: c.Stream, FirstSeq: c.FirstSeq}
 	}
 	js, err := r.js()
 	if err != nil {
@@ -94,8 +96,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		}
 		if d, err = r.reconcile(ctx, stream, c, cp, info, d); err != nil {
 			if isPermanent(err) || ctx.Err() != nil {
-				r.saveCheckpoint(cp, d)
-				return res, changed, err
+				return res, changed, firstErr(err, r.saveCheckpoint(cp, d))
 			}
 			if err := r.backoff(ctx, failures, ev, err); err != nil {
 				return res, changed, err
@@ -148,6 +149,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		err = a.run(ctx)
 		res.Copied += a.copied
 		res.Bytes += a.bytes
+		res.AlreadyStored += a.already
 		landed = a.unconfirmed
 		if a.copied > 0 {
 			changed = true
@@ -165,8 +167,7 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			continue
 		}
 		if ctx.Err() != nil {
-			r.saveCheckpoint(cp, d)
-			return res, changed, ctx.Err()
+			return res, changed, firstErr(ctx.Err(), r.saveCheckpoint(cp, d))
 		}
 		if batched && noBatches(err) {
 			refused = true
@@ -175,12 +176,10 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 			continue
 		}
 		if isPermanent(err) {
-			r.saveCheckpoint(cp, d)
-			return res, changed, err
+			return res, changed, firstErr(err, r.saveCheckpoint(cp, d))
 		}
 		if err := r.backoff(ctx, failures, ev, err); err != nil {
-			r.saveCheckpoint(cp, d)
-			return res, changed, err
+			return res, changed, firstErr(err, r.saveCheckpoint(cp, d))
 		}
 		failures++
 	}
@@ -206,19 +205,19 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 		return err
 	})
 	if err != nil {
-		r.saveCheckpoint(cp, d)
-		return res, changed, err
+		return res, changed, firstErr(err, r.saveCheckpoint(cp, d))
 	}
 	changed = changed || fch
 	res.Notes = append(res.Notes, notes...)
 	cch, err := r.consumers(ctx, js, c, cp, res)
 	changed = changed || cch
 	if err != nil {
-		r.saveCheckpoint(cp, d)
-		return res, changed, err
+		return res, changed, firstErr(err, r.saveCheckpoint(cp, d))
 	}
 	cp.Done = true
-	r.saveCheckpoint(cp, d)
+	if err := r.saveCheckpoint(cp, d); err != nil {
+		return res, changed, err
+	}
 	res.Status = "complete"
 	if !changed {
 		res.Status = "already complete"
@@ -228,9 +227,32 @@ func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResu
 	return res, changed, nil
 }
 
-func (r *runner) saveCheckpoint(cp *Checkpoint, d *digest.Channel) {
+// saveCheckpoint records cp with d's running hash. It is also called
+// when the run is stopping, so it does not stop with the run's context.
+func (r *runner) saveCheckpoint(cp *state.Checkpoint, d *digest.Channel) error {
 	if d != nil {
-		_ = cp.SetDigest(d)
+		if err := cp.SetDigest(d); err != nil {
+			return fmt.Errorf("checkpoint of stream %q: %w", cp.Stream, err)
+		}
 	}
-	_ = r.state.Save(cp)
+	return r.save(cp)
+}
+
+// save writes cp to the store, even after the run was interrupted.
+func (r *runner) save(cp *state.Checkpoint) error {
+	ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+	defer cancel()
+	return r.cps.Save(ctx, cp)
+}
+
+// saveTimeout bounds a checkpoint write (a key-value put rides out a
+// leader election well within it).
+const saveTimeout = 30 * time.Second
+
+// firstErr is err, or else the error of the save that followed it.
+func firstErr(err, saveErr error) error {
+	if err != nil {
+		return err
+	}
+	return saveErr
 }

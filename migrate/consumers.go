@@ -11,14 +11,15 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
 // consumers creates one consumer per durable, after its channel is
 // complete, starting at the durable's lowest unacknowledged sequence.
-func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cp *Checkpoint, res *ChannelResult) (bool, error) {
+func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, cp *state.Checkpoint, res *ChannelResult) (bool, error) {
 	if cp.Consumers == nil {
-		cp.Consumers = map[string]ConsumerOutcome{}
+		cp.Consumers = map[string]state.ConsumerOutcome{}
 	}
 	sc, err := r.current(ctx, c)
 	if err != nil {
@@ -45,7 +46,7 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 		}
 		changed = changed || created
 		prev := cp.Consumers[d.Key()]
-		cp.Consumers[d.Key()] = ConsumerOutcome{Consumer: d.Consumer, StartSeq: out.StartSeq, Position: out.Position,
+		cp.Consumers[d.Key()] = state.ConsumerOutcome{Consumer: d.Consumer, StartSeq: out.StartSeq, Position: out.Position,
 			Pending: out.Pending, LastSent: prev.LastSent, Probed: prev.Probed, Acked: out.Acked, SeenAgain: out.SeenAgain, Created: true}
 		res.Consumers = append(res.Consumers, out)
 		msg := fmt.Sprintf("%s %q for %s at sequence %d (%s)", out.Status, d.Consumer, d.Key(), out.StartSeq, out.Position)
@@ -60,7 +61,7 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 	return changed, nil
 }
 
-func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, sc source.Channel, cp *Checkpoint) (ConsumerResult, bool, error) {
+func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, sc source.Channel, cp *state.Checkpoint) (ConsumerResult, bool, error) {
 	out := ConsumerResult{Durable: d.Key(), Consumer: d.Consumer}
 	if ci, err := jsformat.ConsumerInfo(ctx, js, c.Stream, d.Consumer); err == nil {
 		origin, _ := jsformat.ReadConsumerOrigin(ci.Config.Metadata)
@@ -99,16 +100,26 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 	}
 	prev := cp.Consumers[d.Key()]
 	takeOver := false
+	probeID := ""
+	if prev.Probe != nil {
+		probeID = prev.Probe.ClientID
+	}
 	if cur.Online {
 		// Online is refused, unless the holder is our own probe of a run
 		// that died mid-probe: its client is registered until STAN's
-		// heartbeats fail, and the probe takes it over.
-		if prev.Probe == nil || !heldOnlyBy(cur, prev.Probe.ClientID) {
+		// heartbeats fail, and the probe takes it over. The checkpoint
+		// names it; without one (the state was lost, or a fresh run) a
+		// queue group held only by a client id of ours is ours too.
+		switch {
+		case probeID != "" && heldOnlyBy(cur, probeID):
+		case source.HeldByProbe(cur):
+			probeID = cur.Members[0]
+		default:
 			return out, false, permanent{fmt.Errorf("%s: owner is online: stop the application, then re-run migrate: %w", d.Describe(c.Name), ErrOwnerOnline)}
 		}
 		takeOver = true
 		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "probing",
-			Message: fmt.Sprintf("%s is held by client %q, the probe of a run that stopped mid-probe: taking it over", d.Key(), prev.Probe.ClientID)})
+			Message: fmt.Sprintf("%s is held by client %q, the probe of a run that stopped mid-probe: taking it over", d.Key(), probeID)})
 	}
 	var pos source.Position
 	if prev.Probed {
@@ -122,18 +133,16 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 			Intent: func(clientID string) error {
 				intent := prev
 				intent.Consumer = d.Consumer
-				intent.Probe = &ProbeIntent{ClientID: clientID, Started: time.Now().UTC(), LastSent: cur.LastSent}
+				intent.Probe = &state.ProbeIntent{ClientID: clientID, Started: time.Now().UTC(), LastSent: cur.LastSent}
 				cp.Consumers[d.Key()] = intent
-				return r.state.Save(cp)
+				return r.save(cp)
 			},
 			Resumed: func(clientID string) {
 				r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "probing",
 					Message: fmt.Sprintf("%s resumed as client %q to learn its unacknowledged messages", d.Key(), clientID)})
 			},
 		}
-		if prev.Probe != nil {
-			po.ClientID = prev.Probe.ClientID
-		}
+		po.ClientID = probeID
 		var err error
 		pos, err = r.src.Position(ctx, c.Name, cur, po)
 		if errors.Is(err, source.ErrOwnerOnline) {
@@ -145,8 +154,8 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 		if pos.How == jsformat.Probed {
 			// A probe moves the durable on STAN: record its answer before
 			// the consumer exists, so a re-run never probes again.
-			cp.Consumers[d.Key()] = ConsumerOutcome{Consumer: d.Consumer, Position: jsformat.Probed, Pending: pos.Pending, LastSent: pos.LastSent, Probed: true}
-			if err := r.state.Save(cp); err != nil {
+			cp.Consumers[d.Key()] = state.ConsumerOutcome{Consumer: d.Consumer, Position: jsformat.Probed, Pending: pos.Pending, LastSent: pos.LastSent, Probed: true}
+			if err := r.save(cp); err != nil {
 				return out, false, fmt.Errorf("record the probe of %s: %w", d.Describe(c.Name), err)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
@@ -79,7 +80,7 @@ func migrateIntoCluster(t *testing.T, fault func(c *embedded.JetStreamCluster)) 
 	}
 	rep := newFailoverReporter(p.Totals.Msgs/3, func() { fault(cl) })
 	start := time.Now()
-	sum, err := migrate.Run(ctx, src, p, migrate.Options{Target: target, StateDir: t.TempDir(), Reporter: rep})
+	sum, err := migrate.Run(ctx, src, p, migrate.Options{Target: target, State: state.NewDir(t.TempDir()), Reporter: rep})
 	ended := time.Now()
 	if err != nil {
 		t.Fatalf("migrate through the fault: %v\nevents:\n%s", err, strings.Join(rep.events, "\n"))

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -268,7 +268,7 @@ func TestFrontDroppedAfterPlanningRepositionsTheStream(t *testing.T) {
 		t.Fatalf("payments stream: %d msgs %d..%d (%d deleted), want 300 msgs 601..900", st.Msgs, st.FirstSeq, st.LastSeq, st.NumDeleted)
 	}
 	verifyClean(t, ctx, env, func() error { return nil })
-	if err := os.RemoveAll(opts.StateDir); err != nil {
+	if err := opts.State.Destroy(ctx); err != nil {
 		t.Fatal(err)
 	}
 	sum, err := migrate.Run(ctx, env.Src(t), p, opts)
@@ -321,7 +321,7 @@ func TestHeaderSetsAndMsgID(t *testing.T) {
 			}
 			p.Headers, p.MsgID = tc.headers, tc.msgID
 			o := env.MigrateOptions()
-			o.Target.URL, o.StateDir = js.URL(), t.TempDir()
+			o.Target.URL, o.State = js.URL(), state.NewDir(t.TempDir())
 			if _, err := migrate.Run(ctx, env.Src(t), p, o); err != nil {
 				t.Fatal(err)
 			}

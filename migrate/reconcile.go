@@ -11,13 +11,14 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/digest"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
 // reconcile aligns the stream, the checkpoint and the running hash before
 // an attempt. The stream wins: publishes in flight when a previous run
 // died may have landed after its last checkpoint.
-func (r *runner) reconcile(ctx context.Context, s jetstream.Stream, c *plan.Channel, cp *Checkpoint, info *jetstream.StreamInfo, d *digest.Channel) (*digest.Channel, error) {
+func (r *runner) reconcile(ctx context.Context, s jetstream.Stream, c *plan.Channel, cp *state.Checkpoint, info *jetstream.StreamInfo, d *digest.Channel) (*digest.Channel, error) {
 	st := info.State
 	if st.Msgs > 0 && st.LastSeq+1 < c.FirstSeq {
 		// Messages that all lie before the channel's first sequence:

@@ -16,6 +16,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -65,7 +66,7 @@ type item struct {
 type attempt struct {
 	r      *runner
 	c      *plan.Channel
-	cp     *Checkpoint
+	cp     *state.Checkpoint
 	d      *digest.Channel
 	from   uint64
 	target atomic.Uint64
@@ -109,7 +110,10 @@ type attempt struct {
 	complete chan struct{}
 	compOnce sync.Once
 
-	copied, bytes  uint64
+	copied, bytes uint64
+	// already counts publishes refused because the stream held the
+	// message already (a resend after a failover, or another worker).
+	already        uint64
 	finishedFollow bool
 	// unconfirmed are the publishes the attempt stopped waiting for.
 	unconfirmed []unconfirmed
@@ -126,7 +130,7 @@ type attempt struct {
 	prevSeqStr string
 }
 
-func (r *runner) newAttempt(c *plan.Channel, cp *Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, info *jetstream.StreamInfo, batched bool) *attempt {
+func (r *runner) newAttempt(c *plan.Channel, cp *state.Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, info *jetstream.StreamInfo, batched bool) *attempt {
 	a := &attempt{r: r, c: c, cp: cp, d: d, from: from, fin: fin, next: from, streamEmpty: info.State.Msgs == 0,
 		msgID: r.p.MsgID, batched: batched,
 		reconnects: r.nc.Stats().Reconnects,

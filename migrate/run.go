@@ -8,11 +8,8 @@ package migrate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,14 +17,21 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
 // Options configure a run. Target connection details never end up in the
-// state directory.
+// state store.
 type Options struct {
-	Target   conn.Side
-	StateDir string
+	Target conn.Side
+	// State is where checkpoints and leases live (nil: kept in memory
+	// for this run only). Several processes sharing one store share the
+	// plan's channels through leases.
+	State state.Store
+	// LeaseTTL is how long a claim on a channel lasts unrenewed
+	// (0: state.DefaultLeaseTTL).
+	LeaseTTL time.Duration
 	// Parallel is how many channels replay at once (0 = 8, or the number
 	// of CPUs if higher).
 	Parallel int
@@ -88,7 +92,8 @@ type runner struct {
 	p     *plan.Plan
 	o     Options
 	src   source.Source
-	state State
+	cps   *state.Checkpoints
+	lease *state.Leaser
 	nc    *nats.Conn
 
 	// windowBytes is each channel's share of Options.WindowBytes.
@@ -136,7 +141,12 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	if err := p.CheckSource(ctx, src); err != nil {
 		return nil, err
 	}
-	r := &runner{p: p, o: o, src: src, state: State{Dir: o.StateDir}}
+	if o.State == nil {
+		o.State = state.NewMemory()
+	}
+	r := &runner{p: p, o: o, src: src}
+	r.lease = state.NewLeaser(o.State, o.LeaseTTL)
+	r.cps = state.NewCheckpoints(o.State, r.lease.Worker())
 	nc, err := conn.ConnectNATS(ctx, o.Target, "stanmigrate", nats.MaxReconnects(-1))
 	if err != nil {
 		return nil, err
@@ -155,6 +165,9 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	if err := src.Connect(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.savePlan(ctx); err != nil {
+		return nil, err
+	}
 	r.windowBytes = max(o.WindowBytes/max(min(o.Parallel, len(chans)), 1), 1<<20)
 	var totalMsgs, totalBytes uint64
 	for _, c := range chans {
@@ -163,49 +176,15 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	}
 	o.Reporter.Begin(totalMsgs, totalBytes)
 
-	sum := &Summary{Channels: make([]*ChannelResult, len(chans))}
-	sem := make(chan struct{}, o.Parallel)
-	var wg sync.WaitGroup
-	var firstErr error
-	var errMu sync.Mutex
-	var changed atomic.Bool
-	for i, c := range chans {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				sum.Channels[i] = &ChannelResult{Channel: c.Name, Stream: c.Stream, Status: "not started"}
-				return
-			}
-			defer func() { <-sem }()
-			res, ch, err := r.channel(ctx, c)
-			if ch {
-				changed.Store(true)
-			}
-			sum.Channels[i] = res
-			if err != nil {
-				res.Status = "failed"
-				if ctx.Err() != nil {
-					res.Status = "interrupted"
-				}
-				res.Error = err.Error()
-				errMu.Lock()
-				if firstErr == nil || (errors.Is(firstErr, context.Canceled) && !errors.Is(err, context.Canceled)) {
-					firstErr = err
-				}
-				errMu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	sum := &Summary{Worker: r.lease.Worker(), Channels: make([]*ChannelResult, len(chans))}
+	firstErr, changed := r.runFleet(ctx, chans, sum)
 	for _, c := range sum.Channels {
 		sum.Copied += c.Copied
 		sum.Bytes += c.Bytes
+		sum.AlreadyStored += c.AlreadyStored
 	}
 	sum.Elapsed = time.Since(start)
-	sum.NothingToDo = firstErr == nil && !changed.Load()
+	sum.NothingToDo = firstErr == nil && !changed && sum.DoneElsewhere == 0
 	if firstErr == nil && ctx.Err() != nil {
 		firstErr = ctx.Err()
 	}
@@ -271,4 +250,17 @@ func withoutDeadline(ctx context.Context) (context.Context, func()) {
 	nctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, cancel)
 	return nctx, func() { stop(); cancel() }
+}
+
+// savePlan keeps the plan in the state store before anything is written
+// to the target, so a re-run resumes with it whatever its command line.
+func (r *runner) savePlan(ctx context.Context) error {
+	text, err := plan.Marshal(r.p, "plan.yaml")
+	if err == nil {
+		err = state.SavePlan(ctx, r.o.State, text)
+	}
+	if err != nil {
+		return fmt.Errorf("save the plan in %s: %w", r.o.State, err)
+	}
+	return nil
 }

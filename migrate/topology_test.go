@@ -11,6 +11,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/source/live"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -172,7 +173,7 @@ func migrateThroughFault(t *testing.T, clusterID string, urls string, monitors [
 	}
 	rep := newFailoverReporter(p.Totals.Msgs/3, fault)
 	start := time.Now()
-	sum, err := migrate.Run(ctx, src, p, migrate.Options{Target: target, StateDir: t.TempDir(), Reporter: rep})
+	sum, err := migrate.Run(ctx, src, p, migrate.Options{Target: target, State: state.NewDir(t.TempDir()), Reporter: rep})
 	ended := time.Now()
 	if err != nil {
 		t.Fatalf("migrate through the fault: %v\nevents:\n%s", err, strings.Join(rep.events, "\n"))

@@ -109,7 +109,9 @@ func Build(d *Discovery, o Options) *Plan {
 		}
 		channelFindings(&c, sc, d.Source.ClusterID, d.Target.MaxPayload, o.SkipBroken, add)
 		for _, du := range c.Durables {
-			if du.Online {
+			if du.Online && source.HeldByProbe(source.Durable{DurableID: du.DurableID, Members: du.Members}) {
+				add(Warning, du.Describe(c.Name), "held by %s, the probe of an interrupted migrate (not an application): migrate takes it over and finishes the probe", strings.Join(du.Members, ", "))
+			} else if du.Online {
 				who := du.ClientID
 				if du.QueueGroup != "" {
 					who = strings.Join(du.Members, ", ")

@@ -21,18 +21,37 @@ var ErrInvalid = errors.New("invalid plan")
 
 // Save writes the plan as YAML, atomically, readable only by its owner.
 func Save(path string, p *Plan) error {
+	b, err := Marshal(p, path)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, b)
+}
+
+// Marshal is the plan as Save writes it; path is the file it will be in.
+func Marshal(p *Plan, path string) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString("# stanmigrate plan: edit stream/consumer names, replicas, storage, limits,\n")
 	buf.WriteString("# mode (pull|push), or set skip: true; then run `stanmigrate migrate --plan " + path + "`.\n")
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(p); err != nil {
-		return fmt.Errorf("encode plan: %w", err)
+		return nil, fmt.Errorf("encode plan: %w", err)
 	}
 	if err := enc.Close(); err != nil {
-		return fmt.Errorf("encode plan: %w", err)
+		return nil, fmt.Errorf("encode plan: %w", err)
 	}
-	return atomicfile.Write(path, buf.Bytes())
+	return buf.Bytes(), nil
+}
+
+// MaxReplicas is the most replicas any channel's stream asks for (at
+// least 1): the run's state deserves the same protection.
+func (p *Plan) MaxReplicas() int {
+	n := 1
+	for _, c := range p.Channels {
+		n = max(n, c.Replicas)
+	}
+	return n
 }
 
 var lineRe = regexp.MustCompile(`line (\d+)`)

@@ -111,6 +111,11 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 		// Paths.
 		{"--state naming a file", nil, []string{"migrate", "--plan", good, "--state", aFile}, []string{"--state", "is a file, not a directory"}},
 		{"status --state naming a file", nil, []string{"status", "--state", aFile}, []string{"--state", "is a file"}},
+		{"--state kv: without a name", nil, []string{"migrate", "--plan", good, "--state", "kv:"}, []string{"--state kv:", "needs a bucket name"}},
+		{"--state kv: with an illegal bucket name", nil, []string{"migrate", "--plan", good, "--state", "kv:orders.eu"}, []string{"--state kv:orders.eu", "letters, digits"}},
+		{"--lease-ttl too short", nil, []string{"migrate", "--plan", good, "--lease-ttl", "1s"}, []string{"--lease-ttl 1s", "3s to 10m"}},
+		{"status of a bucket that does not exist", nil, []string{"status", "--state", "kv:nothing-here"}, []string{`bucket "nothing-here"`, "no migration state"}},
+		{"state rm of a bucket that does not exist", nil, []string{"state", "rm", "--state", "kv:nothing-here"}, []string{`bucket "nothing-here"`, "no migration state"}},
 		{"-o naming a directory", nil, []string{"plan", "-o", dir}, []string{"--output", "is a directory"}},
 		{"-o in a missing directory", nil, []string{"plan", "-o", filepath.Join(dir, "nope", "plan.yaml")}, []string{"--output", "does not exist"}},
 		{"--junit naming a directory", nil, []string{"verify", "--plan", good, "--junit", dir}, []string{"--junit", "is a directory"}},

@@ -34,8 +34,12 @@ func envFor(e *testenv.Env) []string {
 	}
 }
 
+// fixturesDir is absolute, as tests that run a user's command line move
+// to a working directory of their own.
+var fixturesDir, _ = filepath.Abs("../../testdata/fixtures")
+
 func startFixture(t *testing.T, name string) *testenv.Env {
-	return testenv.StartFixture(t, "../../testdata/fixtures/"+name)
+	return testenv.StartFixture(t, filepath.Join(fixturesDir, name))
 }
 
 func TestPlanMigrateVerifyThroughTheBinary(t *testing.T) {
@@ -136,66 +140,96 @@ func TestKillNineAtAnyPointThenRerunEndsIdentical(t *testing.T) {
 		{name: "with one channel left", trigger: "complete ", n: 3},
 		{name: "while resuming", trigger: "resumed ", n: 1, delay: 100 * time.Millisecond},
 	}
-	for i, kp := range points {
-		t.Run(kp.name, func(t *testing.T) {
-			// A fresh target per point: each kill starts from nothing,
-			// except "while resuming", which needs an earlier partial run.
-			js, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer js.Stop()
-			e := append(envFor(env), "NATS_URL="+js.URL())
-			planFile := filepath.Join(t.TempDir(), "plan.yaml")
-			if r := run(t, e, "plan", "-o", planFile); r.code != 0 {
-				t.Fatalf("plan: %s", r.stderr)
-			}
-			args := []string{"migrate", "--plan", planFile, "--parallel", "2"}
-			if kp.trigger == "resumed " &&
-				!killMigratorAt(t, e, args, killPoint{trigger: "started ", n: 1, delay: 400 * time.Millisecond}) {
-				t.Fatal("the partial run before resuming finished before it was killed")
-			}
-			if !killMigratorAt(t, e, args, kp) {
-				t.Fatalf("kill point %d (%s) was never reached: the migrator finished first", i, kp.name)
-			}
-			r := run(t, e, append(args, "--json")...)
-			if r.code != 0 {
-				t.Fatalf("kill point %d (%s): re-run exit %d\n%s%s", i, kp.name, r.code, r.stdout, r.stderr)
-			}
-			var sum migrate.Summary
-			if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
-				t.Fatalf("re-run summary: %v\n%s", err, r.stdout)
-			}
-			v := run(t, e, "verify", "--plan", planFile, "--json")
-			if v.code != 0 {
-				t.Fatalf("kill point %d (%s): verify exit %d\n%s%s", i, kp.name, v.code, v.stdout, v.stderr)
-			}
-			var rep verify.Report
-			if err := json.Unmarshal([]byte(v.stdout), &rep); err != nil {
-				t.Fatalf("verify report: %v\n%s", err, v.stdout)
-			}
-			if len(rep.Channels) == 0 {
-				t.Fatalf("kill point %d (%s): verify reports no channel", i, kp.name)
-			}
-			// The kill landed on the fast-ingest path: every stream takes
-			// batches (the per-message path makes none).
-			for _, c := range rep.Channels {
-				if !allowsBatches(t, js.URL(), c.Stream) {
-					t.Errorf("kill point %d (%s): stream %q takes no fast-ingest batches: the kill was not made mid-batch", i, kp.name, c.Stream)
-				}
-			}
-			// The content hash the re-run reports was resumed from the
-			// killed run's checkpoint: it must be the stream's.
-			want := map[string]string{}
-			for _, c := range rep.Channels {
-				want[c.Channel] = c.Target.SHA256
-			}
-			for _, c := range sum.Channels {
-				if c.Sum != want[c.Channel] {
-					t.Errorf("kill point %d (%s): channel %q: migrate reports content hash %q, verify hashed the stream as %q", i, kp.name, c.Channel, c.Sum, want[c.Channel])
-				}
-			}
-		})
+	// Both ways a user runs it: with the plan file, and without (the
+	// first run plans with the defaults and saves the plan in
+	// ./stanmigrate-state; the re-run is the same command in the same
+	// directory, and resumes with that plan).
+	for _, withPlan := range []bool{true, false} {
+		inv := "migrate --plan FILE"
+		if !withPlan {
+			inv = "migrate without --plan"
+		}
+		for i, kp := range points {
+			t.Run(inv+"/"+kp.name, func(t *testing.T) {
+				killNineThenRerun(t, env, withPlan, i, kp)
+			})
+		}
+	}
+}
+
+// killNineThenRerun kills migrate at kp, re-runs the same command and
+// checks the result is exact.
+func killNineThenRerun(t *testing.T, env *testenv.Env, withPlan bool, i int, kp killPoint) {
+	// A fresh target per point: each kill starts from nothing,
+	// except "while resuming", which needs an earlier partial run.
+	js, err := embedded.StartJetStream(embedded.JetStreamConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer js.Stop()
+	e := append(envFor(env), "NATS_URL="+js.URL())
+	args := []string{"migrate", "--parallel", "2"}
+	verifyArgs := []string{"verify", "--json"}
+	if withPlan {
+		planFile := filepath.Join(t.TempDir(), "plan.yaml")
+		if r := run(t, e, "plan", "-o", planFile); r.code != 0 {
+			t.Fatalf("plan: %s", r.stderr)
+		}
+		args = append(args, "--plan", planFile)
+		verifyArgs = append(verifyArgs, "--plan", planFile)
+	} else {
+		// The killed run, its re-run and verify all start in the
+		// same working directory, where the state lives.
+		t.Chdir(t.TempDir())
+	}
+	if kp.trigger == "resumed " &&
+		!killMigratorAt(t, e, args, killPoint{trigger: "started ", n: 1, delay: 400 * time.Millisecond}) {
+		t.Fatal("the partial run before resuming finished before it was killed")
+	}
+	if !killMigratorAt(t, e, args, kp) {
+		t.Fatalf("kill point %d (%s) was never reached: the migrator finished first", i, kp.name)
+	}
+	_, err = os.Stat(filepath.Join("stanmigrate-state", "plan.yaml"))
+	saved := !withPlan && err == nil
+	r := run(t, e, append(args, "--json")...)
+	if r.code != 0 {
+		t.Fatalf("kill point %d (%s): re-run exit %d\n%s%s", i, kp.name, r.code, r.stdout, r.stderr)
+	}
+	var sum migrate.Summary
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatalf("re-run summary: %v\n%s", err, r.stdout)
+	}
+	if saved && !strings.Contains(r.stderr, "continuing with the plan saved in") {
+		t.Errorf("kill point %d (%s): the re-run without --plan does not say it continues with the saved plan:\n%s", i, kp.name, r.stderr)
+	}
+	v := run(t, e, verifyArgs...)
+	if v.code != 0 {
+		t.Fatalf("kill point %d (%s): verify exit %d\n%s%s", i, kp.name, v.code, v.stdout, v.stderr)
+	}
+	var rep verify.Report
+	if err := json.Unmarshal([]byte(v.stdout), &rep); err != nil {
+		t.Fatalf("verify report: %v\n%s", err, v.stdout)
+	}
+	if len(rep.Channels) == 0 {
+		t.Fatalf("kill point %d (%s): verify reports no channel", i, kp.name)
+	}
+	// The kill landed on the fast-ingest path: every stream takes
+	// batches (the per-message path makes none).
+	for _, c := range rep.Channels {
+		if !allowsBatches(t, js.URL(), c.Stream) {
+			t.Errorf("kill point %d (%s): stream %q takes no fast-ingest batches: the kill was not made mid-batch", i, kp.name, c.Stream)
+		}
+	}
+	// The content hash the re-run reports was resumed from the
+	// killed run's checkpoint: it must be the stream's.
+	want := map[string]string{}
+	for _, c := range rep.Channels {
+		want[c.Channel] = c.Target.SHA256
+	}
+	for _, c := range sum.Channels {
+		if c.Sum != want[c.Channel] {
+			t.Errorf("kill point %d (%s): channel %q: migrate reports content hash %q, verify hashed the stream as %q", i, kp.name, c.Channel, c.Sum, want[c.Channel])
+		}
 	}
 }
 

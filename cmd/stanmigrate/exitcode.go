@@ -9,6 +9,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
@@ -52,6 +53,7 @@ var badInput = []error{
 	conn.ErrWrongCluster,
 	conn.ErrNoJetStream,
 	conn.ErrBadConfig,
+	state.ErrNoState,
 }
 
 // exitCode is the one place errors become exit codes.

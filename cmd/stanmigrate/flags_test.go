@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stanmigrate/stanmigrate/internal/state"
 )
 
 // parse runs a command line through the real flag wiring with every
@@ -26,6 +28,7 @@ func parse(t *testing.T, env []string, args ...string) (any, int, string) {
 		migrate: func(_ context.Context, o *migrateOptions) error { return keep(*o) },
 		verify:  func(_ context.Context, o *verifyOptions) error { return keep(*o) },
 		status:  func(_ context.Context, o *statusOptions) error { return keep(*o) },
+		stateRm: func(_ context.Context, o *stateRmOptions) error { return keep(*o) },
 		demo:    func(_ context.Context, o *demoOptions) error { return keep(*o) },
 	})
 	root.SetArgs(args)
@@ -54,13 +57,17 @@ func TestFlagsParseIntoOptions(t *testing.T) {
 		{"STAN_DIR", []string{"STAN_DIR=/srv/stan"}, []string{"plan", "-o", "-"},
 			planOptions{output: "-", format: "table", replicas: 1, headers: "full", dir: dirOptions{dir: "/srv/stan"}}},
 		{"migrate defaults", nil, []string{"migrate"},
-			migrateOptions{positions: "exact", publish: "auto", parallel: max(runtime.NumCPU(), 8), window: 8192}},
+			migrateOptions{positions: "exact", publish: "auto", parallel: max(runtime.NumCPU(), 8), window: 8192, leaseTTL: state.DefaultLeaseTTL}},
 		{"migrate, every flag", nil, []string{"migrate", "--plan", "p.yaml", "--state", "st", "--parallel", "4", "--window", "100",
-			"--positions", "lowest-unacked", "--publish", "async", "--follow", "--until-idle", "5s", "--json", "--quiet"},
+			"--positions", "lowest-unacked", "--publish", "async", "--follow", "--until-idle", "5s", "--json", "--quiet", "--lease-ttl", "20s"},
 			migrateOptions{planFile: "p.yaml", stateDir: "st", parallel: 4, window: 100, positions: "lowest-unacked", publish: "async", follow: true,
-				untilIdle: 5 * time.Second, json: true, quiet: true}},
+				untilIdle: 5 * time.Second, json: true, quiet: true, leaseTTL: 20 * time.Second}},
+		{"migrate with state on the target", nil, []string{"migrate", "--state", "kv:orders-migration"},
+			migrateOptions{stateDir: "kv:orders-migration", positions: "exact", publish: "auto", parallel: max(runtime.NumCPU(), 8), window: 8192, leaseTTL: state.DefaultLeaseTTL}},
+		{"state rm", nil, []string{"state", "rm", "--state", "kv:orders-migration", "--force"},
+			stateRmOptions{stateDir: "kv:orders-migration", force: true}},
 		{"migrate --status", nil, []string{"migrate", "--plan", "p.yaml", "--status"},
-			migrateOptions{planFile: "p.yaml", positions: "exact", publish: "auto", status: true, parallel: max(runtime.NumCPU(), 8), window: 8192}},
+			migrateOptions{planFile: "p.yaml", positions: "exact", publish: "auto", status: true, parallel: max(runtime.NumCPU(), 8), window: 8192, leaseTTL: state.DefaultLeaseTTL}},
 		{"verify, every flag", nil, []string{"verify", "--plan", "p.yaml", "--json", "--quiet", "--sample", "5", "--parallel", "3", "--state", "st", "--full"},
 			verifyOptions{planFile: "p.yaml", json: true, quiet: true, sample: 5, parallel: 3, stateDir: "st", full: true}},
 		{"verify --follow", nil, []string{"verify", "--follow", "--until-idle", "30s"},
@@ -99,10 +106,13 @@ func withoutDeps(o any) any {
 		v.io, v.global, v.interrupts = nil, nil, nil
 		return v
 	case statusOptions:
-		v.io = nil
+		v.io, v.global = nil, nil
 		return v
 	case demoOptions:
 		v.io = nil
+		return v
+	case stateRmOptions:
+		v.io, v.global = nil, nil
 		return v
 	}
 	return o

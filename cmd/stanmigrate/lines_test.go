@@ -210,7 +210,7 @@ func sumCounts(m map[string]uint64) uint64 {
 
 // runBinary runs the stanmigrate binary with env added to the test's
 // environment (through exec, so parallel tests do not share it).
-func runBinary(t *testing.T, bin string, env []string, args ...string) result {
+func runBinary(t testing.TB, bin string, env []string, args ...string) result {
 	t.Helper()
 	r, _ := runBinaryUntil(t, bin, env, args, nil, nil)
 	return r.result
@@ -233,7 +233,7 @@ func (r binResult) signaled(sig syscall.Signal) bool {
 // few milliseconds; the first time it holds, act runs once, given the
 // command (to signal it). acted tells whether act ran before the command
 // ended.
-func runBinaryUntil(t *testing.T, bin string, env, args []string, until func() bool, act func(*exec.Cmd)) (r binResult, acted bool) {
+func runBinaryUntil(t testing.TB, bin string, env, args []string, until func() bool, act func(*exec.Cmd)) (r binResult, acted bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

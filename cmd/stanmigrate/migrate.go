@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stanmigrate/stanmigrate/internal/report"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/migrate"
-	"github.com/stanmigrate/stanmigrate/plan"
 )
 
 type migrateOptions struct {
@@ -23,6 +23,7 @@ type migrateOptions struct {
 
 	planFile  string
 	stateDir  string
+	leaseTTL  time.Duration
 	parallel  int
 	follow    bool
 	untilIdle time.Duration
@@ -63,6 +64,12 @@ the streams stand. Without --plan it plans with defaults first.
 With --follow it keeps tailing the channels after the history is copied: the
 first Ctrl-C (or --until-idle) means "finish": a final catch-up, then the
 consumers. A second Ctrl-C stops with the checkpoint saved.
+Run the same command on several machines with --state kv:NAME and they share
+the plan's channels: each works on a channel only under its lease in the
+bucket, and a dead worker's channels move to the others when its leases
+expire (--lease-ttl).
+
+` + stateHelp + `
 ` + dirHelp + `
 ` + exitCodesHelp,
 		Args: noArgs,
@@ -78,7 +85,8 @@ consumers. A second Ctrl-C stops with the checkpoint saved.
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.planFile, "plan", "", "plan file written by the plan command (default: plan now with defaults)")
-	f.StringVar(&o.stateDir, "state", "", "checkpoint directory (default: beside the plan, <plan>.state)")
+	f.StringVar(&o.stateDir, "state", "", "state directory (default: beside the plan, <plan>.state), or kv:NAME for a key-value bucket on the target that several machines can share")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", state.DefaultLeaseTTL, "how long a worker's claim on a channel lasts unrenewed, 3s to 10m: a dead worker's channels move to the others after about this long")
 	f.IntVar(&o.parallel, "parallel", defaultMigrateParallel, "channels migrated at once, 1 to 1024 (8 unless the machine has more CPUs)")
 	f.IntVar(&o.window, "window", defaultWindow, "publishes awaiting a JetStream ack per channel, 16 to 1048576 (payload in flight is also capped at 32 MiB across all channels)")
 	f.StringVar(&o.positions, "positions", "exact", "consumer state: exact (ack what STAN had acknowledged past the start, redeliver only the pending) or lowest-unacked (at-least-once: start at the lowest unacknowledged sequence, acknowledged messages past it are delivered again)")
@@ -96,11 +104,11 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
-	if err := stateDirectory(o.stateDir); err != nil {
+	if _, err := parseState(o.stateDir); err != nil {
 		return err
 	}
 	if o.status {
-		return runStatus(ctx, &statusOptions{io: o.io, stateDir: o.stateDir})
+		return runStatus(ctx, &statusOptions{io: o.io, global: o.global, stateDir: o.stateDir})
 	}
 	if o.dir.dir != "" && o.follow {
 		return usageError{errors.New("--follow needs a running STAN server: a store directory does not grow")}
@@ -123,14 +131,19 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	if err := inRange("--window", o.window, 16, 1<<20); err != nil {
 		return err
 	}
-	g := o.global
-	p, err := g.planOrDiscover(ctx, o.io, o.planFile, o.dir)
-	if err == nil && o.planFile == "" {
-		err = plan.Save(filepath.Join(o.stateDir, "plan.yaml"), p)
+	if o.leaseTTL == 0 {
+		o.leaseTTL = state.DefaultLeaseTTL
 	}
+	if err := inRangeDuration("--lease-ttl", o.leaseTTL, 3*time.Second, 10*time.Minute); err != nil {
+		return err
+	}
+	g := o.global
+	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, true)
 	if err != nil {
 		return err
 	}
+	defer rs.close()
+	p := rs.plan
 	src, err := g.openSource(ctx, o.dir, p, 1)
 	if err != nil {
 		return err
@@ -150,7 +163,8 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	}
 	sum, err := migrate.Run(ctx, src, p, migrate.Options{
 		Target:      g.nats,
-		StateDir:    o.stateDir,
+		State:       rs.store,
+		LeaseTTL:    o.leaseTTL,
 		Parallel:    o.parallel,
 		Window:      o.window,
 		Follow:      o.follow,

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"time"
 )
 
 // writableFile checks, before anything runs, that path can become a file:
@@ -53,6 +54,13 @@ func stateDirectory(path string) error {
 
 // inRange refuses a numeric flag outside lo..hi, naming the flag, what it
 // got and what it takes.
+func inRangeDuration(flag string, v, lo, hi time.Duration) error {
+	if v < lo || v > hi {
+		return usageError{fmt.Errorf("%s %v: use %v to %v", flag, v, lo, hi)}
+	}
+	return nil
+}
+
 func inRange(flag string, v, lo, hi int) error {
 	if v < lo || v > hi {
 		return usageError{fmt.Errorf("%s %d: use %d to %d", flag, v, lo, hi)}

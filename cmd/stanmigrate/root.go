@@ -44,6 +44,7 @@ type runners struct {
 	migrate func(context.Context, *migrateOptions) error
 	verify  func(context.Context, *verifyOptions) error
 	status  func(context.Context, *statusOptions) error
+	stateRm func(context.Context, *stateRmOptions) error
 	demo    func(context.Context, *demoOptions) error
 
 	fixtureLoad    func(context.Context, *fixtureLoadOptions) error
@@ -89,7 +90,8 @@ file's source.auth / target.auth references apply when no such flag is given.
 		newPlanCmd(a, g, r.plan),
 		newMigrateCmd(a, g, r.migrate),
 		newVerifyCmd(a, g, r.verify),
-		newStatusCmd(a, r.status),
+		newStatusCmd(a, g, r.status),
+		newStateCmd(a, g, r.stateRm),
 		newDemoCmd(a, r.demo),
 		newFixtureCmd(a, g, r),
 		newVersionCmd(a),

@@ -72,6 +72,9 @@ var (
 	buildErr  error
 )
 
+// packageDir is this package's directory, where the tests start.
+var packageDir, _ = os.Getwd()
+
 // binaryPath builds the real binary once, for the tests that must send
 // it a signal (kill -9, Ctrl-C) or measure its memory.
 func binaryPath(t testing.TB) string {
@@ -83,7 +86,9 @@ func binaryPath(t testing.TB) string {
 			return
 		}
 		binary = filepath.Join(dir, "stanmigrate")
-		if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		build := exec.Command("go", "build", "-o", binary, ".")
+		build.Dir = packageDir // a test may have moved to a directory of its own
+		if out, err := build.CombinedOutput(); err != nil {
 			buildErr = err
 			binary = string(out)
 		}

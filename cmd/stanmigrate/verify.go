@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stanmigrate/stanmigrate/internal/report"
-	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
@@ -20,6 +19,7 @@ type verifyOptions struct {
 	interrupts *interrupts
 
 	planFile string
+	stateDir string
 	junit    string
 	json     bool
 	quiet    bool
@@ -27,7 +27,6 @@ type verifyOptions struct {
 	parallel int
 	dir      dirOptions
 
-	stateDir  string
 	full      bool
 	follow    bool
 	untilIdle time.Duration
@@ -47,8 +46,8 @@ STAN records in its subscription file while they exist) and JetStream through
 ephemeral ordered consumers. Exit code 1 on any difference,
 naming the channel and the first differing sequences: made for CI.
 
-Each channel found identical is recorded as a verified prefix in the state
-(the same as migrate's): a later verify checks the prefix cheaply (both
+Each channel found identical is recorded as a verified prefix in the
+migration's state (--state, the same as migrate's): a later verify checks the prefix cheaply (both
 sides' first and last sequences, the stream's message count over it) and
 reads only past it, so a final verify at cutover costs the new messages, not
 the history. --full reads everything again. --follow runs beside
@@ -69,13 +68,13 @@ took. Finish migrate first, then verify.
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.planFile, "plan", "", "plan file (default: plan now with defaults)")
+	f.StringVar(&o.planFile, "plan", "", "plan file (default: the plan migrate saved in the state store, else plan now with defaults)")
+	f.StringVar(&o.stateDir, "state", "", "the migration's state: directory (default: beside the plan, <plan>.state) or kv:NAME")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON (no progress output)")
 	f.StringVar(&o.junit, "junit", "", "also write the report as JUnit XML to this file (one test case per channel and consumer), for CI")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress output")
 	f.IntVar(&o.sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
 	f.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "channels verified at once, 1 to 1024")
-	f.StringVar(&o.stateDir, "state", "", "where verified prefixes are kept (default: the plan's state directory, as for migrate)")
 	f.BoolVar(&o.full, "full", false, "read every message again, ignoring the verified prefixes (a new one is recorded)")
 	f.BoolVar(&o.follow, "follow", false, "keep verifying as both sides grow (beside migrate --follow) until Ctrl-C or --until-idle, then check the tails and consumers")
 	f.DurationVar(&o.untilIdle, "until-idle", 0, "with --follow: finish after this long without a new message")
@@ -96,18 +95,17 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 	if err := o.checkFollow(); err != nil {
 		return err
 	}
+	start := time.Now()
+	g := o.global
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
-	if err := stateDirectory(o.stateDir); err != nil {
-		return err
-	}
-	start := time.Now()
-	g := o.global
-	p, err := g.planOrDiscover(ctx, o.io, o.planFile, o.dir)
+	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, false)
 	if err != nil {
 		return err
 	}
+	defer rs.close()
+	p := rs.plan
 	parallel := o.parallel
 	// One STAN session per channel verified at once: a session is one
 	// connection whose messages one goroutine hands out.
@@ -129,7 +127,7 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 	}
 	rep, err := verify.Run(ctx, src, p, verify.Options{
 		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: verifyProgress{prog},
-		State: state.NewDir(o.stateDir), Full: o.full,
+		State: rs.store, Full: o.full,
 		Follow: o.follow, Finish: finish, IdleFinish: o.untilIdle,
 	})
 	prog.Close()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/report"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
@@ -127,15 +128,16 @@ func TestVerificationReportGolden(t *testing.T) {
 func TestStatusGolden(t *testing.T) {
 	at := time.Date(2026, 12, 1, 10, 30, 0, 0, time.UTC)
 	var buf bytes.Buffer
-	report.Status(&buf, []*migrate.Checkpoint{
-		{Channel: "orders.eu", Stream: "orders_eu", FirstSeq: 1, LastSeq: 600, TargetSeq: 600, Done: true,
-			Consumers: map[string]migrate.ConsumerOutcome{"audit:trail": {}, "billing:invoicer": {}}, Updated: at},
+	report.Status(&buf, report.StatusView{Now: at, Checkpoints: []*state.Checkpoint{
+		{Channel: "orders.eu", Stream: "orders_eu", FirstSeq: 1, LastSeq: 600, TargetSeq: 600, Done: true, Worker: "host-a/41/x1",
+			Consumers: map[string]state.ConsumerOutcome{"audit:trail": {}, "billing:invoicer": {}}, Updated: at},
 		{Channel: "payments", Stream: "payments", FirstSeq: 201, LastSeq: 350, TargetSeq: 500, Updated: at},
 		{Channel: "sessions", Stream: "sessions", FirstSeq: 51, LastSeq: 50, TargetSeq: 50, Updated: at},
-	})
+		{Channel: "zz.late", Stream: "zz_late", FirstSeq: 1, LastSeq: 0, TargetSeq: 70},
+	}, Leases: map[string]state.Lease{"payments": {Worker: "host-b/7/y2", Renewed: at.Add(-4 * time.Second)}}})
 	golden(t, "status.table.golden", buf.Bytes())
 
 	buf.Reset()
-	report.Status(&buf, nil)
+	report.Status(&buf, report.StatusView{})
 	golden(t, "status.empty.golden", buf.Bytes())
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -307,4 +308,28 @@ type Reader interface {
 	// Close stops delivering and releases the read. It waits for a
 	// Deliver call in progress to return.
 	Close() error
+}
+
+// ProbeClientPrefix starts the client id a probe of a durable queue group
+// connects with (a plain durable is probed under its owner's id).
+const ProbeClientPrefix = "stanmigrate-probe-"
+
+// HeldByProbe reports whether the only online holders of d are probes
+// of ours: a run that died mid-probe leaves its client registered on
+// STAN until STAN's heartbeats give up on it, and the next migrate takes
+// it over rather than waiting.
+func HeldByProbe(d Durable) bool {
+	ids := d.Members
+	if d.QueueGroup == "" {
+		ids = []string{d.ClientID}
+	}
+	if len(ids) == 0 {
+		return false
+	}
+	for _, id := range ids {
+		if !strings.HasPrefix(id, ProbeClientPrefix) {
+			return false
+		}
+	}
+	return true
 }

@@ -58,7 +58,7 @@ func (b *base) probe(ctx context.Context, channel string, d source.Durable, o so
 	if d.QueueGroup != "" {
 		clientID = o.ClientID
 		if clientID == "" {
-			clientID = "stanmigrate-probe-" + nuid.Next()
+			clientID = source.ProbeClientPrefix + nuid.Next()
 		}
 	}
 	if o.Intent != nil {

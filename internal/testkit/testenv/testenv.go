@@ -16,6 +16,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
 	"github.com/stanmigrate/stanmigrate/internal/source/live"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -83,7 +84,7 @@ func (e *Env) Plan(ctx context.Context) (*plan.Plan, error) {
 
 // MigrateOptions are the options migrate needs for this environment.
 func (e *Env) MigrateOptions() migrate.Options {
-	return migrate.Options{Target: e.Target(), StateDir: filepath.Join(e.Root, "state")}
+	return migrate.Options{Target: e.Target(), State: state.NewDir(filepath.Join(e.Root, "state"))}
 }
 
 // Src is the STAN server as a monitored source for a test, closed when
