@@ -46,8 +46,8 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 		}
 		changed = changed || created
 		prev := cp.Consumers[d.Key()]
-		cp.Consumers[d.Key()] = state.ConsumerOutcome{Consumer: d.Consumer, StartSeq: out.StartSeq, Position: out.Position,
-			Pending: out.Pending, LastSent: prev.LastSent, Probed: prev.Probed, Acked: out.Acked, SeenAgain: out.SeenAgain, Created: true}
+		out.LastSent, out.Probed, out.Created = prev.LastSent, prev.Probed, true
+		cp.Consumers[d.Key()] = out
 		res.Consumers = append(res.Consumers, out)
 		msg := fmt.Sprintf("%s %q for %s at sequence %d (%s)", out.Status, d.Consumer, d.Key(), out.StartSeq, out.Position)
 		switch {

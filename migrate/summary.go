@@ -3,7 +3,7 @@ package migrate
 import (
 	"time"
 
-	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 )
 
 // Summary is the outcome of a run.
@@ -44,18 +44,5 @@ type ChannelResult struct {
 	Worker string `json:"worker,omitempty"`
 }
 
-// ConsumerResult is one durable's outcome.
-type ConsumerResult struct {
-	Durable  string            `json:"durable"`
-	Consumer string            `json:"consumer"`
-	StartSeq uint64            `json:"start_seq"`
-	Position jsformat.Position `json:"position"`
-	Pending  []uint64          `json:"pending,omitempty"`
-	// Acked is how many messages STAN had acknowledged past the start
-	// that migrate acknowledged on the consumer (exact state).
-	Acked uint64 `json:"acked,omitempty"`
-	// SeenAgain is how many messages STAN had acknowledged the
-	// application will receive again (AtLeastOnce).
-	SeenAgain uint64 `json:"seen_again,omitempty"`
-	Status    string `json:"status"` // created, existing
-}
+// ConsumerResult is one durable's outcome, as the checkpoint keeps it.
+type ConsumerResult = state.ConsumerOutcome

@@ -43,8 +43,11 @@ type Checkpoint struct {
 	Updated time.Time `json:"updated"`
 }
 
-// ConsumerOutcome records how a durable was turned into a consumer.
+// ConsumerOutcome is how a durable was turned into a consumer: what the
+// checkpoint keeps of it and what a run's summary reports.
 type ConsumerOutcome struct {
+	// Durable is the durable's key (client:durable, or queue group:durable).
+	Durable  string            `json:"durable,omitempty"`
 	Consumer string            `json:"consumer"`
 	StartSeq uint64            `json:"start_seq"`
 	Position jsformat.Position `json:"position"`
@@ -57,10 +60,16 @@ type ConsumerOutcome struct {
 	// Probe is a probe under way: recorded before it connects, so that
 	// a run dying mid-probe leaves the next one (on any machine) the
 	// client id that holds the durable.
-	Probe     *ProbeIntent `json:"probe,omitempty"`
-	Acked     uint64       `json:"acked,omitempty"`
-	SeenAgain uint64       `json:"seen_again,omitempty"`
-	Created   bool         `json:"created"`
+	Probe *ProbeIntent `json:"probe,omitempty"`
+	// Acked is how many messages STAN had acknowledged past the start
+	// that migrate acknowledged on the consumer (exact state).
+	Acked uint64 `json:"acked,omitempty"`
+	// SeenAgain is how many messages STAN had acknowledged the
+	// application will receive again (at-least-once positions).
+	SeenAgain uint64 `json:"seen_again,omitempty"`
+	Created   bool   `json:"created,omitempty"`
+	// Status is this run's outcome: created, existing.
+	Status string `json:"status,omitempty"`
 }
 
 // ProbeIntent is a probe about to resume a durable.
