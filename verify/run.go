@@ -7,8 +7,10 @@
 // own, which it never acks and which STAN records in its subscription file
 // while they exist) and JetStream through ordered consumers (ephemeral,
 // removed when done) and direct gets; it never acks, creates or changes
-// anything durable. It never prints and never exits: results come back as
-// a Report, progress through a Reporter.
+// anything durable on either server. The only thing it writes is each
+// channel's verified prefix, in the run's state store when it is given
+// one. It never prints and never exits: results come back as a Report,
+// progress through a Reporter.
 package verify
 
 import (
