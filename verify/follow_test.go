@@ -2,11 +2,14 @@ package verify_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
@@ -115,4 +118,65 @@ func waitVerified(t *testing.T, ctx context.Context, store state.Store, stream s
 		}
 	}
 	t.Fatalf("the verified prefix of stream %q never reached sequence %d", stream, seq)
+}
+
+// TestPurgedStreamBreaksThePrefix purges a verified stream's first
+// messages: the next verify drops the prefix, says why, reads the channel
+// in full and names the purged sequences as missing; a verify after new
+// messages with the prefix intact reads only those.
+func TestPurgedStreamBreaksThePrefix(t *testing.T) {
+	const channel, seeded, more = "purge.0", 300, 40
+	spec := &fixture.Spec{Channels: []fixture.Channel{{Name: channel, Messages: seeded, Size: 32}}}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
+		t.Fatal(err)
+	}
+	o := env.VerifyOptions()
+	o.State = state.NewDir(filepath.Join(t.TempDir(), "state"))
+	verifyOnce := func() (verify.ChannelReport, error) {
+		t.Helper()
+		rep, err := verify.Run(ctx, env.Src(t), p, o)
+		if rep == nil || len(rep.Channels) != 1 {
+			t.Fatalf("verify: %v", err)
+		}
+		return rep.Channels[0], err
+	}
+	if c, err := verifyOnce(); err != nil || c.Read != seeded || c.Earlier != 0 {
+		t.Fatalf("first verify: %v; read %d, earlier %d", err, c.Read, c.Earlier)
+	}
+	publishMore(t, env, channel, seeded, more)
+	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := verifyOnce(); err != nil || c.Read != more || c.Earlier != seeded {
+		t.Fatalf("verify after %d more: %v; read %d past %d", more, err, c.Read, c.Earlier)
+	}
+
+	s, err := env.JS(t).Stream(ctx, naming.StreamName(channel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSequence(51)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := verifyOnce()
+	if !errors.Is(err, verify.ErrDifferences) || c.OK {
+		t.Fatalf("verify after a purge: %v, ok=%v; want differences", err, c.OK)
+	}
+	if c.Earlier != 0 || c.Read != seeded+more || !strings.Contains(c.PrefixNote, "first sequence is 51, it was 1") {
+		t.Errorf("verify after a purge: %d earlier, %d read, note %q; want the prefix dropped and every message read", c.Earlier, c.Read, c.PrefixNote)
+	}
+	if c.MissingCount != 50 || len(c.Missing) == 0 || c.Missing[0] != 1 || !strings.Contains(c.Problem, "50 sequences missing from the stream: 1, 2") {
+		t.Errorf("verify after a purge: %d missing %v, problem %q; want 1..50 missing", c.MissingCount, c.Missing, c.Problem)
+	}
 }
