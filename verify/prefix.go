@@ -98,8 +98,10 @@ func (p *prefix) from() uint64 {
 
 // checkCount compares the stream's messages at or below the prefix's last
 // sequence, now, with what they were: the stream's count at start less
-// what was read past the prefix. A message deleted inside the prefix is
-// missing from the stream; the stream's deleted list names it.
+// what was read past the prefix. When fewer, the stream's deleted list
+// says whether messages inside the prefix were deleted (missing from the
+// stream, named) or the difference lies past it (deleted while this run
+// read, which the read itself accounts for).
 func (p *prefix) checkCount(ctx context.Context, s jetstream.Stream, st *jetstream.StreamState, r *ChannelReport, readTarget uint64) error {
 	v := p.v
 	if v == nil || st == nil {
@@ -113,20 +115,24 @@ func (p *prefix) checkCount(ctx context.Context, s jetstream.Stream, st *jetstre
 		r.notes = append(r.notes, fmt.Sprintf("the stream holds %d message(s) through sequence %d, %d when verified", now, v.Seq, v.StreamMsgs))
 		return nil
 	}
-	lost := v.StreamMsgs - now
 	info, err := s.Info(ctx, jetstream.WithDeletedDetails(true))
 	if err != nil {
 		return fmt.Errorf("stream info with deleted sequences: %w", err)
 	}
-	var gone []uint64
+	var inside []uint64
 	for _, seq := range info.State.Deleted {
-		if seq >= v.StreamFirst && seq <= v.Seq && len(gone) < listed {
-			gone = append(gone, seq)
+		if seq >= v.StreamFirst && seq <= v.Seq {
+			inside = append(inside, seq)
 		}
 	}
+	if uint64(len(inside)) <= v.StreamDeleted {
+		return nil
+	}
+	lost := uint64(len(inside)) - v.StreamDeleted
+	slices.Sort(inside)
 	r.notes = append(r.notes, fmt.Sprintf("%d message(s) deleted from the stream inside the prefix verified through sequence %d", lost, v.Seq))
 	r.MissingCount += lost
-	r.Missing = append(gone, r.Missing...)
+	r.Missing = append(inside[:min(len(inside), listed)], r.Missing...)
 	if len(r.Missing) > listed {
 		r.Missing = r.Missing[:listed]
 	}
