@@ -180,3 +180,33 @@ func TestPurgedStreamBreaksThePrefix(t *testing.T) {
 		t.Errorf("verify after a purge: %d missing %v, problem %q; want 1..50 missing", c.MissingCount, c.Missing, c.Problem)
 	}
 }
+
+// TestFollowFinishesWhenIdle: with IdleFinish (--until-idle) and nothing
+// new arriving, verify --follow ends on its own with a clean report.
+func TestFollowFinishesWhenIdle(t *testing.T) {
+	const channel, seeded = "idle.0", 200
+	spec := &fixture.Spec{Channels: []fixture.Channel{{Name: channel, Messages: seeded, Size: 32}}}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
+		t.Fatal(err)
+	}
+	o := env.VerifyOptions()
+	o.State, o.Follow, o.IdleFinish = state.NewDir(filepath.Join(t.TempDir(), "state")), true, time.Second
+	rep, err := verify.Run(ctx, env.Src(t), p, o)
+	if err != nil {
+		t.Fatalf("verify --follow --until-idle 1s: %v", err)
+	}
+	if c := rep.Channels[0]; !c.OK || c.Earlier != seeded || c.Read != 0 {
+		t.Errorf("verify --follow's last round: ok=%v, %d earlier, %d now; want the %d messages verified by the rounds before it", c.OK, c.Earlier, c.Read, seeded)
+	}
+}
