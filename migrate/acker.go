@@ -47,17 +47,24 @@ func (a *attempt) acker(ctx context.Context) {
 				*a.d = *digest.New()
 			}
 		}
-		_ = a.r.saveCheckpoint(a.cp, a.d)
+		a.saveErr = a.r.saveCheckpoint(a.cp, a.d)
 	}()
 	lastSave := time.Now()
 	timer := time.NewTimer(publishTimeout)
 	defer timer.Stop()
 	var progMsgs, progBytes uint64
+	// lastTS is the original timestamp of the last message stored.
+	var lastTS int64
 	flushProgress := func() {
 		if progMsgs > 0 {
 			a.r.o.Reporter.Progress(progMsgs, progBytes)
-			progMsgs, progBytes = 0, 0
 		}
+		var ts time.Time
+		if lastTS != 0 {
+			ts = time.Unix(0, lastTS)
+		}
+		a.r.obs.Copied(a.c.Name, progMsgs, progBytes, a.stored.Load(), ts)
+		progMsgs, progBytes = 0, 0
 	}
 	defer flushProgress()
 	broken := false
@@ -72,6 +79,7 @@ func (a *attempt) acker(ctx context.Context) {
 		err := a.pub.await(it.seq, timer, publishTimeout, moved)
 		if err != nil && a.alreadyStored(ctx, it.seq, err) {
 			a.already++
+			a.r.obs.AlreadyStored(a.c.Name, 1)
 			err = nil
 		}
 		if err != nil {
@@ -94,6 +102,7 @@ func (a *attempt) acker(ctx context.Context) {
 			a.bytes += uint64(it.size)
 			progMsgs++
 			progBytes += uint64(it.size)
+			lastTS = it.msg.Timestamp
 		}
 		a.stored.Store(it.seq)
 		a.cp.LastSeq = it.seq
@@ -107,6 +116,7 @@ func (a *attempt) acker(ctx context.Context) {
 			if m := a.mark.Load(); m != nil && m.Last <= it.seq {
 				confirmed = m
 			}
+			a.cp.Rate = a.rate.update(it.seq, time.Now())
 			if confirmed != nil {
 				snap := *a.cp
 				snap.SetMark(*confirmed)

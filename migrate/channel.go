@@ -8,15 +8,17 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
-	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
+// js is a JetStream client for the target's API (its domain or API
+// prefix included).
 func (r *runner) js(opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
-	return jetstream.New(r.nc, opts...)
+	return conn.NewJetStream(r.nc, r.o.Target, opts...)
 }
 
 // current is the channel as the source holds it now; a channel gone or
@@ -43,188 +45,285 @@ func (r *runner) lastSeqNow(ctx context.Context, c *plan.Channel) (uint64, error
 
 // channel migrates one channel and its durables. changed reports whether
 // anything was written.
-func (r *runner) channel(ctx context.Context, c *plan.Channel) (res *ChannelResult, changed bool, err error) {
-	res = &ChannelResult{Channel: c.Name, Stream: c.Stream, FirstSeq: c.FirstSeq, Status: "running"}
+func (r *runner) channel(ctx context.Context, c *plan.Channel) (*ChannelResult, bool, error) {
+	j, err := r.openChannel(ctx, c)
+	if err == nil {
+		err = j.copy(ctx)
+	}
+	if err == nil {
+		err = j.finish(ctx)
+	}
+	return j.res, j.changed, err
+}
+
+// channelRun is one channel's migration: its checkpoint, its stream, how
+// far to copy, and what the attempts so far did.
+type channelRun struct {
+	r      *runner
+	c      *plan.Channel
+	res    *ChannelResult
+	cp     *state.Checkpoint
+	d      *digest.Channel
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	// target is the last sequence to copy (^0 while following).
+	target uint64
+	fin    *finisher
+	ev     Event
+	// changed: something was written to the target.
+	changed bool
+	// failures counts consecutive failed attempts; an attempt that copied
+	// something (a failover mid-run) starts the count again.
+	failures int
+	// landed are publishes an earlier attempt stopped waiting for; those
+	// the stream holds now were copied all the same.
+	landed []unconfirmed
+	// refused: the stream refused fast-ingest batches (made without
+	// allow_batched, or the server took a batch as plain publishes).
+	refused bool
+}
+
+// openChannel loads the channel's checkpoint, makes or finds its stream
+// and reads how far the channel goes now.
+func (r *runner) openChannel(ctx context.Context, c *plan.Channel) (*channelRun, error) {
+	j := &channelRun{r: r, c: c, fin: newFinisher(r.o), ev: Event{Channel: c.Name, Stream: c.Stream},
+		res: &ChannelResult{Channel: c.Name, Stream: c.Stream, FirstSeq: c.FirstSeq, Status: "running"}}
 	cp, err := r.cps.Load(ctx, c.Stream)
 	if err != nil {
-		return res, false, err
+		return j, err
 	}
 	if cp == nil || cp.Channel != c.Name {
 		cp = &state.Checkpoint{Channel: c.Name, Stream: c.Stream, FirstSeq: c.FirstSeq}
 	}
-	js, err := r.js()
-	if err != nil {
-		return res, false, err
+	j.cp = cp
+	if j.js, err = r.js(); err != nil {
+		return j, err
 	}
-	stream, created, err := r.ensureStream(ctx, js, c)
-	if err != nil {
-		return res, false, err
+	if j.stream, j.changed, err = r.ensureStream(ctx, j.js, c); err != nil {
+		return j, err
 	}
-	changed = created
 	target, err := r.lastSeqNow(ctx, c)
 	if err != nil {
-		return res, changed, err
+		return j, err
 	}
-	if target < c.FirstSeq-1 {
-		target = c.FirstSeq - 1
-	}
-	cp.TargetSeq = target
-	ev := Event{Channel: c.Name, Stream: c.Stream}
+	j.target = max(target, c.FirstSeq-1)
+	cp.TargetSeq = j.target
+	r.obs.Source(c.Name, j.target)
+	return j, nil
+}
 
-	var d *digest.Channel
-	fin := newFinisher(r.o)
-	// failures counts consecutive failed attempts; an attempt that copied
-	// something (a failover mid-run) starts the count again.
-	failures := 0
-	// landed are publishes an earlier attempt stopped waiting for; those
-	// the stream holds now were copied all the same.
-	var landed []unconfirmed
-	// refused: the stream refused fast-ingest batches (made without
-	// allow_batched, or the server took a batch as plain publishes).
-	refused := false
+// copy replays the channel until the stream holds the target: attempt
+// after attempt, each from where the stream actually stands.
+func (j *channelRun) copy(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
-		info, err := stream.Info(ctx)
+		info, ok, err := j.standing(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return res, changed, ctx.Err()
-			}
-			if err := r.backoff(ctx, failures, ev, fmt.Errorf("stream %q info: %w", c.Stream, err)); err != nil {
-				return res, changed, err
-			}
-			failures++
+			return err
+		}
+		if !ok {
 			continue
 		}
-		if d, err = r.reconcile(ctx, stream, c, cp, info, d); err != nil {
-			if isPermanent(err) || ctx.Err() != nil {
-				return res, changed, firstErr(err, r.saveCheckpoint(cp, d))
-			}
-			if err := r.backoff(ctx, failures, ev, err); err != nil {
-				return res, changed, err
-			}
-			failures++
-			continue
+		last := max(info.State.LastSeq, j.c.FirstSeq-1)
+		j.countLanded(last)
+		if err := j.followTarget(ctx); err != nil {
+			return err
 		}
-		last := max(info.State.LastSeq, c.FirstSeq-1)
-		var landedMsgs, landedBytes uint64
-		for _, u := range landed {
-			if u.seq <= last {
-				landedMsgs++
-				landedBytes += uint64(u.size)
+		if last >= j.target {
+			if j.r.o.Follow {
+				j.r.o.Reporter.Event(Event{Channel: j.c.Name, Stream: j.c.Stream, Kind: EventCaughtUp,
+					Message: fmt.Sprintf("through sequence %d", j.target)})
 			}
-		}
-		landed = nil
-		if landedMsgs > 0 {
-			res.Copied += landedMsgs
-			res.Bytes += landedBytes
-			r.o.Reporter.Progress(landedMsgs, landedBytes)
-		}
-		if r.o.Follow && !fin.finished() {
-			target = ^uint64(0)
-		} else if r.o.Follow && target == ^uint64(0) {
-			if target, err = r.lastSeqNow(ctx, c); err != nil {
-				return res, changed, err
-			}
-			cp.TargetSeq = target
-		}
-		if last >= target {
-			break
+			return nil
 		}
 		if attempt == 0 {
-			kind := "started"
-			if last >= c.FirstSeq {
-				kind = "resumed"
-			}
-			ev.Kind, ev.Message = kind, fmt.Sprintf("sequences %d..%d", last+1, target)
-			if target == ^uint64(0) {
-				ev.Message = fmt.Sprintf("from sequence %d, following", last+1)
-			}
-			r.o.Reporter.Event(ev)
+			j.announce(last)
 		}
-		batched := r.batchable() && !refused && fastingest.Usable(r.apiLevel, &info.Config)
-		if attempt == 0 && r.batchable() && !batched {
-			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
-				Message: fmt.Sprintf("each message asynchronously: stream %q was not made with allow_batched, so it takes no fast-ingest batches", c.Stream)})
+		if err := j.attempt(ctx, info, last, attempt == 0); err != nil {
+			return err
 		}
-		a := r.newAttempt(c, cp, d, last+1, target, fin, info, batched)
-		err = a.run(ctx)
-		res.Copied += a.copied
-		res.Bytes += a.bytes
-		res.AlreadyStored += a.already
-		landed = a.unconfirmed
-		if a.copied > 0 {
-			changed = true
-			failures = 0
-		}
-		if a.finishedFollow {
-			target, err = r.lastSeqNow(ctx, c)
-			if err != nil {
-				return res, changed, err
-			}
-			cp.TargetSeq = target
-			continue
-		}
-		if err == nil {
-			continue
-		}
+	}
+}
+
+// standing reads the stream and reconciles the checkpoint with it; ok is
+// false after a transient fault was waited out (try again).
+func (j *channelRun) standing(ctx context.Context) (*jetstream.StreamInfo, bool, error) {
+	r, c := j.r, j.c
+	info, err := j.stream.Info(ctx)
+	if err != nil {
 		if ctx.Err() != nil {
-			return res, changed, firstErr(ctx.Err(), r.saveCheckpoint(cp, d))
+			return nil, false, ctx.Err()
 		}
-		if batched && noBatches(err) {
-			refused = true
-			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "publishing",
-				Message: fmt.Sprintf("each message asynchronously from now on: %v", err)})
-			continue
-		}
-		if isPermanent(err) {
-			return res, changed, firstErr(err, r.saveCheckpoint(cp, d))
-		}
-		if err := r.backoff(ctx, failures, ev, err); err != nil {
-			return res, changed, firstErr(err, r.saveCheckpoint(cp, d))
-		}
-		failures++
+		return nil, false, j.wait(ctx, fmt.Errorf("stream %q info: %w", c.Stream, err))
 	}
-	if r.o.Follow {
-		// The cutover window's first stage ends here for this channel.
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventCaughtUp,
-			Message: fmt.Sprintf("through sequence %d", target)})
+	if j.d, err = r.reconcile(ctx, j.stream, c, j.cp, info, j.d); err != nil {
+		if isPermanent(err) || ctx.Err() != nil {
+			return nil, false, firstErr(err, r.saveCheckpoint(j.cp, j.d))
+		}
+		return nil, false, j.wait(ctx, err)
 	}
+	return info, true, nil
+}
+
+// wait backs off after a transient fault.
+func (j *channelRun) wait(ctx context.Context, cause error) error {
+	if err := j.r.backoff(ctx, j.failures, j.ev, cause); err != nil {
+		return err
+	}
+	j.failures++
+	return nil
+}
+
+// countLanded counts the publishes an earlier attempt gave up on that
+// the stream holds after all.
+func (j *channelRun) countLanded(last uint64) {
+	r, c := j.r, j.c
+	r.obs.Copied(c.Name, 0, 0, last, time.Time{})
+	var msgs, bytes uint64
+	for _, u := range j.landed {
+		if u.seq <= last {
+			msgs++
+			bytes += uint64(u.size)
+		}
+	}
+	j.landed = nil
+	if msgs > 0 {
+		j.res.Copied += msgs
+		j.res.Bytes += bytes
+		r.o.Reporter.Progress(msgs, bytes)
+		r.obs.Copied(c.Name, msgs, bytes, last, time.Time{})
+	}
+}
+
+// followTarget: while following, there is no end; once told to finish,
+// the end is the channel's last sequence now.
+func (j *channelRun) followTarget(ctx context.Context) error {
+	switch {
+	case !j.r.o.Follow:
+	case !j.fin.finished():
+		j.target = ^uint64(0)
+	case j.target == ^uint64(0):
+		return j.retarget(ctx)
+	}
+	return nil
+}
+
+// retarget copies up to the channel's last sequence as it is now.
+func (j *channelRun) retarget(ctx context.Context) error {
+	target, err := j.r.lastSeqNow(ctx, j.c)
+	if err != nil {
+		return err
+	}
+	j.target = target
+	j.cp.TargetSeq = target
+	j.r.obs.Source(j.c.Name, target)
+	return nil
+}
+
+// announce says the copy starts or resumes, and from where.
+func (j *channelRun) announce(last uint64) {
+	ev := j.ev
+	ev.Kind = EventStarted
+	if last >= j.c.FirstSeq {
+		ev.Kind = EventResumed
+	}
+	ev.Message = fmt.Sprintf("sequences %d..%d", last+1, j.target)
+	if j.target == ^uint64(0) {
+		ev.Message = fmt.Sprintf("from sequence %d, following", last+1)
+	}
+	j.r.o.Reporter.Event(ev)
+	j.r.obs.Phase(j.c.Name, copyPhase(j.target))
+}
+
+// attempt replays from last+1 through one subscription and decides what
+// its outcome means: done for now, try again, or stop.
+func (j *channelRun) attempt(ctx context.Context, info *jetstream.StreamInfo, last uint64, first bool) error {
+	r, c := j.r, j.c
+	batched := r.batchable() && !j.refused && info.Config.AllowBatchPublish
+	if first && r.batchable() && !batched {
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventPublishing,
+			Message: fmt.Sprintf("each message asynchronously: stream %q was not made with allow_batched, so it takes no fast-ingest batches", c.Stream)})
+	}
+	r.obs.PublishPath(c.Name, publishPath(batched))
+	a := r.newAttempt(c, j.cp, j.d, last+1, j.target, j.fin, info, batched)
+	err := a.run(ctx)
+	j.res.Copied += a.copied
+	j.res.Bytes += a.bytes
+	j.res.AlreadyStored += a.already
+	j.landed = a.unconfirmed
+	if a.copied > 0 {
+		j.changed = true
+		j.failures = 0
+	}
+	switch {
+	case a.finishedFollow:
+		if err := j.retarget(ctx); err != nil {
+			return err
+		}
+		r.obs.Phase(c.Name, PhaseCopying)
+		return nil
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return firstErr(ctx.Err(), r.saveCheckpoint(j.cp, j.d))
+	case batched && noBatches(err):
+		j.refused = true
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventPublishing,
+			Message: fmt.Sprintf("each message asynchronously from now on: %v", err)})
+		return nil
+	case isPermanent(err):
+		return firstErr(err, r.saveCheckpoint(j.cp, j.d))
+	}
+	if err := j.wait(ctx, err); err != nil {
+		return firstErr(err, r.saveCheckpoint(j.cp, j.d))
+	}
+	return nil
+}
+
+// finish settles the stream's final settings and the consumers, and
+// marks the channel done.
+func (j *channelRun) finish(ctx context.Context) error {
+	r, c, res, cp := j.r, j.c, j.res, j.cp
+	r.obs.PublishPath(c.Name, "")
+	r.obs.Phase(c.Name, PhaseConsumers)
 	res.FirstSeq = max(c.FirstSeq, cp.FirstSeq)
-	res.LastSeq = max(target, res.FirstSeq-1)
-	if d == nil {
-		d = digest.New()
+	res.LastSeq = max(j.target, res.FirstSeq-1)
+	if j.d == nil {
+		j.d = digest.New()
 	}
-	res.Sum = d.Sum()
+	res.Sum = j.d.Sum()
 	cp.Sum = res.Sum
 	cp.LastSeq = max(cp.LastSeq, res.LastSeq)
 	cp.Copied += res.Copied
 	cp.Bytes += res.Bytes
 	var fch bool
 	var notes []string
-	err = r.retry(ctx, ev, func() error {
-		fch, notes, err = r.finalizeStream(ctx, js, stream, c)
+	err := r.retry(ctx, j.ev, func() (err error) {
+		fch, notes, err = r.finalizeStream(ctx, j.js, j.stream, c)
 		return err
 	})
 	if err != nil {
-		return res, changed, firstErr(err, r.saveCheckpoint(cp, d))
+		return firstErr(err, r.saveCheckpoint(cp, j.d))
 	}
-	changed = changed || fch
+	j.changed = j.changed || fch
 	res.Notes = append(res.Notes, notes...)
-	cch, err := r.consumers(ctx, js, c, cp, res)
-	changed = changed || cch
+	cch, err := r.consumers(ctx, j.js, c, cp, res)
+	j.changed = j.changed || cch
 	if err != nil {
-		return res, changed, firstErr(err, r.saveCheckpoint(cp, d))
+		return firstErr(err, r.saveCheckpoint(cp, j.d))
 	}
 	cp.Done = true
-	if err := r.saveCheckpoint(cp, d); err != nil {
-		return res, changed, err
+	if err := r.saveCheckpoint(cp, j.d); err != nil {
+		return err
 	}
+	r.obs.Phase(c.Name, PhaseDone)
 	res.Status = "complete"
-	if !changed {
+	if !j.changed {
 		res.Status = "already complete"
 	}
-	ev.Kind, ev.Message = "complete", fmt.Sprintf("%d message(s) copied, stream at %d..%d", res.Copied, c.FirstSeq, res.LastSeq)
+	ev := j.ev
+	ev.Kind, ev.Message = EventComplete, fmt.Sprintf("%d message(s) copied, stream at %d..%d", res.Copied, c.FirstSeq, res.LastSeq)
 	r.o.Reporter.Event(ev)
-	return res, changed, nil
+	return nil
 }
 
 // saveCheckpoint records cp with d's running hash. It is also called
@@ -242,7 +341,11 @@ func (r *runner) saveCheckpoint(cp *state.Checkpoint, d *digest.Channel) error {
 func (r *runner) save(cp *state.Checkpoint) error {
 	ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
 	defer cancel()
-	return r.cps.Save(ctx, cp)
+	err := r.cps.Save(ctx, cp)
+	if err == nil {
+		r.obs.Checkpointed(cp.Channel, time.Now())
+	}
+	return err
 }
 
 // saveTimeout bounds a checkpoint write (a key-value put rides out a
@@ -255,4 +358,19 @@ func firstErr(err, saveErr error) error {
 		return err
 	}
 	return saveErr
+}
+
+// copyPhase is the phase of a copy up to target.
+func copyPhase(target uint64) Phase {
+	if target == ^uint64(0) {
+		return PhaseFollowing
+	}
+	return PhaseCopying
+}
+
+func publishPath(batched bool) string {
+	if batched {
+		return PathBatch
+	}
+	return PathAsync
 }

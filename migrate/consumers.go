@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/jsread"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -56,110 +57,153 @@ func (r *runner) consumers(ctx context.Context, js jetstream.JetStream, c *plan.
 		case out.SeenAgain > 0:
 			msg += fmt.Sprintf(", up to %d message(s) STAN had acknowledged will be delivered again (at-least-once)", out.SeenAgain)
 		}
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "consumer", Message: msg})
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventConsumer, Message: msg})
 	}
 	return changed, nil
 }
 
 func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, sc source.Channel, cp *state.Checkpoint) (ConsumerResult, bool, error) {
 	out := ConsumerResult{Durable: d.Key(), Consumer: d.Consumer}
-	if ci, err := jsformat.ConsumerInfo(ctx, js, c.Stream, d.Consumer); err == nil {
-		origin, _ := jsformat.ReadConsumerOrigin(ci.Config.Metadata)
-		if !origin.Made(c.Name, d.Durable, d.QueueGroup) {
-			return out, false, permanent{fmt.Errorf("consumer %q on stream %q exists but was not created by stanmigrate for %s: remove it or rename the consumer in the plan: %w",
-				d.Consumer, c.Stream, d.Describe(c.Name), ErrConflict)}
-		}
-		if origin.Settled != jsformat.SettledNo {
-			if diff := configDiff(ci.Config, d); diff != "" {
-				return out, false, permanent{fmt.Errorf("consumer %q on stream %q for %s exists with %s: remove the consumer or align the plan, then re-run migrate: %w",
-					d.Consumer, c.Stream, d.Describe(c.Name), diff, ErrConflict)}
-			}
-			prev := cp.Consumers[d.Key()]
-			out.StartSeq = ci.Config.OptStartSeq
-			out.Position = origin.Position
-			out.Pending, out.Acked, out.SeenAgain = prev.Pending, prev.Acked, prev.SeenAgain
-			out.Status = "existing"
-			return out, false, nil
-		}
-		// A run died while acknowledging on this consumer: nobody has
-		// consumed from it, so build it again from the recorded probe.
-		if err := js.DeleteConsumer(ctx, c.Stream, d.Consumer); err != nil {
-			return out, false, fmt.Errorf("remove half-built consumer %q on stream %q: %w", d.Consumer, c.Stream, err)
-		}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return out, false, fmt.Errorf("consumer %q on stream %q: %w", d.Consumer, c.Stream, err)
+	if done, err := r.existingConsumer(ctx, js, c, d, cp, &out); done || err != nil {
+		return out, false, err
 	}
+	cur, err := currentDurable(c, d, sc)
+	if err != nil {
+		return out, false, err
+	}
+	pos, err := r.position(ctx, c, d, cur, cp)
+	if err != nil {
+		return out, false, err
+	}
+	return r.createConsumer(ctx, js, c, d, pos, out)
+}
 
+// existingConsumer looks at a consumer already on the target: done when
+// it is ours and finished (out says so); a half-built one of ours is
+// removed to be built again; anything else is a conflict.
+func (r *runner) existingConsumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, cp *state.Checkpoint, out *ConsumerResult) (bool, error) {
+	ci, err := jsread.ConsumerInfo(ctx, js, c.Stream, d.Consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("consumer %q on stream %q: %w", d.Consumer, c.Stream, err)
+	}
+	origin, _ := jsformat.ReadConsumerOrigin(ci.Config.Metadata)
+	if !origin.Made(c.Name, d.Durable, d.QueueGroup) {
+		return false, permanent{fmt.Errorf("consumer %q on stream %q exists but was not created by stanmigrate for %s: remove it or rename the consumer in the plan: %w",
+			d.Consumer, c.Stream, d.Describe(c.Name), ErrConflict)}
+	}
+	if origin.Settled != jsformat.SettledNo {
+		if diff := configDiff(ci.Config, d); diff != "" {
+			return false, permanent{fmt.Errorf("consumer %q on stream %q for %s exists with %s: remove the consumer or align the plan, then re-run migrate: %w",
+				d.Consumer, c.Stream, d.Describe(c.Name), diff, ErrConflict)}
+		}
+		prev := cp.Consumers[d.Key()]
+		out.StartSeq = ci.Config.OptStartSeq
+		out.Position = origin.Position
+		out.Pending, out.Acked, out.SeenAgain = prev.Pending, prev.Acked, prev.SeenAgain
+		out.Status = "existing"
+		return true, nil
+	}
+	// A run died while acknowledging on this consumer: nobody has
+	// consumed from it, so build it again from the recorded probe.
+	if err := js.DeleteConsumer(ctx, c.Stream, d.Consumer); err != nil {
+		return false, fmt.Errorf("remove half-built consumer %q on stream %q: %w", d.Consumer, c.Stream, err)
+	}
+	return false, nil
+}
+
+// currentDurable is the durable as STAN shows it now, or as the plan
+// describes it where the source cannot list durables.
+func currentDurable(c *plan.Channel, d *plan.Durable, sc source.Channel) (source.Durable, error) {
 	cur, found := sc.Durable(d.Key())
 	if !found && sc.DurablesKnown {
-		return out, false, permanent{fmt.Errorf("%s is no longer on STAN: re-run `stanmigrate plan`, or set skip: true for it: %w", d.Describe(c.Name), ErrChannelGone)}
+		return cur, permanent{fmt.Errorf("%s is no longer on STAN: re-run `stanmigrate plan`, or set skip: true for it: %w", d.Describe(c.Name), ErrChannelGone)}
 	}
 	if !found {
 		cur = source.Durable{DurableID: d.DurableID, Online: d.Online, MaxInflight: d.MaxInflight, AckWait: d.AckWait.D(),
 			LastSent: d.LastSent, PendingCount: -1}
 	}
+	return cur, nil
+}
+
+// position learns the durable's position: from an earlier run's probe,
+// from monitoring when nothing is pending, else by probing (taking over
+// the probe of a run that died mid-probe).
+func (r *runner) position(ctx context.Context, c *plan.Channel, d *plan.Durable, cur source.Durable, cp *state.Checkpoint) (source.Position, error) {
 	prev := cp.Consumers[d.Key()]
-	takeOver := false
-	probeID := ""
-	if prev.Probe != nil {
-		probeID = prev.Probe.ClientID
+	probeID, takeOver, err := r.probeHolder(c, d, cur, prev)
+	if err != nil {
+		return source.Position{}, err
 	}
-	if cur.Online {
-		// Online is refused, unless the holder is our own probe of a run
-		// that died mid-probe: its client is registered until STAN's
-		// heartbeats fail, and the probe takes it over. The checkpoint
-		// names it; without one (the state was lost, or a fresh run) a
-		// queue group held only by a client id of ours is ours too.
-		switch {
-		case probeID != "" && heldOnlyBy(cur, probeID):
-		case source.HeldByProbe(cur):
-			probeID = cur.Members[0]
-		default:
-			return out, false, permanent{fmt.Errorf("%s: owner is online: stop the application, then re-run migrate: %w", d.Describe(c.Name), ErrOwnerOnline)}
-		}
-		takeOver = true
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "probing",
-			Message: fmt.Sprintf("%s is held by client %q, the probe of a run that stopped mid-probe: taking it over", d.Key(), probeID)})
-	}
-	var pos source.Position
 	if prev.Probed {
 		// An earlier run probed already. Probing again would see the
 		// messages the first probe was sent as pending too, so the
 		// first answer is the true one.
-		pos = source.Position{LastSent: prev.LastSent, Pending: prev.Pending, How: jsformat.Probed}
-	} else {
-		po := source.ProbeOptions{
-			TakeOver: takeOver,
-			Intent: func(clientID string) error {
-				intent := prev
-				intent.Consumer = d.Consumer
-				intent.Probe = &state.ProbeIntent{ClientID: clientID, Started: time.Now().UTC(), LastSent: cur.LastSent}
-				cp.Consumers[d.Key()] = intent
-				return r.save(cp)
-			},
-			Resumed: func(clientID string) {
-				r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "probing",
-					Message: fmt.Sprintf("%s resumed as client %q to learn its unacknowledged messages", d.Key(), clientID)})
-			},
-		}
-		po.ClientID = probeID
-		var err error
-		pos, err = r.src.Position(ctx, c.Name, cur, po)
-		if errors.Is(err, source.ErrOwnerOnline) {
-			err = permanent{fmt.Errorf("%w: %w", err, ErrOwnerOnline)}
-		}
-		if err != nil {
-			return out, false, err
-		}
-		if pos.How == jsformat.Probed {
-			// A probe moves the durable on STAN: record its answer before
-			// the consumer exists, so a re-run never probes again.
-			cp.Consumers[d.Key()] = state.ConsumerOutcome{Consumer: d.Consumer, Position: jsformat.Probed, Pending: pos.Pending, LastSent: pos.LastSent, Probed: true}
-			if err := r.save(cp); err != nil {
-				return out, false, fmt.Errorf("record the probe of %s: %w", d.Describe(c.Name), err)
-			}
+		return source.Position{LastSent: prev.LastSent, Pending: prev.Pending, How: jsformat.Probed}, nil
+	}
+	po := source.ProbeOptions{
+		ClientID: probeID,
+		TakeOver: takeOver,
+		Intent: func(clientID string) error {
+			intent := prev
+			intent.Consumer = d.Consumer
+			intent.Probe = &state.ProbeIntent{ClientID: clientID, Started: time.Now().UTC(), LastSent: cur.LastSent}
+			cp.Consumers[d.Key()] = intent
+			return r.save(cp)
+		},
+		Resumed: func(clientID string) {
+			r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventProbing,
+				Message: fmt.Sprintf("%s resumed as client %q to learn its unacknowledged messages", d.Key(), clientID)})
+		},
+	}
+	pos, err := r.src.Position(ctx, c.Name, cur, po)
+	if errors.Is(err, source.ErrOwnerOnline) {
+		err = permanent{fmt.Errorf("%w: %w", err, ErrOwnerOnline)}
+	}
+	if err != nil {
+		return pos, err
+	}
+	if pos.How == jsformat.Probed {
+		// A probe moves the durable on STAN: record its answer before
+		// the consumer exists, so a re-run never probes again.
+		cp.Consumers[d.Key()] = state.ConsumerOutcome{Consumer: d.Consumer, Position: jsformat.Probed, Pending: pos.Pending, LastSent: pos.LastSent, Probed: true}
+		if err := r.save(cp); err != nil {
+			return pos, fmt.Errorf("record the probe of %s: %w", d.Describe(c.Name), err)
 		}
 	}
+	return pos, nil
+}
+
+// probeHolder: an online durable is refused, unless the holder is our
+// own probe of a run that died mid-probe (its client stays registered
+// until STAN's heartbeats fail), which the probe then takes over. The
+// checkpoint names it; without one (the state was lost, or a fresh run)
+// a queue group held only by a client id of ours is ours too.
+func (r *runner) probeHolder(c *plan.Channel, d *plan.Durable, cur source.Durable, prev state.ConsumerOutcome) (string, bool, error) {
+	probeID := ""
+	if prev.Probe != nil {
+		probeID = prev.Probe.ClientID
+	}
+	if !cur.Online {
+		return probeID, false, nil
+	}
+	switch {
+	case probeID != "" && heldOnlyBy(cur, probeID):
+	case source.HeldByProbe(cur):
+		probeID = cur.Members[0]
+	default:
+		return "", false, permanent{fmt.Errorf("%s: owner is online: stop the application, then re-run migrate: %w", d.Describe(c.Name), ErrOwnerOnline)}
+	}
+	r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventProbing,
+		Message: fmt.Sprintf("%s is held by client %q, the probe of a run that stopped mid-probe: taking it over", d.Key(), probeID)})
+	return probeID, true, nil
+}
+
+// createConsumer makes the consumer at the durable's position and, for
+// exact state, acknowledges what STAN had acknowledged past its start.
+func (r *runner) createConsumer(ctx context.Context, js jetstream.JetStream, c *plan.Channel, d *plan.Durable, pos source.Position, out ConsumerResult) (ConsumerResult, bool, error) {
 	// Only what is still in the channel can be delivered again.
 	for _, s := range pos.Pending {
 		if s >= c.FirstSeq {
@@ -175,11 +219,36 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 	if lastSent >= out.StartSeq {
 		acked = lastSent - out.StartSeq + 1 - uint64(countIn(out.Pending, out.StartSeq, lastSent))
 	}
-	settle := acked > 0 && !r.o.AtLeastOnce
-	if acked > 0 && r.o.AtLeastOnce {
-		out.SeenAgain = acked
+	final := consumerConfig(c, d, out)
+	if acked > 0 && !r.o.AtLeastOnce {
+		n, err := r.settle(ctx, js, c, d, final, lastSent, out.Pending)
+		if err != nil {
+			return out, true, fmt.Errorf("consumer %q on stream %q for %s: reproduce STAN's acknowledged set: %w", d.Consumer, c.Stream, d.Describe(c.Name), err)
+		}
+		out.Acked = n
+		out.Status = "created"
+		return out, true, nil
 	}
+	out.SeenAgain = acked
+	var err error
+	if d.Mode == plan.ModePush {
+		_, err = js.CreatePushConsumer(ctx, c.Stream, final)
+	} else {
+		_, err = js.CreateConsumer(ctx, c.Stream, final)
+	}
+	if isLimitErr(err) {
+		return out, false, permanent{fmt.Errorf("create consumer %q on stream %q for %s: %v: the target account's limits are reached: raise them, then re-run migrate: %w",
+			d.Consumer, c.Stream, d.Describe(c.Name), err, ErrStorage)}
+	}
+	if err != nil {
+		return out, false, fmt.Errorf("create consumer %q on stream %q for %s: %w", d.Consumer, c.Stream, d.Describe(c.Name), err)
+	}
+	out.Status = "created"
+	return out, true, nil
+}
 
+// consumerConfig is the consumer a durable becomes, at out's start.
+func consumerConfig(c *plan.Channel, d *plan.Durable, out ConsumerResult) jetstream.ConsumerConfig {
 	final := jetstream.ConsumerConfig{
 		Durable:       d.Consumer,
 		Description:   "migrated from " + d.Describe(c.Name),
@@ -197,30 +266,7 @@ func (r *runner) consumer(ctx context.Context, js jetstream.JetStream, c *plan.C
 		final.DeliverSubject = d.DeliverTo
 		final.DeliverGroup = d.QueueGroup
 	}
-	if !settle {
-		var err error
-		if d.Mode == plan.ModePush {
-			_, err = js.CreatePushConsumer(ctx, c.Stream, final)
-		} else {
-			_, err = js.CreateConsumer(ctx, c.Stream, final)
-		}
-		if isLimitErr(err) {
-			return out, false, permanent{fmt.Errorf("create consumer %q on stream %q for %s: %v: the target account's limits are reached: raise them, then re-run migrate: %w",
-				d.Consumer, c.Stream, d.Describe(c.Name), err, ErrStorage)}
-		}
-		if err != nil {
-			return out, false, fmt.Errorf("create consumer %q on stream %q for %s: %w", d.Consumer, c.Stream, d.Describe(c.Name), err)
-		}
-		out.Status = "created"
-		return out, true, nil
-	}
-	n, err := r.settle(ctx, js, c, d, final, lastSent, out.Pending)
-	if err != nil {
-		return out, true, fmt.Errorf("consumer %q on stream %q for %s: reproduce STAN's acknowledged set: %w", d.Consumer, c.Stream, d.Describe(c.Name), err)
-	}
-	out.Acked = n
-	out.Status = "created"
-	return out, true, nil
+	return final
 }
 
 // heldOnlyBy reports whether the only online holder of the durable is

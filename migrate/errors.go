@@ -6,7 +6,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/apilevel"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 )
 
 // Sentinel errors the command branches on.
@@ -32,7 +34,7 @@ func isPermanent(err error) bool {
 	var p permanent
 	return errors.As(err, &p) || errors.Is(err, conn.ErrAuth) || errors.Is(err, conn.ErrPermission) ||
 		errors.Is(err, conn.ErrTLS) || errors.Is(err, conn.ErrWrongCluster) || errors.Is(err, conn.ErrNoJetStream) ||
-		errors.Is(err, conn.ErrBadConfig)
+		errors.Is(err, conn.ErrBadConfig) || errors.Is(err, apilevel.ErrLevel) || errors.Is(err, state.ErrStale)
 }
 
 // isLimitErr recognises the target refusing for lack of room or a limit,

@@ -101,6 +101,7 @@ func (r *runner) runFleet(ctx context.Context, chans []*plan.Channel, sum *Summa
 				}
 				q.finish(i, res)
 				if err != nil {
+					r.obs.Phase(chans[i].Name, PhaseFailed)
 					res.Status = "failed"
 					if ctx.Err() != nil {
 						res.Status = "interrupted"
@@ -124,6 +125,8 @@ func (r *runner) runFleet(ctx context.Context, chans []*plan.Channel, sum *Summa
 // took the channel over (this one's lease expired): not an error, the
 // other worker finishes it.
 func (r *runner) leased(ctx context.Context, c *plan.Channel, h *state.Held) (res *ChannelResult, changed bool, err error, lost bool) {
+	r.obs.LeasesHeld(int(r.leasesHeld.Add(1)))
+	defer func() { r.obs.LeasesHeld(int(r.leasesHeld.Add(-1))) }()
 	cctx, cancel := context.WithCancelCause(ctx)
 	go func() {
 		select {
@@ -145,7 +148,8 @@ func (r *runner) leased(ctx context.Context, c *plan.Channel, h *state.Held) (re
 	r.lease.Release(rctx, h)
 	rcancel()
 	if lost {
-		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "handed over",
+		r.obs.Phase(c.Name, PhaseElsewhere)
+		r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventHandedOver,
 			Message: "another worker took this channel over (this process's lease expired): it continues from the stream"})
 	}
 	return res, changed, err, lost
@@ -210,7 +214,7 @@ func (q *queue) try(ctx context.Context, i int) (*state.Held, error) {
 	}
 	q.mu.Unlock()
 	if holder != nil && said != holder.Worker {
-		q.r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "waiting",
+		q.r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventWaiting,
 			Message: fmt.Sprintf("worker %s is migrating it: waiting for it to finish or for its lease to expire", holder.Worker)})
 	}
 	return nil, err
@@ -231,7 +235,8 @@ func (q *queue) doneElsewhere(ctx context.Context, i int) bool {
 	q.mu.Lock()
 	q.sum.DoneElsewhere++
 	q.mu.Unlock()
-	q.r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: "complete elsewhere",
+	q.r.obs.Phase(c.Name, PhaseElsewhere)
+	q.r.o.Reporter.Event(Event{Channel: c.Name, Stream: c.Stream, Kind: EventCompleteElsewhere,
 		Message: fmt.Sprintf("worker %s completed it, stream at %d..%d", cp.Worker, max(c.FirstSeq, cp.FirstSeq), cp.LastSeq)})
 	return true
 }

@@ -382,7 +382,7 @@ func (l *eventLog) Event(e migrate.Event) {
 	l.mu.Unlock()
 }
 
-func (l *eventLog) kinds(kind string) []string {
+func (l *eventLog) kinds(kind migrate.EventKind) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []string

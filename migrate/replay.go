@@ -73,13 +73,11 @@ type attempt struct {
 	fin    *finisher
 	js     jetstream.JetStream
 	pub    sender
-	full   bool
-	// msgID: the plan asks for a Nats-Msg-Id on every message.
-	msgID bool
+	// carried is what each message carries besides its payload.
+	carried jsformat.Carried
 	// batched: publish in fast-ingest batches.
 	batched bool
 	// Per-attempt constants for the publish path.
-	idPrefix   string // "<cluster>:<channel>:"
 	maxPayload int64
 	headroom   int64 // bound on what headers and subject add
 	// streamEmpty: nothing stored yet, so a read that starts past the
@@ -113,7 +111,9 @@ type attempt struct {
 	copied, bytes uint64
 	// already counts publishes refused because the stream held the
 	// message already (a resend after a failover, or another worker).
-	already        uint64
+	already uint64
+	// saveErr: the checkpoint written as the attempt ended was not.
+	saveErr        error
 	finishedFollow bool
 	// unconfirmed are the publishes the attempt stopped waiting for.
 	unconfirmed []unconfirmed
@@ -128,18 +128,26 @@ type attempt struct {
 	// publishing side like next.
 	prevSeq    uint64
 	prevSeqStr string
+
+	// allow is the attempt's share of the run's rate limits (nil: none).
+	allow *allowance
+	// rate follows the copy rate for the checkpoint (owned by the acker).
+	rate recentRate
 }
 
 func (r *runner) newAttempt(c *plan.Channel, cp *state.Checkpoint, d *digest.Channel, from, target uint64, fin *finisher, info *jetstream.StreamInfo, batched bool) *attempt {
 	a := &attempt{r: r, c: c, cp: cp, d: d, from: from, fin: fin, next: from, streamEmpty: info.State.Msgs == 0,
-		msgID: r.p.MsgID, batched: batched,
+		carried: jsformat.NewCarried(r.p.Source.ClusterID, c.Name, r.p.Headers, r.p.MsgID), batched: batched,
 		reconnects: r.nc.Stats().Reconnects,
-		failed:     make(chan struct{}), complete: make(chan struct{}), full: r.p.Headers != jsformat.HeadersMinimal,
-		idPrefix: jsformat.MsgIDPrefix(r.p.Source.ClusterID, c.Name), published: from - 1,
+		failed:     make(chan struct{}), complete: make(chan struct{}),
+		published:  from - 1,
 		maxPayload: r.nc.MaxPayload(),
 		headroom:   plan.MsgOverhead(r.p.Source.ClusterID, c.Name)}
 	if info.Cluster != nil {
 		a.leader = info.Cluster.Leader
+	}
+	if r.thr != nil {
+		a.allow = &allowance{t: r.thr, channel: c.Name, obs: r.obs}
 	}
 	a.target.Store(target)
 	a.stored.Store(from - 1)
@@ -172,7 +180,7 @@ func (a *attempt) window() int {
 func (a *attempt) run(ctx context.Context) error {
 	a.ctx = ctx
 	w := a.window()
-	js, err := jetstream.New(a.r.nc)
+	js, err := a.r.js()
 	if err != nil {
 		return err
 	}
@@ -256,6 +264,9 @@ loop:
 	if result == nil && a.failErr != nil {
 		result = a.failErr
 	}
+	if result == nil {
+		result = a.saveErr
+	}
 	return result
 }
 
@@ -274,6 +285,11 @@ func (a *attempt) stop() {
 // older sequences again). A sequence the source skips is a gap: expired
 // or dropped by limits meanwhile, or a clustered server's gap-fill.
 func (a *attempt) onMsg(m source.Msg) bool {
+	// Waited for outside the lock, so that stopping the attempt never
+	// waits for the rate limit.
+	if a.allow != nil && a.allow.take(a.ctx, len(m.Data)) != nil {
+		return false
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -343,9 +359,6 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 	p := a.pub
 	h := p.header()
 	seqStr := strconv.FormatUint(seq, 10)
-	if a.msgID {
-		fastingest.Set(h, jsformat.HdrMsgID, a.idPrefix+seqStr)
-	}
 	// Publishes are consecutive, so the expected last sequence is
 	// nearly always the previous message's own: one allocation less.
 	prev := a.prevSeqStr
@@ -353,21 +366,11 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 		prev = strconv.FormatUint(seq-1, 10)
 	}
 	a.prevSeq, a.prevSeqStr = seq, seqStr
-	fastingest.Set(h, jsformat.HdrExpectedLastSeq, prev)
+	jsformat.Set(h, jsformat.HdrExpectedLastSeq, prev)
+	a.carried.Put(h, seqStr, m.Timestamp, gap)
 	var data []byte
-	if gap {
-		fastingest.Set(h, jsformat.HdrGap, "true")
-		delete(h, jsformat.HdrChannel)
-		delete(h, jsformat.HdrSequence)
-		delete(h, jsformat.HdrTimestamp)
-	} else {
+	if !gap {
 		data = m.Data
-		delete(h, jsformat.HdrGap)
-		if a.full {
-			fastingest.Set(h, jsformat.HdrChannel, a.c.Name)
-			fastingest.Set(h, jsformat.HdrSequence, seqStr)
-		}
-		fastingest.Set(h, jsformat.HdrTimestamp, jsformat.Timestamp(m.Timestamp))
 		// Exact sizing only near the limit: the bound is cheap, the walk
 		// over the headers is not.
 		if a.maxPayload > 0 && int64(len(data))+a.headroom > a.maxPayload &&

@@ -24,7 +24,8 @@ func (r *runner) backoff(ctx context.Context, attempt int, ev Event, cause error
 		return fmt.Errorf("giving up after %d attempts: %w", attempt, cause)
 	}
 	wait := time.Duration(100<<min(attempt, 5)) * time.Millisecond // 100ms .. 3.2s
-	ev.Kind, ev.Message = "retrying", fmt.Sprintf("%v (retry in %v)", cause, wait)
+	r.obs.Retrying(ev.Channel, isFailover(cause))
+	ev.Kind, ev.Message = EventRetrying, fmt.Sprintf("%v (retry in %v)", cause, wait)
 	r.o.Reporter.Event(ev)
 	select {
 	case <-time.After(wait):

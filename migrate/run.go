@@ -9,13 +9,13 @@ package migrate
 import (
 	"context"
 	"fmt"
-	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/stanmigrate/stanmigrate/internal/apilevel"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
-	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -32,8 +32,7 @@ type Options struct {
 	// LeaseTTL is how long a claim on a channel lasts unrenewed
 	// (0: state.DefaultLeaseTTL).
 	LeaseTTL time.Duration
-	// Parallel is how many channels replay at once (0 = 8, or the number
-	// of CPUs if higher).
+	// Parallel is how many channels replay at once (0 = DefaultParallel).
 	Parallel int
 	// Window bounds publishes awaiting a JetStream ack per channel, and so
 	// the unacknowledged STAN messages held in memory.
@@ -51,7 +50,17 @@ type Options struct {
 	AtLeastOnce bool
 	// Publish is PublishAuto (fast-ingest batches where the target offers
 	// them, each message asynchronously otherwise) or PublishAsync.
-	Publish  string
+	Publish string
+	// Rate and RateBytes cap the copy across all channels, in messages
+	// and payload bytes per second (0 = no cap), for copying while STAN
+	// still serves production.
+	Rate      float64
+	RateBytes int64
+	// SourceEvery is how often a following run reads the channels' last
+	// sequences again for an Observer (0 = every 10 s).
+	SourceEvery time.Duration
+	// Reporter receives progress; one that also implements Observer is
+	// told each channel's state too.
 	Reporter Reporter
 }
 
@@ -73,13 +82,9 @@ type Reporter interface {
 type Event struct {
 	Channel string
 	Stream  string
-	Kind    string // started, resumed, retrying, complete, consumer, following, caught-up
+	Kind    EventKind
 	Message string
 }
-
-// EventCaughtUp is a following channel that finished its final catch-up:
-// every message STAN held when told to finish is in the stream.
-const EventCaughtUp = "caught-up"
 
 type nopReporter struct{}
 
@@ -95,18 +100,23 @@ type runner struct {
 	cps   *state.Checkpoints
 	lease *state.Leaser
 	nc    *nats.Conn
+	obs   Observer
+	// thr caps the copy rate (nil: no cap).
+	thr *throttle
+	// leasesHeld counts the channel leases this process holds now.
+	leasesHeld atomic.Int64
 
 	// windowBytes is each channel's share of Options.WindowBytes.
 	windowBytes int
-	// apiLevel is the target's JetStream API level (fast-ingest batches
-	// need fastingest.MinAPILevel, nats-server 2.14).
-	apiLevel int
+	// level is the target's JetStream API level, which says whether it
+	// takes fast-ingest batches.
+	level apilevel.Level
 }
 
 // batchable reports whether streams migrate creates can take fast-ingest
 // batches.
 func (r *runner) batchable() bool {
-	return r.o.Publish != PublishAsync && r.apiLevel >= fastingest.MinAPILevel
+	return r.o.Publish != PublishAsync && r.level.FastIngest()
 }
 
 // Run executes the plan, reading from src. On cancellation it drains
@@ -127,13 +137,13 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 		// Each channel is one sequential pipeline (ordered by sequence);
 		// several at once keep both servers busy. Memory is bounded by
 		// WindowBytes across them, not per channel.
-		o.Parallel = max(runtime.NumCPU(), 8)
+		o.Parallel = DefaultParallel
 	}
 	if o.Window <= 0 {
-		o.Window = 8192
+		o.Window = DefaultWindow
 	}
 	if o.WindowBytes <= 0 {
-		o.WindowBytes = 32 << 20
+		o.WindowBytes = DefaultWindowBytes
 	}
 	if o.Publish == "" {
 		o.Publish = PublishAuto
@@ -144,10 +154,11 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	if o.State == nil {
 		o.State = state.NewMemory()
 	}
-	r := &runner{p: p, o: o, src: src}
+	r := &runner{p: p, o: o, src: src, obs: observerOf(o.Reporter)}
 	r.lease = state.NewLeaser(o.State, o.LeaseTTL)
 	r.cps = state.NewCheckpoints(o.State, r.lease.Worker())
-	nc, err := conn.ConnectNATS(ctx, o.Target, "stanmigrate", nats.MaxReconnects(-1))
+	nc, err := conn.ConnectNATS(ctx, o.Target, "stanmigrate", nats.MaxReconnects(-1),
+		nats.ReconnectHandler(func(*nats.Conn) { r.obs.Reconnected(SideTarget) }))
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +186,14 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 		totalBytes += c.Bytes
 	}
 	o.Reporter.Begin(totalMsgs, totalBytes)
+	r.thr = newThrottle(o.Rate, o.RateBytes, nc.MaxPayload())
+	watching := make(map[string]bool, len(chans))
+	for _, c := range chans {
+		watching[c.Name] = true
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go r.watchSource(wctx, watching)
 
 	sum := &Summary{Worker: r.lease.Worker(), Channels: make([]*ChannelResult, len(chans))}
 	firstErr, changed := r.runFleet(ctx, chans, sum)
@@ -200,12 +219,12 @@ func (r *runner) checkTarget(ctx context.Context) error {
 		return err
 	}
 	if ai, err := js.AccountInfo(ctx); err == nil {
-		r.apiLevel = ai.API.Level
+		r.level = apilevel.Of(ai)
 	}
 	if r.o.Publish == PublishAuto && !r.batchable() {
-		r.o.Reporter.Event(Event{Kind: "publishing", Message: fmt.Sprintf(
+		r.o.Reporter.Event(Event{Kind: EventPublishing, Message: fmt.Sprintf(
 			"each message asynchronously: the target (nats-server %s, JetStream API level %d) has no fast-ingest batches, which need nats-server 2.14 or later",
-			r.nc.ConnectedServerVersion(), r.apiLevel)})
+			r.nc.ConnectedServerVersion(), r.level)})
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/jsread"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -277,7 +278,7 @@ func nothingLeft(ctx context.Context, js jetstream.JetStream, stream string, con
 	if err != nil {
 		return false, fmt.Errorf("stream %q: %w", stream, err)
 	}
-	next, err := jsformat.NextStored(ctx, s, from)
+	next, err := jsread.NextStored(ctx, s, from)
 	if err != nil {
 		return false, fmt.Errorf("stream %q: look for a message from sequence %d: %w", stream, from, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/apilevel"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
@@ -36,7 +37,9 @@ func (r *runner) ensureStream(ctx context.Context, js jetstream.JetStream, c *pl
 			break
 		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			s, err = js.CreateStream(ctx, want)
+			// The level header makes a server that lacks a setting
+			// refuse the stream rather than drop the setting.
+			s, err = apilevel.CreateStream(ctx, js, want)
 			if err == nil {
 				created = true
 				break
@@ -152,7 +155,7 @@ func (r *runner) finalizeStream(ctx context.Context, js jetstream.JetStream, s j
 		return false, notes, nil
 	}
 	cur.MaxMsgs, cur.MaxBytes, cur.MaxAge, cur.Duplicates = want.MaxMsgs, want.MaxBytes, want.MaxAge, want.Duplicates
-	if _, err := js.UpdateStream(ctx, cur); err != nil {
+	if err := apilevel.UpdateStream(ctx, js, cur); err != nil {
 		return false, notes, fmt.Errorf("stream %q: apply planned limits: %w", c.Stream, err)
 	}
 	return true, notes, nil

@@ -122,7 +122,7 @@ func (r *failoverReporter) Progress(m, _ uint64) {
 
 func (r *failoverReporter) Event(e migrate.Event) {
 	r.mu.Lock()
-	r.events = append(r.events, e.Kind+" "+e.Channel+": "+e.Message)
+	r.events = append(r.events, string(e.Kind)+" "+e.Channel+": "+e.Message)
 	r.mu.Unlock()
 }
 

@@ -2,11 +2,11 @@ package plan
 
 import (
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/stanmigrate/stanmigrate/internal/changlob"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 	"github.com/stanmigrate/stanmigrate/internal/source"
@@ -46,10 +46,10 @@ type Options struct {
 // consumers and lists everything the operator must know.
 func Build(d *Discovery, o Options) *Plan {
 	if o.Replicas == 0 {
-		o.Replicas = 1
+		o.Replicas = DefaultReplicas
 	}
 	if o.Headers == "" {
-		o.Headers = jsformat.HeadersFull
+		o.Headers = DefaultHeaders
 	}
 	p := &Plan{
 		Version:   FormatVersion,
@@ -58,7 +58,8 @@ func Build(d *Discovery, o Options) *Plan {
 			ClusterID: d.Source.ClusterID, URL: d.Source.URL, Monitor: d.Source.MonitorURL,
 			ServerVersion: d.Source.ServerVersion, MaxPayload: d.Source.MaxPayload,
 		},
-		Target:  Target{URL: d.Target.URL, ServerVersion: d.Target.Version, MaxPayload: d.Target.MaxPayload},
+		Target: Target{URL: d.Target.URL, Domain: d.Target.API.Domain, APIPrefix: d.Target.API.Prefix,
+			ServerVersion: d.Target.Version, APILevel: d.Target.APILevel, MaxPayload: d.Target.MaxPayload},
 		Headers: o.Headers,
 		MsgID:   o.MsgID,
 	}
@@ -68,7 +69,7 @@ func Build(d *Discovery, o Options) *Plan {
 	anyAge, anySubs := false, false
 	sourceFindings(d.Source, add)
 	for _, sc := range d.Channels {
-		if !selected(sc.Name, o.Include, o.Exclude) {
+		if !(changlob.Selector{Include: o.Include, Exclude: o.Exclude}).Match(sc.Name) {
 			p.Excluded = append(p.Excluded, sc.Name)
 			continue
 		}
@@ -86,7 +87,7 @@ func Build(d *Discovery, o Options) *Plan {
 			},
 			Replicas:        o.Replicas,
 			Placement:       o.Placement,
-			Storage:         "file",
+			Storage:         DefaultStorage,
 			DuplicateWindow: Duration(DefaultDuplicateWindow),
 		}
 		if c.FirstSeq == 0 && c.LastSeq == 0 {
@@ -148,27 +149,6 @@ func sevRank(s string) int {
 		return 1
 	}
 	return 2
-}
-
-func selected(name string, include, exclude []string) bool {
-	if len(include) > 0 {
-		ok := false
-		for _, g := range include {
-			if m, _ := path.Match(g, name); m {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	for _, g := range exclude {
-		if m, _ := path.Match(g, name); m {
-			return false
-		}
-	}
-	return true
 }
 
 // durables maps a channel's durables onto consumers. The start is exact

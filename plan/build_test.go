@@ -76,7 +76,7 @@ func discovery() *seen {
 				sub("ledger", "posting", "", true, 4, 0),
 			}},
 		},
-		target: plan.TargetState{URL: "nats://js:4222", Version: "2.11.1", MaxPayload: 1 << 20, MaxConsumers: 2,
+		target: plan.TargetState{URL: "nats://js:4222", Version: "2.11.1", APILevel: 1, MaxPayload: 1 << 20, MaxConsumers: 2,
 			Streams: []plan.ExistingStream{
 				{Name: "payments", Subjects: []string{"payments"}, Msgs: 4, FirstSeq: 1, LastSeq: 4, FirstHeaders: msgID("other:payments:1")},
 				{Name: "ARCHIVE", Subjects: []string{"legacy.>"}},

@@ -70,8 +70,13 @@ func DiscoverTarget(ctx context.Context, side conn.Side, wanted []string) (*Targ
 		return nil, err
 	}
 	defer nc.Close()
+	api, err := side.JetStreamAPI()
+	if err != nil {
+		return nil, err
+	}
 	t := &TargetState{
 		URL:        conn.Redact(nc.ConnectedUrlRedacted()),
+		API:        api,
 		Version:    nc.ConnectedServerVersion(),
 		MaxPayload: nc.MaxPayload(),
 	}
@@ -81,6 +86,7 @@ func DiscoverTarget(ctx context.Context, side conn.Side, wanted []string) (*Targ
 	if err != nil {
 		return nil, fmt.Errorf("JetStream account info: %w", err)
 	}
+	t.APILevel = ai.API.Level
 	t.MaxStreams = ai.Limits.MaxStreams
 	t.MaxConsumers = ai.Limits.MaxConsumers
 	t.MaxStorage = ai.Limits.MaxStore

@@ -119,140 +119,187 @@ func lineIndex(root *yaml.Node) map[string]int {
 	return out
 }
 
-// Validate checks what migrate relies on. name prefixes messages
-// (file:line when the plan was loaded from a file).
+// Validate fills in what a hand-written plan may leave out (fillOmitted),
+// then checks what migrate relies on. name prefixes messages (file:line
+// when the plan was loaded from a file).
 func (p *Plan) Validate(name string) error {
-	var errs []string
-	at := func(key string) string {
-		if l, ok := p.lines[key]; ok {
-			return fmt.Sprintf("%s:%d", name, l)
-		}
-		return name
-	}
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, at(key)+": "+fmt.Sprintf(format, args...))
-	}
-	if p.Version != FormatVersion {
-		bad("", "plan version %d is not supported (this build reads version %d): re-create it with `stanmigrate plan`", p.Version, FormatVersion)
-	}
-	if p.Source.ClusterID == "" {
-		bad("", "source.cluster_id is empty: set it to the STAN cluster id")
-	}
-	switch p.Headers {
-	case "":
-		p.Headers = jsformat.HeadersFull
-	case jsformat.HeadersFull, jsformat.HeadersMinimal:
-	default:
-		bad("", "headers %q: use %q or %q", p.Headers, jsformat.HeadersFull, jsformat.HeadersMinimal)
-	}
-	seenChan := map[string]bool{}
-	streams := map[string]string{}
+	p.fillOmitted()
+	v := &validation{name: name, lines: p.lines}
+	v.checkHeader(p)
+	seen := map[string]bool{}
+	streams := map[string]string{} // stream name folded to lower case -> channel
 	for i := range p.Channels {
 		c := &p.Channels[i]
 		key := fmt.Sprintf("channels[%d]", i)
 		if c.Name == "" {
-			bad(key, "channel name is empty")
+			v.bad(key, "channel name is empty")
 			continue
 		}
-		if strings.ContainsAny(c.Name, "*> \t") {
-			bad(key, "channel %q: a channel name cannot contain wildcards or spaces", c.Name)
+		if seen[c.Name] {
+			v.bad(key, "channel %q is listed twice: keep one entry", c.Name)
 		}
-		if seenChan[c.Name] {
-			bad(key, "channel %q is listed twice: keep one entry", c.Name)
-		}
-		seenChan[c.Name] = true
-		if c.Stream == "" {
-			c.Stream = naming.StreamName(c.Name)
-		}
-		if naming.Legal(c.Stream) != c.Stream {
-			bad(key, "channel %q: stream name %q is not a legal JetStream name (no '.', '*', '>', spaces, '/', '\\', at most %d characters): try %q",
-				c.Name, c.Stream, naming.MaxNameLen, naming.Legal(c.Stream))
-		}
-		if c.Replicas == 0 {
-			c.Replicas = 1
-		}
-		if c.Replicas < 1 || c.Replicas > 5 {
-			bad(key, "channel %q: replicas %d: use 1 to 5", c.Name, c.Replicas)
-		}
-		switch c.Storage {
-		case "":
-			c.Storage = "file"
-		case "file", "memory":
-		default:
-			bad(key, "channel %q: storage %q: use file or memory", c.Name, c.Storage)
-		}
-		if c.FirstSeq == 0 && c.LastSeq == 0 {
-			c.FirstSeq = 1
-		}
-		if c.FirstSeq > c.LastSeq+1 {
-			bad(key, "channel %q: first_seq %d is beyond last_seq %d + 1", c.Name, c.FirstSeq, c.LastSeq)
-		}
-		if c.Limits.MaxMsgs < 0 || c.Limits.MaxBytes < 0 || c.Limits.MaxConsumers < 0 {
-			bad(key, "channel %q: limits cannot be negative (0 means unlimited)", c.Name)
-		}
+		seen[c.Name] = true
+		v.checkChannel(key, c)
 		if !c.Skip {
 			fold := strings.ToLower(c.Stream)
 			if other, ok := streams[fold]; ok {
-				bad(key, "channel %q: stream name %q collides with the stream of channel %q (JetStream names are compared without case here): rename one", c.Name, c.Stream, other)
+				v.bad(key, "channel %q: stream name %q collides with the stream of channel %q (JetStream names are compared without case here): rename one", c.Name, c.Stream, other)
 			} else {
 				streams[fold] = c.Name
 			}
 		}
-		consumers := map[string]bool{}
+		v.checkDurables(key, c)
+	}
+	if len(v.errs) > 0 {
+		return fmt.Errorf("%s: %w", strings.Join(v.errs, "\n"), ErrInvalid)
+	}
+	return nil
+}
+
+// fillOmitted gives every field a hand-written plan may leave empty its
+// default: the header set, each channel's stream name, replicas, storage
+// and first sequence, each durable's consumer name, mode and position.
+func (p *Plan) fillOmitted() {
+	if p.Headers == "" {
+		p.Headers = DefaultHeaders
+	}
+	for i := range p.Channels {
+		c := &p.Channels[i]
+		if c.Name == "" {
+			continue
+		}
+		if c.Stream == "" {
+			c.Stream = naming.StreamName(c.Name)
+		}
+		if c.Replicas == 0 {
+			c.Replicas = DefaultReplicas
+		}
+		if c.Storage == "" {
+			c.Storage = DefaultStorage
+		}
+		if c.FirstSeq == 0 && c.LastSeq == 0 {
+			c.FirstSeq = 1
+		}
 		for j := range c.Durables {
 			d := &c.Durables[j]
-			dkey := fmt.Sprintf("%s.durables[%d]", key, j)
 			if d.Durable == "" {
-				bad(dkey, "channel %q: a durable entry has no durable name", c.Name)
 				continue
-			}
-			if d.QueueGroup == "" && d.ClientID == "" {
-				bad(dkey, "%s: client_id is empty", d.Describe(c.Name))
 			}
 			if d.Consumer == "" {
 				d.Consumer = naming.ConsumerName(d.ClientID, d.Durable, d.QueueGroup)
 			}
-			if naming.Legal(d.Consumer) != d.Consumer {
-				bad(dkey, "%s: consumer name %q is not legal: try %q", d.Describe(c.Name), d.Consumer, naming.Legal(d.Consumer))
-			}
-			if !d.Skip {
-				if consumers[strings.ToLower(d.Consumer)] {
-					bad(dkey, "%s: consumer name %q is used twice on stream %q: rename one", d.Describe(c.Name), d.Consumer, c.Stream)
-				}
-				consumers[strings.ToLower(d.Consumer)] = true
-			}
-			switch d.Mode {
-			case "":
+			if d.Mode == "" {
 				d.Mode = ModePull
-			case ModePull:
-			case ModePush:
-				if d.DeliverTo == "" {
-					bad(dkey, "%s: push mode needs deliver_subject", d.Describe(c.Name))
-				}
-			default:
-				bad(dkey, "%s: mode %q: use pull or push", d.Describe(c.Name), d.Mode)
 			}
-			if d.MaxInflight <= 0 {
-				bad(dkey, "%s: max_inflight must be positive", d.Describe(c.Name))
-			}
-			if d.AckWait <= 0 {
-				bad(dkey, "%s: ack_wait must be positive", d.Describe(c.Name))
-			}
-			switch d.Position {
-			case jsformat.Exact, jsformat.Probe:
-			case "":
+			if d.Position == "" {
+				// Without pending messages the position is exact from
+				// monitoring alone; with them only a probe can tell.
+				d.Position = jsformat.Exact
 				if d.Pending > 0 {
 					d.Position = jsformat.Probe
-				} else {
-					d.Position = jsformat.Exact
 				}
-			default:
-				bad(dkey, "%s: position %q: use exact or probe", d.Describe(c.Name), d.Position)
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%s: %w", strings.Join(errs, "\n"), ErrInvalid)
+}
+
+// validation collects a plan's problems, each prefixed with where it is.
+type validation struct {
+	name  string
+	lines map[string]int
+	errs  []string
+}
+
+func (v *validation) bad(key, format string, args ...any) {
+	at := v.name
+	if l, ok := v.lines[key]; ok {
+		at = fmt.Sprintf("%s:%d", v.name, l)
 	}
-	return nil
+	v.errs = append(v.errs, at+": "+fmt.Sprintf(format, args...))
+}
+
+// checkHeader checks the plan-wide fields.
+func (v *validation) checkHeader(p *Plan) {
+	if p.Version != FormatVersion {
+		v.bad("", "plan version %d is not supported (this build reads version %d): re-create it with `stanmigrate plan`", p.Version, FormatVersion)
+	}
+	if p.Source.ClusterID == "" {
+		v.bad("", "source.cluster_id is empty: set it to the STAN cluster id")
+	}
+	if p.Headers != jsformat.HeadersFull && p.Headers != jsformat.HeadersMinimal {
+		v.bad("", "headers %q: use %q or %q", p.Headers, jsformat.HeadersFull, jsformat.HeadersMinimal)
+	}
+}
+
+// checkChannel checks one channel's own fields.
+func (v *validation) checkChannel(key string, c *Channel) {
+	if strings.ContainsAny(c.Name, "*> \t") {
+		v.bad(key, "channel %q: a channel name cannot contain wildcards or spaces", c.Name)
+	}
+	if naming.Legal(c.Stream) != c.Stream {
+		v.bad(key, "channel %q: stream name %q is not a legal JetStream name (no '.', '*', '>', spaces, '/', '\\', at most %d characters): try %q",
+			c.Name, c.Stream, naming.MaxNameLen, naming.Legal(c.Stream))
+	}
+	if c.Replicas < MinReplicas || c.Replicas > MaxReplicas {
+		v.bad(key, "channel %q: replicas %d: use %d to %d", c.Name, c.Replicas, MinReplicas, MaxReplicas)
+	}
+	if c.Storage != "file" && c.Storage != "memory" {
+		v.bad(key, "channel %q: storage %q: use file or memory", c.Name, c.Storage)
+	}
+	if c.FirstSeq > c.LastSeq+1 {
+		v.bad(key, "channel %q: first_seq %d is beyond last_seq %d + 1", c.Name, c.FirstSeq, c.LastSeq)
+	}
+	if c.Limits.MaxMsgs < 0 || c.Limits.MaxBytes < 0 || c.Limits.MaxConsumers < 0 {
+		v.bad(key, "channel %q: limits cannot be negative (0 means unlimited)", c.Name)
+	}
+}
+
+// checkDurables checks a channel's durables, and that their consumer
+// names are unique on its stream.
+func (v *validation) checkDurables(key string, c *Channel) {
+	consumers := map[string]bool{}
+	for j := range c.Durables {
+		d := &c.Durables[j]
+		dkey := fmt.Sprintf("%s.durables[%d]", key, j)
+		if d.Durable == "" {
+			v.bad(dkey, "channel %q: a durable entry has no durable name", c.Name)
+			continue
+		}
+		v.checkDurable(dkey, c.Name, d)
+		if !d.Skip {
+			if consumers[strings.ToLower(d.Consumer)] {
+				v.bad(dkey, "%s: consumer name %q is used twice on stream %q: rename one", d.Describe(c.Name), d.Consumer, c.Stream)
+			}
+			consumers[strings.ToLower(d.Consumer)] = true
+		}
+	}
+}
+
+// checkDurable checks one durable's own fields.
+func (v *validation) checkDurable(dkey, channel string, d *Durable) {
+	what := d.Describe(channel)
+	if d.QueueGroup == "" && d.ClientID == "" {
+		v.bad(dkey, "%s: client_id is empty", what)
+	}
+	if naming.Legal(d.Consumer) != d.Consumer {
+		v.bad(dkey, "%s: consumer name %q is not legal: try %q", what, d.Consumer, naming.Legal(d.Consumer))
+	}
+	switch d.Mode {
+	case ModePull:
+	case ModePush:
+		if d.DeliverTo == "" {
+			v.bad(dkey, "%s: push mode needs deliver_subject", what)
+		}
+	default:
+		v.bad(dkey, "%s: mode %q: use pull or push", what, d.Mode)
+	}
+	if d.MaxInflight <= 0 {
+		v.bad(dkey, "%s: max_inflight must be positive", what)
+	}
+	if d.AckWait <= 0 {
+		v.bad(dkey, "%s: ack_wait must be positive", what)
+	}
+	if d.Position != jsformat.Exact && d.Position != jsformat.Probe {
+		v.bad(dkey, "%s: position %q: use exact or probe", what, d.Position)
+	}
 }

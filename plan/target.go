@@ -4,14 +4,20 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/stanmigrate/stanmigrate/internal/apilevel"
+	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
 )
 
 // TargetState is what already exists on the JetStream side.
 type TargetState struct {
-	URL        string
-	Version    string
+	URL     string
+	Version string
+	// API is the JetStream the plan reaches (domain or API prefix);
+	// APILevel the API level it answered with.
+	API        conn.API
+	APILevel   int
 	MaxPayload int64
 	Streams    []ExistingStream
 	// Account limits (-1 or 0 = unlimited). JetStream applies
@@ -60,30 +66,63 @@ type ExistingConsumer struct {
 	Metadata       map[string]string
 }
 
-func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args ...any)) {
-	t := d.Target
-	checkTargetLine(t.Version, add)
+// finding adds one finding to a plan.
+type finding func(sev, obj, format string, args ...any)
+
+// checkTarget runs each check of the target against the plan; they are
+// independent and each reports its own findings.
+func checkTarget(p *Plan, d *Discovery, add finding) {
+	checkTargetRelease(d.Target, add)
+	checkPayloads(p, d, add)
+	newStreams := checkStreams(p, d, add)
+	if t := d.Target; t.MaxStreams > 0 && newStreams+len(t.Streams) > t.MaxStreams {
+		add(Blocker, "target account", "the plan creates %d stream(s) but the account allows %d and %d exist: raise the account's max_streams", newStreams, t.MaxStreams, len(t.Streams))
+	}
+	checkAccountStorage(p, d.Target, add)
+	checkAccountLimits(p, d.Target, add)
+}
+
+// checkTargetRelease names the target's release line and warns of the
+// first-sequence hazard.
+func checkTargetRelease(t TargetState, add finding) {
+	checkTargetLine(t.Version, apilevel.Level(t.APILevel), add)
+	if t.API != (conn.API{}) {
+		add(Info, "target "+t.API.String(), "reached through the server connected to (nats-server %s), whose version and max_payload the plan shows; fast-ingest batches and how a resend is answered follow the JetStream API level that answered in it (%d)", t.Version, t.APILevel)
+	}
 	if t.Version != "" && FirstSeqHazard(t.Version) {
 		add(Warning, "target server "+t.Version, "this nats-server release loses every message of a file stream with a configured first sequence on restart (nats-server PR #6753): stanmigrate never sets it (it positions streams by purging), but upgrade to 2.10.28+/2.11.2+ before relying on restarts")
 	}
-	if t.MaxPayload > 0 && d.Source.MaxPayload > 0 {
-		var risky []string
-		for _, c := range p.Channels {
-			over := MsgOverhead(d.Source.ClusterID, c.Name)
-			if c.Skip || c.Msgs == 0 || d.Source.MaxPayload+over <= t.MaxPayload {
-				continue
-			}
-			if avg := int64(c.Bytes / c.Msgs); avg+over > t.MaxPayload {
-				add(Blocker, fmt.Sprintf("channel %q", c.Name), "its messages average %d bytes: with migration headers they exceed the target's max_payload %d: raise max_payload on the target", avg, t.MaxPayload)
-				continue
-			}
-			risky = append(risky, c.Name)
-		}
-		if len(risky) > 0 {
-			add(Warning, fmt.Sprintf("%d channel(s)", len(risky)), "STAN accepts messages up to %d bytes, the target's max_payload is %d and migration headers add up to about %d bytes: a message within %d bytes of STAN's limit will not fit, and migrate stops before it; raise max_payload on the target to be safe",
-				d.Source.MaxPayload, t.MaxPayload, HeaderOverhead, HeaderOverhead)
-		}
+}
+
+// checkPayloads compares STAN's max payload plus what migration adds
+// with the target's.
+func checkPayloads(p *Plan, d *Discovery, add finding) {
+	t := d.Target
+	if t.MaxPayload <= 0 || d.Source.MaxPayload <= 0 {
+		return
 	}
+	var risky []string
+	for _, c := range p.Channels {
+		over := MsgOverhead(d.Source.ClusterID, c.Name)
+		if c.Skip || c.Msgs == 0 || d.Source.MaxPayload+over <= t.MaxPayload {
+			continue
+		}
+		if avg := int64(c.Bytes / c.Msgs); avg+over > t.MaxPayload {
+			add(Blocker, fmt.Sprintf("channel %q", c.Name), "its messages average %d bytes: with migration headers they exceed the target's max_payload %d: raise max_payload on the target", avg, t.MaxPayload)
+			continue
+		}
+		risky = append(risky, c.Name)
+	}
+	if len(risky) > 0 {
+		add(Warning, fmt.Sprintf("%d channel(s)", len(risky)), "STAN accepts messages up to %d bytes, the target's max_payload is %d and migration headers add up to about %d bytes: a message within %d bytes of STAN's limit will not fit, and migrate stops before it; raise max_payload on the target to be safe",
+			d.Source.MaxPayload, t.MaxPayload, HeaderOverhead, HeaderOverhead)
+	}
+}
+
+// checkStreams compares each planned stream with the streams on the
+// target: an existing one is resumed or a conflict, a new one must not
+// overlap another's subjects. It returns how many streams the plan adds.
+func checkStreams(p *Plan, d *Discovery, add finding) (newStreams int) {
 	existing := map[string]ExistingStream{}
 	// Channel names are literal subjects: they overlap a literal subject
 	// only by being equal, so only wildcard subjects need a scan, and
@@ -91,7 +130,7 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 	type owned struct{ stream, subject string }
 	literal := map[string][]owned{}
 	var wildcards []owned
-	for _, s := range t.Streams {
+	for _, s := range d.Target.Streams {
 		existing[strings.ToLower(s.Name)] = s
 		for _, subj := range s.Subjects {
 			if strings.ContainsAny(subj, "*>") {
@@ -101,9 +140,43 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 			}
 		}
 	}
-	var newStreams int
+	for _, c := range p.Channels {
+		if c.Skip {
+			continue
+		}
+		obj := fmt.Sprintf("stream %q (channel %q)", c.Stream, c.Name)
+		es, ok := existing[strings.ToLower(c.Stream)]
+		if ok {
+			if checkExistingStream(d.Source.ClusterID, c, es, obj, add) {
+				checkExistingConsumers(c, es, add)
+			}
+			continue
+		}
+		newStreams++
+		for _, o := range literal[c.Name] {
+			add(Blocker, obj, "subject %q overlaps stream %q (subject %q) on the target: remove that stream or change its subjects", c.Name, o.stream, o.subject)
+		}
+		for _, o := range wildcards {
+			if naming.SubjectsOverlap(o.subject, c.Name) {
+				add(Blocker, obj, "subject %q overlaps stream %q (subject %q) on the target: remove that stream or change its subjects", c.Name, o.stream, o.subject)
+			}
+		}
+	}
+	return newStreams
+}
+
+// checkAccountStorage compares the storage the plan needs (messages plus
+// migration headers, less what an earlier run stored) and the byte limits
+// it reserves with what the account has left.
+func checkAccountStorage(p *Plan, t TargetState, add finding) {
+	if t.MaxStorage <= 0 {
+		return
+	}
+	stored := map[string]uint64{}
+	for _, s := range t.Streams {
+		stored[strings.ToLower(s.Name)] = s.Msgs
+	}
 	var dataBytes, reserve uint64
-	var overAccountConsumers, overConsumerLimit, overAckPending []string
 	for _, c := range p.Channels {
 		if c.Skip {
 			continue
@@ -111,56 +184,46 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 		replicas := uint64(max(c.Replicas, 1))
 		over := uint64(MsgOverhead(p.Source.ClusterID, c.Name))
 		cost := (c.Bytes + c.Msgs*over) * replicas
-		if es, ok := existing[strings.ToLower(c.Stream)]; ok && c.Msgs > 0 {
+		if n, ok := stored[strings.ToLower(c.Stream)]; ok && c.Msgs > 0 {
 			// What an earlier run stored already counts as used storage.
-			cost = cost / c.Msgs * (c.Msgs - min(es.Msgs, c.Msgs))
+			cost = cost / c.Msgs * (c.Msgs - min(n, c.Msgs))
 		}
 		dataBytes += cost
 		if c.Limits.MaxBytes > 0 {
 			reserve += uint64(c.Limits.MaxBytes) * replicas
 		}
-		if t.MaxConsumers > 0 {
-			if c.Limits.MaxConsumers > t.MaxConsumers {
-				overConsumerLimit = append(overConsumerLimit, c.Name)
-			}
-			if len(c.Durables) > t.MaxConsumers {
-				overAccountConsumers = append(overAccountConsumers, fmt.Sprintf("%s (%d)", c.Name, len(c.Durables)))
-			}
-		}
-		if t.MaxAckPending > 0 {
-			for _, du := range c.Durables {
-				if du.MaxInflight > t.MaxAckPending {
-					overAckPending = append(overAckPending, fmt.Sprintf("%s (%d)", du.Describe(c.Name), du.MaxInflight))
-				}
-			}
-		}
-		obj := fmt.Sprintf("stream %q (channel %q)", c.Stream, c.Name)
-		es, ok := existing[strings.ToLower(c.Stream)]
-		if !ok {
-			newStreams++
-			for _, o := range literal[c.Name] {
-				add(Blocker, obj, "subject %q overlaps stream %q (subject %q) on the target: remove that stream or change its subjects", c.Name, o.stream, o.subject)
-			}
-			for _, o := range wildcards {
-				if naming.SubjectsOverlap(o.subject, c.Name) {
-					add(Blocker, obj, "subject %q overlaps stream %q (subject %q) on the target: remove that stream or change its subjects", c.Name, o.stream, o.subject)
-				}
-			}
+	}
+	if free := uint64(t.MaxStorage) - min(t.UsedStorage, uint64(t.MaxStorage)); dataBytes > free {
+		add(Blocker, "target account", "the plan needs about %d bytes of file storage (messages plus migration headers) but the account has %d left of %d: raise the account's max_file (max_storage)", dataBytes, free, t.MaxStorage)
+	}
+	if free := uint64(t.MaxStorage) - min(t.ReservedStorage, uint64(t.MaxStorage)); reserve > free {
+		add(Blocker, "target account", "the streams' max_bytes limits carried over from STAN reserve %d bytes but the account has %d unreserved of %d: JetStream refuses the limits once the data is copied; raise the account's max_file or lower max_bytes in the plan", reserve, free, t.MaxStorage)
+	}
+}
+
+// checkAccountLimits compares the consumers and stream limits the plan
+// creates with the account's limits on them.
+func checkAccountLimits(p *Plan, t TargetState, add finding) {
+	var overAccountConsumers, overConsumerLimit, overAckPending, big []string
+	for _, c := range p.Channels {
+		if c.Skip {
 			continue
 		}
-		if checkExistingStream(d.Source.ClusterID, c, es, obj, add) {
-			checkExistingConsumers(c, es, add)
+		if t.MaxConsumers > 0 && c.Limits.MaxConsumers > t.MaxConsumers {
+			overConsumerLimit = append(overConsumerLimit, c.Name)
+		}
+		if t.MaxConsumers > 0 && len(c.Durables) > t.MaxConsumers {
+			overAccountConsumers = append(overAccountConsumers, fmt.Sprintf("%s (%d)", c.Name, len(c.Durables)))
+		}
+		for _, du := range c.Durables {
+			if t.MaxAckPending > 0 && du.MaxInflight > t.MaxAckPending {
+				overAckPending = append(overAckPending, fmt.Sprintf("%s (%d)", du.Describe(c.Name), du.MaxInflight))
+			}
 		}
 	}
-	if t.MaxStreams > 0 && newStreams+len(t.Streams) > t.MaxStreams {
-		add(Blocker, "target account", "the plan creates %d stream(s) but the account allows %d and %d exist: raise the account's max_streams", newStreams, t.MaxStreams, len(t.Streams))
-	}
-	if t.MaxStorage > 0 {
-		if free := uint64(t.MaxStorage) - min(t.UsedStorage, uint64(t.MaxStorage)); dataBytes > free {
-			add(Blocker, "target account", "the plan needs about %d bytes of file storage (messages plus migration headers) but the account has %d left of %d: raise the account's max_file (max_storage)", dataBytes, free, t.MaxStorage)
-		}
-		if free := uint64(t.MaxStorage) - min(t.ReservedStorage, uint64(t.MaxStorage)); reserve > free {
-			add(Blocker, "target account", "the streams' max_bytes limits carried over from STAN reserve %d bytes but the account has %d unreserved of %d: JetStream refuses the limits once the data is copied; raise the account's max_file or lower max_bytes in the plan", reserve, free, t.MaxStorage)
+	for _, c := range p.Channels {
+		if t.StoreMaxStreamBytes > 0 && c.Limits.MaxBytes > t.StoreMaxStreamBytes {
+			big = append(big, c.Name)
 		}
 	}
 	if len(overConsumerLimit) > 0 {
@@ -175,16 +238,8 @@ func checkTarget(p *Plan, d *Discovery, add func(sev, obj, format string, args .
 	if t.MaxBytesRequired {
 		add(Blocker, "target account", "the account requires max_bytes on every stream (max_bytes_required) and stanmigrate copies without a byte limit: lift the requirement for the migration")
 	}
-	if t.StoreMaxStreamBytes > 0 {
-		var big []string
-		for _, c := range p.Channels {
-			if c.Limits.MaxBytes > t.StoreMaxStreamBytes {
-				big = append(big, c.Name)
-			}
-		}
-		if len(big) > 0 {
-			add(Blocker, "target account", "the account caps a stream at %d bytes (max_stream_bytes) and %d stream(s) would carry a larger max_bytes from STAN (%s): raise the account's cap or set max_bytes in the plan", t.StoreMaxStreamBytes, len(big), sample(big))
-		}
+	if len(big) > 0 {
+		add(Blocker, "target account", "the account caps a stream at %d bytes (max_stream_bytes) and %d stream(s) would carry a larger max_bytes from STAN (%s): raise the account's cap or set max_bytes in the plan", t.StoreMaxStreamBytes, len(big), sample(big))
 	}
 }
 
@@ -199,7 +254,7 @@ func sample(items []string) string {
 
 // checkExistingStream decides whether a stream already on the target can
 // be resumed. It reports false when it is a conflict.
-func checkExistingStream(cluster string, c Channel, es ExistingStream, obj string, add func(sev, obj, format string, args ...any)) bool {
+func checkExistingStream(cluster string, c Channel, es ExistingStream, obj string, add finding) bool {
 	var diffs []string
 	if es.Storage != "" && !strings.EqualFold(es.Storage, c.Storage) {
 		diffs = append(diffs, fmt.Sprintf("storage %s (plan: %s)", es.Storage, c.Storage))
@@ -239,7 +294,7 @@ func checkExistingStream(cluster string, c Channel, es ExistingStream, obj strin
 // checkExistingConsumers compares consumers already on a resumable stream
 // with the consumers the plan would create: one of ours with the same
 // settings is reused, anything else under the same name is a conflict.
-func checkExistingConsumers(c Channel, es ExistingStream, add func(sev, obj, format string, args ...any)) {
+func checkExistingConsumers(c Channel, es ExistingStream, add finding) {
 	byName := map[string]ExistingConsumer{}
 	for _, ec := range es.Consumers {
 		byName[strings.ToLower(ec.Name)] = ec
@@ -294,7 +349,7 @@ func checkExistingConsumers(c Channel, es ExistingStream, add func(sev, obj, for
 // migrate records each one's origin in, so they are a blocker. The
 // first-sequence hazard of early 2.10 and 2.11 releases is a warning of
 // its own (FirstSeqHazard).
-func checkTargetLine(version string, add func(sev, obj, format string, args ...any)) {
+func checkTargetLine(version string, level apilevel.Level, add finding) {
 	maj, min, _, ok := parseServerVersion(version)
 	if !ok {
 		return
@@ -307,15 +362,21 @@ func checkTargetLine(version string, add func(sev, obj, format string, args ...a
 		return
 	}
 	var parts []string
-	if before(2, 12) {
+	// The answering JetStream's level says it where known (through a
+	// domain it is not the connected server's); the version otherwise.
+	checksSeqFirst := level.ChecksRequired() || level == 0 && !before(2, 12)
+	if !checksSeqFirst {
 		parts = append(parts, "a resend of a stored message whose Nats-Msg-Id is still in the stream's duplicate window is answered with a duplicate ack, as this line checks the Msg-Id before the expected last sequence (2.12 and later answer error 10071 \"wrong last sequence\"); migrate treats both answers as already stored")
 	} else {
 		parts = append(parts, "a resend of a stored message is answered with error 10071 \"wrong last sequence\" even while its Nats-Msg-Id is in the stream's duplicate window, as this line checks the expected last sequence first (2.10 and 2.11 answer with a duplicate ack); migrate treats it as already stored")
 	}
-	if before(2, 14) {
-		parts = append(parts, "no fast batched publishing (the stream setting allow_batched arrived in 2.14): migrate publishes each message asynchronously")
+	// Decided by the API level of the JetStream that answered, as
+	// migrate decides it: through a domain that is not the connected
+	// server's, whose version this is.
+	if level.FastIngest() {
+		parts = append(parts, fmt.Sprintf("fast batched publishing is available (JetStream API level %d, stream setting allow_batched)", level))
 	} else {
-		parts = append(parts, "fast batched publishing is available (stream setting allow_batched)")
+		parts = append(parts, fmt.Sprintf("no fast batched publishing (JetStream API level %d; the stream setting allow_batched needs %d, %s): migrate publishes each message asynchronously", level, apilevel.FastBatches, apilevel.FastBatches.Release()))
 	}
 	if FirstSeqHazard(version) {
 		parts = append(parts, "this release has the first-sequence restart hazard (see the warning)")

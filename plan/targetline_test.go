@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -18,40 +19,46 @@ func TestPlanNamesTheTargetReleaseLineAndItsHazards(t *testing.T) {
 	const (
 		dupAck   = "answered with a duplicate ack"
 		wrongSeq = `answered with error 10071 "wrong last sequence"`
-		noBatch  = "no fast batched publishing (the stream setting allow_batched arrived in 2.14): migrate publishes each message asynchronously"
+		noBatch  = "no fast batched publishing"
 		batch    = "fast batched publishing is available"
 		hazard   = "first-sequence restart hazard"
 	)
 	tests := []struct {
 		version  string
+		level    int    // the JetStream API level that answered
 		severity string // of the line finding; "" = none
 		line     string
 		want     []string
 		not      []string
 		warning  bool // the first-sequence hazard warning too
 	}{
-		{"2.9.25", plan.Blocker, "2.9", []string{"release line 2.9 is not supported", "JetStream metadata", "from 2.10 on", "upgrade the target to 2.10.28 or later"}, nil, false},
-		{"2.2.0", plan.Blocker, "2.2", []string{"release line 2.2 is not supported"}, nil, false},
-		{"2.10.0", plan.Info, "2.10", []string{dupAck, noBatch, hazard}, []string{wrongSeq, batch}, true},
-		{"2.10.27", plan.Info, "2.10", []string{dupAck, noBatch, hazard}, nil, true},
-		{"2.10.29", plan.Info, "2.10", []string{dupAck, "2.12 and later answer error 10071", noBatch}, []string{hazard}, false},
-		{"2.11.1", plan.Info, "2.11", []string{dupAck, noBatch, hazard}, nil, true},
-		{"2.11.17", plan.Info, "2.11", []string{dupAck, noBatch}, []string{hazard}, false},
-		{"v2.12.0-RC.1", plan.Info, "2.12", []string{wrongSeq, "2.10 and 2.11 answer with a duplicate ack", noBatch}, []string{dupAck, hazard}, false},
-		{"2.12.15", plan.Info, "2.12", []string{wrongSeq, noBatch}, []string{batch}, false},
-		{"2.14.0", plan.Info, "2.14", []string{wrongSeq, batch, "allow_batched"}, []string{noBatch}, false},
-		{"2.15.3", plan.Info, "2.15", []string{wrongSeq, batch}, []string{noBatch, hazard}, false},
-		{"3.0.0", plan.Info, "3.0", []string{wrongSeq, batch}, nil, false},
-		{"", "", "", nil, nil, false},
-		{"unknown", "", "", nil, nil, false},
+		{"2.9.25", 0, plan.Blocker, "2.9", []string{"release line 2.9 is not supported", "JetStream metadata", "from 2.10 on", "upgrade the target to 2.10.28 or later"}, nil, false},
+		{"2.2.0", 0, plan.Blocker, "2.2", []string{"release line 2.2 is not supported"}, nil, false},
+		{"2.10.0", 0, plan.Info, "2.10", []string{dupAck, noBatch, hazard}, []string{wrongSeq, batch}, true},
+		{"2.10.27", 0, plan.Info, "2.10", []string{dupAck, noBatch, hazard}, nil, true},
+		{"2.10.29", 0, plan.Info, "2.10", []string{dupAck, "2.12 and later answer error 10071", noBatch}, []string{hazard}, false},
+		{"2.11.1", 1, plan.Info, "2.11", []string{dupAck, noBatch, hazard}, nil, true},
+		{"2.11.17", 1, plan.Info, "2.11", []string{dupAck, noBatch}, []string{hazard}, false},
+		{"v2.12.0-RC.1", 2, plan.Info, "2.12", []string{wrongSeq, "2.10 and 2.11 answer with a duplicate ack", noBatch}, []string{dupAck, hazard}, false},
+		{"2.12.15", 2, plan.Info, "2.12", []string{wrongSeq, noBatch}, []string{batch}, false},
+		{"2.14.0", 4, plan.Info, "2.14", []string{wrongSeq, batch, "allow_batched"}, []string{noBatch}, false},
+		{"2.15.3", 5, plan.Info, "2.15", []string{wrongSeq, batch}, []string{noBatch, hazard}, false},
+		{"3.0.0", 6, plan.Info, "3.0", []string{wrongSeq, batch}, nil, false},
+		// Through a JetStream domain the connected server (a hub) may be
+		// older than the JetStream that answers (a leaf): batches are
+		// decided by the level, as migrate decides them.
+		{"2.10.29", 5, plan.Info, "2.10", []string{wrongSeq, batch, "API level 5"}, []string{noBatch, dupAck}, false},
+		{"2.15.3", 2, plan.Info, "2.15", []string{wrongSeq, noBatch, "API level 2", "needs 4, nats-server 2.14"}, []string{batch}, false},
+		{"", 0, "", "", nil, nil, false},
+		{"unknown", 0, "", "", nil, nil, false},
 	}
 	for _, tt := range tests {
-		name := tt.version
-		if name == "" {
+		name := fmt.Sprintf("%s level %d", tt.version, tt.level)
+		if tt.version == "" {
 			name = "no version"
 		}
 		t.Run(name, func(t *testing.T) {
-			p := plan.Build(oneChannel(plan.TargetState{Version: tt.version}).discovery(), plan.Options{})
+			p := plan.Build(oneChannel(plan.TargetState{Version: tt.version, APILevel: tt.level}).discovery(), plan.Options{})
 			var lineFindings, warnings []plan.Finding
 			for _, f := range findingsOn(p, "target server") {
 				switch {

@@ -57,10 +57,18 @@ type Source struct {
 
 // Target describes the JetStream side.
 type Target struct {
-	URL           string `yaml:"url,omitempty" json:"url,omitempty"`
+	URL string `yaml:"url,omitempty" json:"url,omitempty"`
+	// Domain or APIPrefix name the JetStream the plan was made for when
+	// it is not the connected server's own (a leaf node's domain, an
+	// account's imported API): migrate and verify reach the same one
+	// unless told otherwise (--nats-domain).
+	Domain        string `yaml:"domain,omitempty" json:"domain,omitempty"`
+	APIPrefix     string `yaml:"api_prefix,omitempty" json:"api_prefix,omitempty"`
 	ServerVersion string `yaml:"server_version,omitempty" json:"server_version,omitempty"`
-	MaxPayload    int64  `yaml:"max_payload,omitempty" json:"max_payload,omitempty"`
-	Auth          *Auth  `yaml:"auth,omitempty" json:"auth,omitempty"`
+	// APILevel is the JetStream API level that answered (0 before 2.11).
+	APILevel   int   `yaml:"api_level,omitempty" json:"api_level,omitempty"`
+	MaxPayload int64 `yaml:"max_payload,omitempty" json:"max_payload,omitempty"`
+	Auth       *Auth `yaml:"auth,omitempty" json:"auth,omitempty"`
 }
 
 // Auth says how to reach one side securely, by reference only: file

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/jsread"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
@@ -39,7 +40,7 @@ func consumers(ctx context.Context, js jetstream.JetStream, c *plan.Channel, sc 
 			exact = l.Stored.Start(sc.FirstSeq)
 		}
 
-		ci, err := jsformat.ConsumerInfo(ctx, js, c.Stream, d.Consumer)
+		ci, err := jsread.ConsumerInfo(ctx, js, c.Stream, d.Consumer)
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
 			r.Expected = expectedExact(d, l, known, c)

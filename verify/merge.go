@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
-	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/jsread"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 )
 
@@ -174,7 +174,7 @@ func (m *merger) stoppedShort(ctx context.Context) (reread bool, err error) {
 func (m *merger) holdsAfter(ctx context.Context, seq uint64) (bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	next, err := jsformat.NextStored(cctx, m.stream, seq+1)
+	next, err := jsread.NextStored(cctx, m.stream, seq+1)
 	if err != nil {
 		return false, fmt.Errorf("stream: look for a message after sequence %d: %w", seq, err)
 	}

@@ -33,6 +33,10 @@ import (
 // ErrDifferences is returned, wrapped with a count, when any check fails.
 var ErrDifferences = errors.New("differences found")
 
+// DefaultParallel is how many channels are verified at once when nothing
+// says: one per CPU.
+var DefaultParallel = runtime.NumCPU()
+
 // Options configure a run.
 type Options struct {
 	Target conn.Side
@@ -41,7 +45,8 @@ type Options struct {
 	// streaming every message. Counts and first/last are still compared
 	// in full; no channel hash is computed.
 	Sample int
-	// Parallel is how many channels are verified at once (0 = NumCPU).
+	// Parallel is how many channels are verified at once (0 =
+	// DefaultParallel).
 	Parallel int
 	// State, when set, keeps each channel's verified prefix: a run checks
 	// the prefix cheaply and reads only past it, then records the new one.
@@ -83,7 +88,7 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Repo
 		o.Target.Name = "JetStream"
 	}
 	if o.Parallel <= 0 {
-		o.Parallel = runtime.NumCPU()
+		o.Parallel = DefaultParallel
 	}
 	chans := p.Active()
 	if len(chans) == 0 {

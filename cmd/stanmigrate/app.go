@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 )
@@ -23,10 +24,13 @@ type iostreams struct {
 type app struct {
 	io         *iostreams
 	interrupts *interrupts
+	env        environment
+	// now is the clock times relative to now count from (a test fixes it).
+	now func() time.Time
 }
 
 func newApp(stdout, stderr io.Writer, terminal bool) *app {
-	return &app{io: &iostreams{Out: stdout, Err: stderr, Terminal: terminal}, interrupts: &interrupts{}}
+	return &app{io: &iostreams{Out: stdout, Err: stderr, Terminal: terminal}, interrupts: &interrupts{}, env: readEnvironment(), now: time.Now}
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

@@ -2,13 +2,14 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/stanmigrate/stanmigrate/internal/freeport"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
 )
 
 // TestBadInputExitsTwoWithOneLineAndChangesNothing tries what a new user
@@ -61,6 +62,11 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 	emptyCreds := write("empty.creds", "-----BEGIN NATS USER JWT-----\n-----END NATS USER JWT-----\n")
 	notSeed := write("user.nk", "not a seed")
 	stanConf := write("stan.conf", "streaming { store: memory }\n")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() })
 
 	tests := []struct {
 		name  string
@@ -78,6 +84,16 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 		{"JetStream disabled", []string{"NATS_URL=" + noJS.URL()}, []string{"plan", "-o", "-"}, []string{"JetStream is not enabled"}},
 		{"URL that does not parse", nil, []string{"plan", "-o", "-", "--stan-url", "nats://:::4222"}, []string{"STAN server URL", "--stan-url"}},
 		{"URL with another scheme", nil, []string{"plan", "-o", "-", "--nats-url", "http://127.0.0.1:4222"}, []string{`scheme "http"`, "--nats-url"}},
+		{"URL of colons", nil, []string{"plan", "-o", "-", "--nats-url", "nats://::::"}, []string{"--nats-url", "JetStream server URL", "more than one colon", "[::1]:4222"}},
+		{"URL of colons from the environment", []string{"NATS_URL=nats://::::"}, []string{"verify", "--plan", good}, []string{"--nats-url (from NATS_URL)", "more than one colon"}},
+		{"IPv6 address without brackets", nil, []string{"migrate", "--plan", good, "--stan-url", "nats://::1:4222"}, []string{"--stan-url", "brackets"}},
+		{"IPv6 address with one bracket", nil, []string{"plan", "-o", "-", "--stan-url", "nats://[::1:4222"}, []string{"--stan-url", "does not parse"}},
+		{"URL with an empty host", nil, []string{"plan", "-o", "-", "--stan-url", "nats://:4222"}, []string{"--stan-url", "names no host"}},
+		{"URL list with an empty entry", nil, []string{"plan", "-o", "-", "--nats-url", "nats://127.0.0.1:4222,,nats://127.0.0.1:4223"}, []string{"--nats-url", "entry 2 of 3", "is empty"}},
+		{"URL list ending in a comma", nil, []string{"fixture", "capture", "--stan-url", "nats://127.0.0.1:4222,"}, []string{"--stan-url", "entry 2 of 2", "is empty"}},
+		{"monitoring URL of colons", nil, []string{"plan", "-o", "-", "--stan-monitor", "http://::::8222"}, []string{"--stan-monitor", "STAN monitoring URL", "more than one colon"}},
+		{"monitoring URL with a NATS scheme", nil, []string{"fixture", "load", "../../testdata/fixtures/core.yaml", "--stan-monitor", "nats://127.0.0.1:8222"}, []string{"--stan-monitor", `scheme "nats" is not http or https`}},
+		{"monitoring URL list with an empty entry", nil, []string{"plan", "-o", "-", "--stan-monitor", ",http://127.0.0.1:8222"}, []string{"--stan-monitor", "entry 1 of 2", "is empty"}},
 		{"credentials file without credentials", nil, []string{"plan", "-o", "-", "--stan-creds", emptyCreds}, []string{"--stan-creds", "holds no user JWT"}},
 		{"NKey file without a seed", nil, []string{"plan", "-o", "-", "--nats-nkey", notSeed}, []string{"--nats-nkey", "not an NKey seed"}},
 		{"missing credentials file", nil, []string{"plan", "-o", "-", "--nats-creds", filepath.Join(dir, "nope.creds")}, []string{"--nats-creds", "no such file"}},
@@ -102,6 +118,20 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 		{"--headers", nil, []string{"plan", "-o", "-", "--headers", "none"}, []string{"--headers", "full or minimal"}},
 		{"--positions", nil, []string{"migrate", "--plan", good, "--positions", "sometimes"}, []string{"--positions", "exact or lowest-unacked"}},
 		{"--publish", nil, []string{"migrate", "--plan", good, "--publish", "sync"}, []string{"--publish", "auto or async"}},
+		{"--log-format", nil, []string{"migrate", "--plan", good, "--log-format", "xml"}, []string{`--log-format "xml"`, "text or json"}},
+		{"verify --log-format", nil, []string{"verify", "--plan", good, "--log-format", "logfmt"}, []string{`--log-format "logfmt"`, "text or json"}},
+		// Operating a long run: rate caps and the metrics address.
+		{"--rate -5", nil, []string{"migrate", "--plan", good, "--rate", "-5"}, []string{"--rate -5", "1 to 100000000"}},
+		{"--rate too high", nil, []string{"migrate", "--plan", good, "--rate", "1000000000"}, []string{"--rate 1000000000", "1 to 100000000"}},
+		{"--rate not a number", nil, []string{"migrate", "--plan", good, "--rate", "fast"}, []string{"--rate", "fast"}},
+		{"--rate-bytes that does not parse", nil, []string{"migrate", "--plan", good, "--rate-bytes", "lots"}, []string{`--rate-bytes "lots"`, "1 KiB to 1 TiB"}},
+		{"--rate-bytes below 1 KiB", nil, []string{"migrate", "--plan", good, "--rate-bytes", "100B"}, []string{`--rate-bytes "100B"`, "1 KiB"}},
+		{"--rate-bytes above 1 TiB", nil, []string{"migrate", "--plan", good, "--rate-bytes", "2TiB"}, []string{`--rate-bytes "2TiB"`, "1 TiB"}},
+		{"--metrics-listen without a port", nil, []string{"migrate", "--plan", good, "--metrics-listen", "127.0.0.1"}, []string{`--metrics-listen "127.0.0.1"`, "host:port"}},
+		{"--metrics-listen that does not parse", nil, []string{"verify", "--plan", good, "--metrics-listen", "::1::9464"}, []string{"--metrics-listen", "host:port"}},
+		{"--metrics-listen on an address not here", nil, []string{"migrate", "--plan", good, "--metrics-listen", "192.0.2.1:9464"}, []string{"--metrics-listen 192.0.2.1:9464", "local address"}},
+		{"--metrics-listen on a port in use", nil, []string{"migrate", "--plan", good, "--metrics-listen", busy.Addr().String()}, []string{"--metrics-listen " + busy.Addr().String(), "in use"}},
+		{"verify --metrics-listen on a port in use", nil, []string{"verify", "--plan", good, "--metrics-listen", busy.Addr().String()}, []string{"--metrics-listen " + busy.Addr().String(), "in use"}},
 		{"--channel matching nothing", nil, []string{"plan", "-o", "-", "--channel", "typo*"}, []string{`--channel "typo*"`, "matches none", "orders.eu"}},
 		{"--channel that is not a glob", nil, []string{"plan", "-o", "-", "--channel", "["}, []string{`--channel "["`, "not a valid glob"}},
 		{"--exclude that is not a glob", nil, []string{"plan", "-o", "-", "--exclude", "orders["}, []string{`--exclude "orders["`, "not a valid glob"}},

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -12,6 +13,13 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 )
+
+// ciExampleModule is what the example's install step installs; the
+// container acceptance run (.ci/containers.sh) replaces that one step with
+// a build of the checkout.
+const ciExampleModule = "github.com/stanmigrate/stanmigrate/cmd/stanmigrate"
+
+var pinnedInstall = regexp.MustCompile(`^go install ` + regexp.QuoteMeta(ciExampleModule) + `@v\d+\.\d+\.\d+$`)
 
 // workflow is the part of a GitHub Actions workflow the example uses.
 type workflow struct {
@@ -80,9 +88,20 @@ func TestCIExampleRunsAgainstEmbeddedServers(t *testing.T) {
 	t.Chdir(work)
 
 	var ran []string
+	installs := 0
 	for _, step := range job.Steps {
 		line := strings.TrimSpace(step.Run)
-		if !strings.HasPrefix(line, "./stanmigrate ") {
+		if strings.HasPrefix(line, "go install ") {
+			// A copied workflow cannot build from this checkout: it
+			// installs a release, which must be pinned so a rehearsal
+			// keeps testing the version the migration will run.
+			installs++
+			if !pinnedInstall.MatchString(line) {
+				t.Errorf("step %q: %q should install %s at a pinned vX.Y.Z", step.Name, line, ciExampleModule)
+			}
+			continue
+		}
+		if !strings.HasPrefix(line, "stanmigrate ") {
 			continue
 		}
 		if strings.ContainsAny(line, "\n|&;$`'\"") {
@@ -95,6 +114,9 @@ func TestCIExampleRunsAgainstEmbeddedServers(t *testing.T) {
 		}
 		ran = append(ran, args[0]+" "+args[1])
 		t.Logf("%s:\n%s", line, r.stdout)
+	}
+	if installs != 1 {
+		t.Errorf("the example installs stanmigrate %d times, want once (go install %s@vX.Y.Z)", installs, ciExampleModule)
 	}
 	want := []string{"fixture load", "plan -o", "migrate --plan", "verify --plan"}
 	if strings.Join(ran, ", ") != strings.Join(want, ", ") {

@@ -5,16 +5,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
+	"github.com/stanmigrate/stanmigrate/internal/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/report"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/plan"
+	"github.com/stanmigrate/stanmigrate/verify"
 )
 
 type demoOptions struct {
@@ -84,16 +85,16 @@ func runDemo(ctx context.Context, o *demoOptions) error {
 	}
 	planFile := filepath.Join(root, "plan.yaml")
 	step("2/4 stanmigrate plan -o %s", planFile)
-	if err := runPlan(ctx, &planOptions{io: o.io, global: g, output: planFile, format: report.Table, replicas: 1, headers: "full"}); err != nil {
+	if err := runPlan(ctx, &planOptions{io: o.io, global: g, output: planFile, format: report.Table, replicas: plan.DefaultReplicas, headers: plan.DefaultHeaders}); err != nil {
 		return err
 	}
 	step("3/4 stanmigrate migrate --plan %s", planFile)
-	if err := runMigrate(ctx, &migrateOptions{io: o.io, global: g, planFile: planFile, positions: "exact", publish: migrate.PublishAuto,
-		parallel: defaultMigrateParallel, window: defaultWindow}); err != nil {
+	if err := runMigrate(ctx, &migrateOptions{io: o.io, global: g, planFile: planFile, positions: migrate.DefaultPositions, publish: migrate.PublishAuto,
+		parallel: migrate.DefaultParallel, window: migrate.DefaultWindow}); err != nil {
 		return err
 	}
 	step("4/4 stanmigrate verify --plan %s", planFile)
-	if err := runVerify(ctx, &verifyOptions{io: o.io, global: g, planFile: planFile, parallel: runtime.NumCPU()}); err != nil {
+	if err := runVerify(ctx, &verifyOptions{io: o.io, global: g, planFile: planFile, parallel: verify.DefaultParallel}); err != nil {
 		return err
 	}
 	fmt.Fprintln(o.io.Out, "\nDemo complete: every channel is a stream with the same sequences and content, every durable a consumer at its position.")

@@ -7,7 +7,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
+	"github.com/stanmigrate/stanmigrate/internal/metrics"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/seek"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/migrate"
@@ -15,7 +17,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
-// Exit codes, as in the spec and every command's help.
+// Exit codes, as every command's help lists them (exitCodesHelp).
 const (
 	exitOK          = 0
 	exitFailed      = 1 // differences found, or the migration failed
@@ -53,7 +55,10 @@ var badInput = []error{
 	conn.ErrWrongCluster,
 	conn.ErrNoJetStream,
 	conn.ErrBadConfig,
+	seek.ErrNoStream,
+	seek.ErrNoTimestamp,
 	state.ErrNoState,
+	metrics.ErrListen,
 }
 
 // exitCode is the one place errors become exit codes.

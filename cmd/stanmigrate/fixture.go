@@ -69,6 +69,9 @@ Durables whose owner the spec marks online stay connected until Ctrl-C.
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.file = args[0]
+			if err := o.validate(); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}
@@ -80,10 +83,18 @@ Durables whose owner the spec marks online stay connected until Ctrl-C.
 	return cmd
 }
 
-func runFixtureLoad(ctx context.Context, o *fixtureLoadOptions) error {
+// validate checks the flags before anything runs.
+func (o *fixtureLoadOptions) validate() error {
+	if err := o.global.validate(); err != nil {
+		return err
+	}
 	if o.timeout <= 0 {
 		return usageError{fmt.Errorf("--timeout %v: use a positive duration, such as 30s", o.timeout)}
 	}
+	return nil
+}
+
+func runFixtureLoad(ctx context.Context, o *fixtureLoadOptions) error {
 	spec, err := fixture.Load(o.file)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -177,6 +188,9 @@ and durable.
 ` + exitCodesHelp,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}
@@ -190,13 +204,18 @@ and durable.
 	return cmd
 }
 
-func runFixtureCapture(ctx context.Context, o *fixtureCaptureOptions) error {
+// validate checks the flags before anything runs.
+func (o *fixtureCaptureOptions) validate() error {
+	if err := o.global.validate(); err != nil {
+		return err
+	}
 	if o.scale <= 0 || o.scale > 1 {
 		return usageError{fmt.Errorf("--scale %v: use a factor above 0 and at most 1, such as 0.01", o.scale)}
 	}
-	if err := validGlobs("--channel", o.channels); err != nil {
-		return err
-	}
+	return validGlobs("--channel", o.channels)
+}
+
+func runFixtureCapture(ctx context.Context, o *fixtureCaptureOptions) error {
 	if err := writableFile("--output", o.output); err != nil {
 		return err
 	}

@@ -155,7 +155,11 @@ func TestFleetOfThreeSharesTheChannels(t *testing.T) {
 		t.Fatal("no worker was killed mid-copy")
 	}
 	if probe == nil || !probe.signaled(syscall.SIGKILL) {
-		t.Fatalf("no worker was killed while probing the queue group")
+		var logs strings.Builder
+		for _, w := range workers {
+			fmt.Fprintf(&logs, "--- %s (exit %d):\n%s", w.name, w.cmd.ProcessState.ExitCode(), w.log())
+		}
+		t.Fatalf("no worker was killed while probing the queue group:\n%s", logs.String())
 	}
 	for _, dead := range []*fleetWorker{midCopy, probe} {
 		if err := os.RemoveAll(dead.dir); err != nil {

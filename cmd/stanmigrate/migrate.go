@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/stanmigrate/stanmigrate/internal/report"
@@ -34,13 +34,8 @@ type migrateOptions struct {
 	positions string
 	publish   string
 	dir       dirOptions
+	op        operateOptions
 }
-
-// Defaults of migrate's numeric flags.
-var (
-	defaultMigrateParallel = max(runtime.NumCPU(), 8)
-	defaultWindow          = 8192
-)
 
 // defaultStateDir keeps checkpoints beside the plan they belong to.
 func defaultStateDir(planFile string) string {
@@ -74,7 +69,10 @@ expire (--lease-ttl).
 ` + exitCodesHelp,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.dir.resolve(cmd.Flags()); err != nil {
+			if err := o.dir.resolve(cmd.Flags(), a.env); err != nil {
+				return err
+			}
+			if err := o.validate(); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -87,11 +85,14 @@ expire (--lease-ttl).
 	f.StringVar(&o.planFile, "plan", "", "plan file written by the plan command (default: plan now with defaults)")
 	f.StringVar(&o.stateDir, "state", "", "state directory (default: beside the plan, <plan>.state), or kv:NAME for a key-value bucket on the target that several machines can share")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", state.DefaultLeaseTTL, "how long a worker's claim on a channel lasts unrenewed, 3s to 10m: a dead worker's channels move to the others after about this long")
-	f.IntVar(&o.parallel, "parallel", defaultMigrateParallel, "channels migrated at once, 1 to 1024 (8 unless the machine has more CPUs)")
-	f.IntVar(&o.window, "window", defaultWindow, "publishes awaiting a JetStream ack per channel, 16 to 1048576 (payload in flight is also capped at 32 MiB across all channels)")
-	f.StringVar(&o.positions, "positions", "exact", "consumer state: exact (ack what STAN had acknowledged past the start, redeliver only the pending) or lowest-unacked (at-least-once: start at the lowest unacknowledged sequence, acknowledged messages past it are delivered again)")
+	f.IntVar(&o.parallel, "parallel", migrate.DefaultParallel, fmt.Sprintf("channels migrated at once, 1 to %d", maxParallel))
+	f.IntVar(&o.window, "window", migrate.DefaultWindow, fmt.Sprintf("publishes awaiting a JetStream ack per channel, %d to %d (payload in flight is also capped at %s across all channels)",
+		migrate.MinWindow, migrate.MaxWindow, humanize.IBytes(migrate.DefaultWindowBytes)))
+	f.StringVar(&o.positions, "positions", migrate.DefaultPositions, fmt.Sprintf("consumer state: %s (ack what STAN had acknowledged past the start, redeliver only the pending) or %s (at-least-once: start at the lowest unacknowledged sequence, acknowledged messages past it are delivered again)",
+		migrate.PositionsExact, migrate.PositionsLowestUnacked))
 	f.StringVar(&o.publish, "publish", migrate.PublishAuto, "auto (fast-ingest batches where the target offers them, nats-server 2.14+; each message asynchronously otherwise) or async (always each message asynchronously)")
 	o.dir.addFlags(f)
+	o.op.addFlags(f, true)
 	f.BoolVar(&o.follow, "follow", false, "keep tailing new messages until Ctrl-C or --until-idle, then finish")
 	f.DurationVar(&o.untilIdle, "until-idle", 0, "with --follow: finish a channel after this long without a new message")
 	f.BoolVar(&o.json, "json", false, "print the summary as JSON (no progress output)")
@@ -100,7 +101,42 @@ expire (--lease-ttl).
 	return cmd
 }
 
-func runMigrate(ctx context.Context, o *migrateOptions) error {
+// validate checks the flags against each other and their ranges, before
+// anything runs.
+func (o *migrateOptions) validate() error {
+	if err := o.global.validate(); err != nil {
+		return err
+	}
+	if o.dir.dir != "" && o.follow {
+		return usageError{errors.New("--follow needs a running STAN server: a store directory does not grow")}
+	}
+	if o.positions != migrate.PositionsExact && o.positions != migrate.PositionsLowestUnacked {
+		return usageError{fmt.Errorf("--positions is %q: use %s or %s", o.positions, migrate.PositionsExact, migrate.PositionsLowestUnacked)}
+	}
+	if o.publish != migrate.PublishAuto && o.publish != migrate.PublishAsync {
+		return usageError{fmt.Errorf("--publish %q: use %s or %s", o.publish, migrate.PublishAuto, migrate.PublishAsync)}
+	}
+	if o.untilIdle != 0 && !o.follow {
+		return usageError{errors.New("--until-idle needs --follow")}
+	}
+	if o.untilIdle < 0 {
+		return usageError{fmt.Errorf("--until-idle %v: use a positive duration, such as 30s", o.untilIdle)}
+	}
+	if err := inRange("--parallel", o.parallel, 1, maxParallel); err != nil {
+		return err
+	}
+	if err := inRange("--window", o.window, migrate.MinWindow, migrate.MaxWindow); err != nil {
+		return err
+	}
+	if o.leaseTTL != 0 {
+		if err := inRangeDuration("--lease-ttl", o.leaseTTL, 3*time.Second, 10*time.Minute); err != nil {
+			return err
+		}
+	}
+	return o.op.check()
+}
+
+func runMigrate(ctx context.Context, o *migrateOptions) (err error) {
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
@@ -110,35 +146,18 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 	if o.status {
 		return runStatus(ctx, &statusOptions{io: o.io, global: o.global, stateDir: o.stateDir})
 	}
-	if o.dir.dir != "" && o.follow {
-		return usageError{errors.New("--follow needs a running STAN server: a store directory does not grow")}
-	}
-	if o.positions != "exact" && o.positions != "lowest-unacked" {
-		return usageError{fmt.Errorf("--positions is %q: use exact or lowest-unacked", o.positions)}
-	}
-	if o.publish != migrate.PublishAuto && o.publish != migrate.PublishAsync {
-		return usageError{fmt.Errorf("--publish %q: use auto or async", o.publish)}
-	}
-	if o.untilIdle != 0 && !o.follow {
-		return usageError{errors.New("--until-idle needs --follow")}
-	}
-	if o.untilIdle < 0 {
-		return usageError{fmt.Errorf("--until-idle %v: use a positive duration, such as 30s", o.untilIdle)}
-	}
-	if err := inRange("--parallel", o.parallel, 1, 1024); err != nil {
-		return err
-	}
-	if err := inRange("--window", o.window, 16, 1<<20); err != nil {
-		return err
-	}
 	if o.leaseTTL == 0 {
 		o.leaseTTL = state.DefaultLeaseTTL
 	}
-	if err := inRangeDuration("--lease-ttl", o.leaseTTL, 3*time.Second, 10*time.Minute); err != nil {
+	opn, err := o.op.start()
+	if err != nil {
 		return err
 	}
+	defer func() { opn.end(err) }()
 	g := o.global
-	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, true)
+	prog := newProgress(o.io, progressOptions{verb: "migrating", quiet: o.quiet || o.json, format: o.op.logFormat, limit: o.op.limit(), every: o.op.logEvery})
+	defer prog.Close()
+	rs, err := g.resolveRun(ctx, prog.notesIO(), o.planFile, o.stateDir, o.dir, true)
 	if err != nil {
 		return err
 	}
@@ -149,14 +168,12 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		return err
 	}
 	defer src.Close()
-	skipUnreadable(ctx, o.io.Err, p, src, o.dir.skipBroken)
-
-	prog := newProgress(o.io, "migrating", o.quiet || o.json)
+	skipUnreadable(ctx, prog.Notes(), p, src, o.dir.skipBroken)
 	finish := make(chan struct{})
-	clock := &cutoverClock{Reporter: prog}
+	clock := &cutoverClock{Reporter: opn.reporter(prog)}
 	if o.follow && o.interrupts != nil {
 		o.interrupts.onFinish(func() {
-			fmt.Fprintln(o.io.Err, "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
+			fmt.Fprintln(prog.Notes(), "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
 			clock.finishing()
 			close(finish)
 		})
@@ -170,12 +187,15 @@ func runMigrate(ctx context.Context, o *migrateOptions) error {
 		Follow:      o.follow,
 		Finish:      finish,
 		IdleFinish:  o.untilIdle,
-		AtLeastOnce: o.positions == "lowest-unacked",
+		AtLeastOnce: o.positions == migrate.PositionsLowestUnacked,
 		Publish:     o.publish,
+		Rate:        float64(o.op.rate),
+		RateBytes:   o.op.rateBytesN,
+		SourceEvery: o.op.sourceEvery,
 		Reporter:    clock,
 	})
 	prog.Close()
-	clock.printMigrate(o.io.Err, time.Now())
+	clock.printMigrate(prog.Notes(), time.Now())
 	if sum != nil {
 		if perr := printResult(o.io, o.json, sum, func() { report.Migration(o.io.Out, sum) }); perr != nil {
 			return perr

@@ -94,7 +94,7 @@ func TestMigrateAndVerifyOutputPerMode(t *testing.T) {
 			so.Reset()
 			se.Reset()
 			err = runMigrate(ctx, &migrateOptions{io: ios, global: g, planFile: planFile, positions: "exact", publish: migrate.PublishAuto, quiet: m.quiet, json: m.json,
-				parallel: defaultMigrateParallel, window: defaultWindow})
+				parallel: migrate.DefaultParallel, window: migrate.DefaultWindow})
 			if err != nil {
 				t.Fatalf("migrate: %v\n%s%s", err, so.String(), se.String())
 			}

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"time"
+
+	"github.com/stanmigrate/stanmigrate/internal/changlob"
 )
 
 // writableFile checks, before anything runs, that path can become a file:
@@ -52,8 +53,12 @@ func stateDirectory(path string) error {
 	return nil
 }
 
-// inRange refuses a numeric flag outside lo..hi, naming the flag, what it
-// got and what it takes.
+// maxParallel bounds --parallel (migrate and verify): a bound on typing
+// mistakes, far above any machine's cores.
+const maxParallel = 1024
+
+// inRangeDuration refuses a duration flag outside lo..hi, naming the
+// flag, what it got and what it takes.
 func inRangeDuration(flag string, v, lo, hi time.Duration) error {
 	if v < lo || v > hi {
 		return usageError{fmt.Errorf("%s %v: use %v to %v", flag, v, lo, hi)}
@@ -61,6 +66,8 @@ func inRangeDuration(flag string, v, lo, hi time.Duration) error {
 	return nil
 }
 
+// inRange refuses a numeric flag outside lo..hi, naming the flag, what it
+// got and what it takes.
 func inRange(flag string, v, lo, hi int) error {
 	if v < lo || v > hi {
 		return usageError{fmt.Errorf("%s %d: use %d to %d", flag, v, lo, hi)}
@@ -68,13 +75,10 @@ func inRange(flag string, v, lo, hi int) error {
 	return nil
 }
 
-// validGlobs refuses a channel glob path.Match cannot read: matching
-// with it would silently select (or leave out) nothing.
+// validGlobs refuses a channel glob that cannot be read, naming the flag.
 func validGlobs(flag string, globs []string) error {
-	for _, g := range globs {
-		if _, err := path.Match(g, ""); err != nil {
-			return usageError{fmt.Errorf("%s %q is not a valid glob: %v", flag, g, err)}
-		}
+	if err := changlob.Check(globs); err != nil {
+		return usageError{fmt.Errorf("%s %w", flag, err)}
 	}
 	return nil
 }

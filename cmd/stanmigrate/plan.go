@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stanmigrate/stanmigrate/internal/changlob"
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/report"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -44,7 +44,10 @@ blocked. It changes nothing on either server.
 ` + exitCodesHelp,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.dir.resolve(cmd.Flags()); err != nil {
+			if err := o.dir.resolve(cmd.Flags(), a.env); err != nil {
+				return err
+			}
+			if err := o.validate(); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -58,23 +61,43 @@ blocked. It changes nothing on either server.
 	f.StringArrayVar(&o.include, "channel", nil, "only channels matching this glob (repeatable)")
 	f.StringArrayVar(&o.exclude, "exclude", nil, "leave out channels matching this glob (repeatable)")
 	f.StringVar(&o.format, "format", report.Table, "report format: table, json or markdown")
-	f.IntVar(&o.replicas, "replicas", 1, "stream replicas on the target, 1 to 5 (3 on a three-node cluster)")
+	f.IntVar(&o.replicas, "replicas", plan.DefaultReplicas, fmt.Sprintf("stream replicas on the target, %d to %d (3 on a three-node cluster)", plan.MinReplicas, plan.MaxReplicas))
 	f.StringVar(&o.cluster, "placement-cluster", "", "put every stream in this JetStream cluster")
 	f.StringArrayVar(&o.tags, "placement-tag", nil, "put every stream's replicas on servers with this tag (repeatable)")
 	o.dir.addFlags(f)
-	f.StringVar(&o.headers, "headers", jsformat.HeadersFull, "headers on migrated messages: full (stan2js's: channel, sequence, original timestamp) or minimal (original timestamp)")
+	f.StringVar(&o.headers, "headers", plan.DefaultHeaders, fmt.Sprintf("headers on migrated messages: %s (stan2js's: channel, sequence, original timestamp) or %s (original timestamp)", jsformat.HeadersFull, jsformat.HeadersMinimal))
 	f.BoolVar(&o.msgID, "msg-id", false, "also put a Nats-Msg-Id (<cluster>:<channel>:<sequence>) on every message; exactly-once does not need it, and it costs the server memory and time")
 	return cmd
 }
 
-func runPlan(ctx context.Context, o *planOptions) error {
-	if err := writableFile("--output", o.output); err != nil {
+// validate checks the flags' values before anything runs.
+func (o *planOptions) validate() error {
+	if err := o.global.validate(); err != nil {
 		return err
 	}
 	switch o.format {
 	case report.Table, report.JSON, report.Markdown:
 	default:
 		return usageError{fmt.Errorf("--format %q: use table, json or markdown", o.format)}
+	}
+	if err := inRange("--replicas", o.replicas, plan.MinReplicas, plan.MaxReplicas); err != nil {
+		return err
+	}
+	if err := validGlobs("--channel", o.include); err != nil {
+		return err
+	}
+	if err := validGlobs("--exclude", o.exclude); err != nil {
+		return err
+	}
+	if o.headers != jsformat.HeadersFull && o.headers != jsformat.HeadersMinimal {
+		return usageError{fmt.Errorf("--headers %q: use %s or %s", o.headers, jsformat.HeadersFull, jsformat.HeadersMinimal)}
+	}
+	return nil
+}
+
+func runPlan(ctx context.Context, o *planOptions) error {
+	if err := writableFile("--output", o.output); err != nil {
+		return err
 	}
 	p, err := makePlan(ctx, o)
 	if err != nil {
@@ -96,18 +119,6 @@ func runPlan(ctx context.Context, o *planOptions) error {
 
 // makePlan discovers the source and the target and maps them.
 func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
-	if err := inRange("--replicas", o.replicas, 1, 5); err != nil {
-		return nil, err
-	}
-	if err := validGlobs("--channel", o.include); err != nil {
-		return nil, err
-	}
-	if err := validGlobs("--exclude", o.exclude); err != nil {
-		return nil, err
-	}
-	if o.headers != jsformat.HeadersFull && o.headers != jsformat.HeadersMinimal {
-		return nil, usageError{fmt.Errorf("--headers %q: use full or minimal", o.headers)}
-	}
 	g := o.global
 	src, err := g.openSource(ctx, o.dir, nil, 1)
 	if err != nil {
@@ -152,17 +163,11 @@ func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
 // empty plan is almost always a typo, and migrating it would do nothing
 // while looking like success.
 func selectionMatches(include []string, d *plan.Discovery) error {
-	for _, g := range include {
-		matched := false
-		for _, c := range d.Channels {
-			if ok, _ := path.Match(g, c.Name); ok {
-				matched = true
-				break
-			}
-		}
-		if matched {
-			continue
-		}
+	all := make([]string, len(d.Channels))
+	for i, c := range d.Channels {
+		all[i] = c.Name
+	}
+	for _, g := range (changlob.Selector{Include: include}).Unmatched(all) {
 		names := make([]string, 0, 5)
 		for _, c := range d.Channels {
 			if len(names) == 5 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 
@@ -13,10 +12,13 @@ import (
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
+	"github.com/stanmigrate/stanmigrate/internal/urls"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
-// Defaults from the spec.
+// Connection defaults: servers on this machine at the standard ports
+// (4222 for clients, 8222 for monitoring), and the cluster id
+// nats-streaming-server takes when none is configured.
 const (
 	defaultSTANURL = "nats://127.0.0.1:4222"
 	defaultCluster = "test-cluster"
@@ -35,6 +37,10 @@ type globalOptions struct {
 	monitorCA, monitorCert, monitorKey string
 	monitorHTTP                        *http.Client
 	flags                              *pflag.FlagSet
+	env                                environment
+	// domainGiven: --nats-domain or NATS_DOMAIN named the target's
+	// JetStream domain, which then wins over a plan's.
+	domainGiven bool
 }
 
 // runners replace commands' run functions, so tests can check what the
@@ -47,6 +53,8 @@ type runners struct {
 	stateRm func(context.Context, *stateRmOptions) error
 	demo    func(context.Context, *demoOptions) error
 
+	seqAtTime func(context.Context, *seqAtTimeOptions) error
+
 	fixtureLoad    func(context.Context, *fixtureLoadOptions) error
 	fixtureCapture func(context.Context, *fixtureCaptureOptions) error
 }
@@ -54,7 +62,7 @@ type runners struct {
 func newRootCmd(a *app) *cobra.Command { return newRootCmdWith(a, runners{}) }
 
 func newRootCmdWith(a *app, r runners) *cobra.Command {
-	g := &globalOptions{stan: conn.Side{Name: "STAN"}, nats: conn.Side{Name: "JetStream"}}
+	g := &globalOptions{stan: conn.Side{Name: "STAN"}, nats: conn.Side{Name: "JetStream"}, env: a.env}
 	root := &cobra.Command{
 		Use:   "stanmigrate",
 		Short: "Move a NATS Streaming (STAN) deployment into NATS JetStream",
@@ -66,9 +74,10 @@ and proves the result identical.
   stanmigrate migrate   execute the plan (resumable)
   stanmigrate verify    compare every channel with its stream
   stanmigrate demo      the whole job on embedded servers
+  stanmigrate seq-at-time  the stream sequence at an original STAN time
 
-Connection flags read STAN_URL, STAN_CLUSTER, STAN_MONITOR and NATS_URL from
-the environment when not given (a flag wins). Each side is secured on its own
+Connection flags read STAN_URL, STAN_CLUSTER, STAN_MONITOR, NATS_URL and
+NATS_DOMAIN from the environment when not given (a flag wins). Each side is secured on its own
 (--stan-… / --nats-…): user and password, token, NKey seed file, credentials
 file, TLS CA, client certificate and key, or a saved NATS CLI context; a plan
 file's source.auth / target.auth references apply when no such flag is given.
@@ -92,6 +101,7 @@ file's source.auth / target.auth references apply when no such flag is given.
 		newVerifyCmd(a, g, r.verify),
 		newStatusCmd(a, g, r.status),
 		newStateCmd(a, g, r.stateRm),
+		newSeqAtTimeCmd(a, g, r.seqAtTime),
 		newDemoCmd(a, r.demo),
 		newFixtureCmd(a, g, r),
 		newVersionCmd(a),
@@ -111,6 +121,7 @@ func (g *globalOptions) addFlags(pf *pflag.FlagSet) {
 	pf.StringVar(&g.monitorKey, "stan-monitor-key", "", "key of --stan-monitor-cert")
 	pf.BoolVar(&g.noMonitor, "no-monitor", false, "STAN runs without monitoring: list channels and durables in the plan by hand")
 	pf.StringVar(&g.nats.URL, "nats-url", defaultNATSURL, "JetStream server URL (env NATS_URL)")
+	pf.StringVar(&g.nats.Domain, "nats-domain", "", "JetStream domain to migrate into, reached through the --nats-url server (a leaf node's or hub's; env NATS_DOMAIN; default: the plan's, else the context's jetstream_domain or jetstream_api_prefix, else the server's own JetStream)")
 	addSideFlags(pf, "stan", &g.stan)
 	addSideFlags(pf, "nats", &g.nats)
 }
@@ -135,7 +146,7 @@ func (g *globalOptions) resolve(flags *pflag.FlagSet) error {
 		if flags.Changed(flag) {
 			return
 		}
-		if v := os.Getenv(env); v != "" {
+		if v := g.env[env]; v != "" {
 			*dst = v
 			return
 		}
@@ -147,10 +158,44 @@ func (g *globalOptions) resolve(flags *pflag.FlagSet) error {
 	pick("cluster", "STAN_CLUSTER", &g.cluster, "")
 	pick("stan-monitor", "STAN_MONITOR", &g.monitorURL, "")
 	pick("nats-url", "NATS_URL", &g.nats.URL, g.nats.Context)
+	pick("nats-domain", "NATS_DOMAIN", &g.nats.Domain, "")
+	g.domainGiven = g.nats.Domain != ""
+	if g.domainGiven {
+		if _, err := g.nats.JetStreamAPI(); err != nil {
+			return usageError{err}
+		}
+	}
 	if g.cluster == "" {
 		return usageError{fmt.Errorf("--cluster is empty: pass the STAN cluster id")}
 	}
 	return g.resolveMonitorTLS()
+}
+
+// validate checks the connection flags the commands that connect use: the
+// URLs' grammar, so that a typo is refused as one (exit 2, naming the
+// flag) instead of failing as an unreachable server.
+func (g *globalOptions) validate() error {
+	natsSchemes := []string{"nats", "tls", "ws", "wss"}
+	for _, u := range []struct {
+		flag, env, what, value, example string
+		schemes                         []string
+	}{
+		{"stan-url", "STAN_URL", "STAN server URL", g.stan.URL, "nats://127.0.0.1:4222", natsSchemes},
+		{"nats-url", "NATS_URL", "JetStream server URL", g.nats.URL, "nats://127.0.0.1:4222", natsSchemes},
+		{"stan-monitor", "STAN_MONITOR", "STAN monitoring URL", g.monitorURL, "http://127.0.0.1:8222", []string{"http", "https"}},
+	} {
+		if u.value == "" || (u.flag == "stan-monitor" && g.noMonitor) {
+			continue // a context's URL, or no monitoring
+		}
+		if err := urls.CheckList(u.value, u.schemes...); err != nil {
+			from := ""
+			if (g.flags == nil || !g.flags.Changed(u.flag)) && g.env[u.env] != "" {
+				from = " (from " + u.env + ")"
+			}
+			return usageError{fmt.Errorf("--%s%s: %s: %w (for example %s, several separated by commas)", u.flag, from, u.what, err, u.example)}
+		}
+	}
+	return nil
 }
 
 // resolveMonitorTLS prepares the HTTP client for an https:// monitoring
@@ -231,6 +276,14 @@ func (g *globalOptions) applyPlanAuth(p *plan.Plan) error {
 	if err := g.applyAuth("nats", "NATS_URL", "target.auth", &g.nats, p.Target.Auth); err != nil {
 		return err
 	}
+	if !g.domainGiven {
+		// The plan was made for this JetStream: domain and prefix are
+		// where, not secrets.
+		g.nats.Domain, g.nats.APIPrefix = p.Target.Domain, p.Target.APIPrefix
+		if _, err := g.nats.JetStreamAPI(); err != nil {
+			return fmt.Errorf("plan target.domain / target.api_prefix: %w: %w", err, plan.ErrInvalid)
+		}
+	}
 	return g.resolveMonitorTLS()
 }
 
@@ -255,7 +308,7 @@ func (g *globalOptions) applyAuth(side, urlEnv, where string, s *conn.Side, a *p
 		if !envName.MatchString(name) {
 			return fmt.Errorf("plan %s.%s must name an environment variable (letters, digits, _), never hold the value itself: %w", where, field, plan.ErrInvalid)
 		}
-		v := os.Getenv(name)
+		v := g.env[name]
 		if v == "" {
 			return fmt.Errorf("plan %s.%s: the environment variable it names is not set: export it, or pass --%s-… flags: %w", where, field, side, conn.ErrBadConfig)
 		}
@@ -263,7 +316,7 @@ func (g *globalOptions) applyAuth(side, urlEnv, where string, s *conn.Side, a *p
 		return nil
 	}
 	*s = conn.Side{Name: s.Name, URL: s.URL, Context: a.Context, Creds: a.Creds, NKey: a.NKey,
-		TLSCert: a.TLSCert, TLSKey: a.TLSKey, TLSCA: a.TLSCA}
+		TLSCert: a.TLSCert, TLSKey: a.TLSKey, TLSCA: a.TLSCA, Domain: s.Domain, APIPrefix: s.APIPrefix}
 	for _, e := range []struct {
 		field, name string
 		dst         *string
@@ -272,7 +325,7 @@ func (g *globalOptions) applyAuth(side, urlEnv, where string, s *conn.Side, a *p
 			return err
 		}
 	}
-	if a.Context != "" && (g.flags == nil || !g.flags.Changed(side+"-url")) && os.Getenv(urlEnv) == "" {
+	if a.Context != "" && (g.flags == nil || !g.flags.Changed(side+"-url")) && g.env[urlEnv] == "" {
 		s.URL = "" // the context's URL
 	}
 	if side == "stan" {

@@ -61,9 +61,6 @@ func startSecure(t *testing.T, src, dst secureSide) *secureServers {
 	}
 	t.Cleanup(js.Stop)
 	s := &secureServers{stan: st, js: js, monitor: st.MonitorURL()}
-	if src.server.TLSCert != "" {
-		s.monitor = st.SecureMonitorURL()
-	}
 	side := src.client
 	side.Name, side.URL = "STAN", st.URL()
 	seedSecure(t, side, st.ClusterID())

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/pflag"
 
-	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 	"github.com/stanmigrate/stanmigrate/internal/source"
 	"github.com/stanmigrate/stanmigrate/internal/source/dir"
 	"github.com/stanmigrate/stanmigrate/internal/source/live"
@@ -42,9 +40,9 @@ func (d *dirOptions) addFlags(f *pflag.FlagSet) {
 }
 
 // resolve applies STAN_DIR under the flag and checks the combination.
-func (d *dirOptions) resolve(flags *pflag.FlagSet) error {
+func (d *dirOptions) resolve(flags *pflag.FlagSet, env environment) error {
 	if !flags.Changed("stan-dir") {
-		if v := os.Getenv("STAN_DIR"); v != "" {
+		if v := env["STAN_DIR"]; v != "" {
 			d.dir = v
 		}
 	}
@@ -83,7 +81,7 @@ func (g *globalOptions) openSource(ctx context.Context, d dirOptions, p *plan.Pl
 // explicitCluster is --cluster (or STAN_CLUSTER) when the operator gave
 // it, "" when it is only the default: a directory knows its cluster.
 func (g *globalOptions) explicitCluster() string {
-	if (g.flags != nil && g.flags.Changed("cluster")) || os.Getenv("STAN_CLUSTER") != "" {
+	if (g.flags != nil && g.flags.Changed("cluster")) || g.env["STAN_CLUSTER"] != "" {
 		return g.cluster
 	}
 	return ""
@@ -130,5 +128,5 @@ func (g *globalOptions) planOrDiscover(ctx context.Context, io *iostreams, planF
 	if planFile != "" {
 		return g.loadPlan(planFile)
 	}
-	return makePlan(ctx, &planOptions{io: io, global: g, replicas: 1, headers: jsformat.HeadersFull, dir: dir})
+	return makePlan(ctx, &planOptions{io: io, global: g, replicas: plan.DefaultReplicas, headers: plan.DefaultHeaders, dir: dir})
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
@@ -34,7 +33,9 @@ func (g *globalOptions) openState(ctx context.Context, loc state.Location, creat
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
+	// The bucket lives in the target's JetStream: its domain or API
+	// prefix (--nats-domain or the context's) included.
+	js, err := conn.NewJetStream(nc, g.nats)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -73,10 +74,18 @@ func (g *globalOptions) resolveRun(ctx context.Context, ios *iostreams, planFile
 	if err != nil {
 		return nil, err
 	}
+	// A plan file first: it may name the target's JetStream domain, where
+	// a kv: store lives too.
+	var fromFile *plan.Plan
+	if planFile != "" {
+		if fromFile, err = g.loadPlan(planFile); err != nil {
+			return nil, err
+		}
+	}
 	st, closeFn, err := g.openState(ctx, loc, false, 0)
 	switch {
 	case errors.Is(err, state.ErrNoState):
-		st, closeFn = nil, func() {}
+		st, closeFn, err = nil, func() {}, nil
 	case err != nil:
 		return nil, err
 	}
@@ -94,8 +103,8 @@ func (g *globalOptions) resolveRun(ctx context.Context, ios *iostreams, planFile
 		}
 	}
 	switch {
-	case planFile != "":
-		rs.plan, err = g.loadPlan(planFile)
+	case fromFile != nil:
+		rs.plan = fromFile
 	case saved != nil:
 		rs.plan, err = g.adoptPlan(plan.Parse(fmt.Sprintf("the plan saved in %s", st), saved))
 		if err == nil {

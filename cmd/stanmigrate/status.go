@@ -26,15 +26,19 @@ func newStatusCmd(a *app, g *globalOptions, runF func(context.Context, *statusOp
 		Use:   "status",
 		Short: "Show per-channel migration progress from the state store",
 		Long: `status reads the checkpoints in the state store (never STAN) and shows, per
-channel, how far the copy got, how many consumers exist, and which worker holds
-it now (with its lease's age) or completed it. A bucket on the target is read
-through --nats-url.
+channel, how far the copy got, the time it has left at its recent copy rate
+(ETA; "stale" when no run has written its checkpoint for a minute), how many
+consumers exist, and which worker holds it now (with its lease's age) or
+completed it. A bucket on the target is read through --nats-url.
 
 ` + exitCodesHelp,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.stateDir == "" {
 				o.stateDir = defaultStateDir(o.planFile)
+			}
+			if err := o.validate(); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(cmd.Context(), o)
@@ -45,6 +49,16 @@ through --nats-url.
 	cmd.Flags().StringVar(&o.planFile, "plan", "", "plan file (its state directory is <plan>.state)")
 	cmd.Flags().StringVar(&o.stateDir, "state", "", "state directory, or kv:NAME for a bucket on the target")
 	return cmd
+}
+
+// validate checks --state, and for a bucket on the target the URL it is
+// read through, before anything runs.
+func (o *statusOptions) validate() error {
+	loc, err := parseState(o.stateDir)
+	if err != nil || loc.Bucket == "" {
+		return err
+	}
+	return o.global.validate()
 }
 
 func runStatus(ctx context.Context, o *statusOptions) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +25,7 @@ type verifyOptions struct {
 	sample   int
 	parallel int
 	dir      dirOptions
+	op       operateOptions
 
 	full      bool
 	follow    bool
@@ -58,7 +58,10 @@ took. Finish migrate first, then verify.
 ` + exitCodesHelp,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.dir.resolve(cmd.Flags()); err != nil {
+			if err := o.dir.resolve(cmd.Flags(), a.env); err != nil {
+				return err
+			}
+			if err := o.validate(); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -74,33 +77,49 @@ took. Finish migrate first, then verify.
 	f.StringVar(&o.junit, "junit", "", "also write the report as JUnit XML to this file (one test case per channel and consumer), for CI")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress output")
 	f.IntVar(&o.sample, "sample", 0, "check N random sequences per channel by direct get instead of every message")
-	f.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "channels verified at once, 1 to 1024")
+	f.IntVar(&o.parallel, "parallel", verify.DefaultParallel, fmt.Sprintf("channels verified at once, 1 to %d", maxParallel))
 	f.BoolVar(&o.full, "full", false, "read every message again, ignoring the verified prefixes (a new one is recorded)")
 	f.BoolVar(&o.follow, "follow", false, "keep verifying as both sides grow (beside migrate --follow) until Ctrl-C or --until-idle, then check the tails and consumers")
 	f.DurationVar(&o.untilIdle, "until-idle", 0, "with --follow: finish after this long without a new message")
 	o.dir.addFlags(f)
+	o.op.addFlags(f, false)
 	return cmd
 }
 
-func runVerify(ctx context.Context, o *verifyOptions) error {
+// validate checks the flags' ranges before anything runs.
+func (o *verifyOptions) validate() error {
+	if err := o.global.validate(); err != nil {
+		return err
+	}
 	if o.sample < 0 {
 		return usageError{fmt.Errorf("--sample %d: use a positive number of sequences per channel (0, the default, checks every message)", o.sample)}
 	}
-	if err := inRange("--parallel", o.parallel, 1, 1024); err != nil {
-		return err
-	}
-	if err := writableFile("--junit", o.junit); err != nil {
+	if err := inRange("--parallel", o.parallel, 1, maxParallel); err != nil {
 		return err
 	}
 	if err := o.checkFollow(); err != nil {
 		return err
 	}
+	return o.op.check()
+}
+
+func runVerify(ctx context.Context, o *verifyOptions) (err error) {
+	if err := writableFile("--junit", o.junit); err != nil {
+		return err
+	}
+	opn, err := o.op.start()
+	if err != nil {
+		return err
+	}
+	defer func() { opn.end(err) }()
 	start := time.Now()
 	g := o.global
 	if o.stateDir == "" {
 		o.stateDir = defaultStateDir(o.planFile)
 	}
-	rs, err := g.resolveRun(ctx, o.io, o.planFile, o.stateDir, o.dir, false)
+	prog := newProgress(o.io, progressOptions{verb: "verifying", quiet: o.quiet || o.json, format: o.op.logFormat, every: o.op.logEvery})
+	defer prog.Close()
+	rs, err := g.resolveRun(ctx, prog.notesIO(), o.planFile, o.stateDir, o.dir, false)
 	if err != nil {
 		return err
 	}
@@ -114,24 +133,23 @@ func runVerify(ctx context.Context, o *verifyOptions) error {
 		return err
 	}
 	defer src.Close()
-	skipUnreadable(ctx, o.io.Err, p, src, o.dir.skipBroken)
-	prog := newProgress(o.io, "verifying", o.quiet || o.json)
+	skipUnreadable(ctx, prog.Notes(), p, src, o.dir.skipBroken)
 	finish := make(chan struct{})
 	clock := &cutoverClock{}
 	if o.follow && o.interrupts != nil {
 		o.interrupts.onFinish(func() {
-			fmt.Fprintln(o.io.Err, "finishing: a last round checks the tails past the verified prefixes, then the consumers (Ctrl-C again to stop)")
+			fmt.Fprintln(prog.Notes(), "finishing: a last round checks the tails past the verified prefixes, then the consumers (Ctrl-C again to stop)")
 			clock.finishing()
 			close(finish)
 		})
 	}
 	rep, err := verify.Run(ctx, src, p, verify.Options{
-		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: verifyProgress{prog},
+		Target: g.nats, Sample: o.sample, Parallel: parallel, Reporter: opn.verifyReporter(prog),
 		State: rs.store, Full: o.full,
 		Follow: o.follow, Finish: finish, IdleFinish: o.untilIdle,
 	})
 	prog.Close()
-	clock.printVerify(o.io.Err, time.Now(), rep)
+	clock.printVerify(prog.Notes(), time.Now(), rep)
 	if o.junit != "" {
 		if jerr := report.WriteJUnit(o.junit, rep, report.JUnitOptions{Timestamp: start, Duration: time.Since(start), Err: err}); jerr != nil {
 			return fmt.Errorf("write the JUnit report %s: %w", o.junit, jerr)

@@ -4,10 +4,15 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
+)
 
-	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+// The modules of the servers the demo embeds, as go.mod names them.
+const (
+	natsServerModule = "github.com/nats-io/nats-server/v2"
+	stanServerModule = "github.com/nats-io/nats-streaming-server"
 )
 
 // buildInfo is what the binary knows about its own build.
@@ -21,12 +26,24 @@ type buildInfo struct {
 }
 
 func readBuildInfo() buildInfo {
-	b := buildInfo{Version: "(unknown)", NATSServer: embedded.NATSServerVersion(), STANServer: embedded.STANServerVersion()}
+	b := buildInfo{Version: "(unknown)", NATSServer: "(unknown)", STANServer: "(unknown)"}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return b
 	}
 	b.Version, b.Go = bi.Main.Version, bi.GoVersion
+	for _, m := range bi.Deps {
+		v := m.Version
+		if m.Replace != nil {
+			v = m.Replace.Version
+		}
+		switch m.Path {
+		case natsServerModule:
+			b.NATSServer = strings.TrimPrefix(v, "v")
+		case stanServerModule:
+			b.STANServer = strings.TrimPrefix(v, "v")
+		}
+	}
 	modified := false
 	for _, s := range bi.Settings {
 		switch s.Key {

@@ -4,7 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	natsd "github.com/nats-io/nats-server/v2/server"
+	stand "github.com/nats-io/nats-streaming-server/server"
 )
 
 // TestVersionNamesTheBuildAndTheEmbeddedServers: `version` and
@@ -19,7 +20,7 @@ func TestVersionNamesTheBuildAndTheEmbeddedServers(t *testing.T) {
 	if len(lines) != 4 || !strings.HasPrefix(lines[0], "stanmigrate ") || !strings.HasPrefix(lines[1], "revision ") || !strings.HasPrefix(lines[2], "go1.") {
 		t.Errorf("version prints:\n%s\nwant stanmigrate <version>, revision <rev>, the Go version, the embedded servers", v.stdout)
 	}
-	want := "demo embeds nats-server " + embedded.NATSServerVersion() + " and nats-streaming-server " + embedded.STANServerVersion()
+	want := "demo embeds nats-server " + natsd.VERSION + " and nats-streaming-server " + stand.VERSION
 	if !strings.Contains(v.stdout, want) {
 		t.Errorf("version does not say %q:\n%s", want, v.stdout)
 	}

@@ -260,9 +260,12 @@ func TestContextSuppliesURLCredentialsAndTLSAndFlagsOverrideIt(t *testing.T) {
 		{"the context's CA stays when no flag replaces it", Side{Context: "stale", URL: srv.URL(), Creds: goodCreds}, ErrTLS},
 		{"the context's credentials stay when no flag replaces them", Side{Context: "stale", URL: srv.URL(), TLSCA: certs.CA}, ErrAuth},
 		{"an unknown context", Side{Context: "nope"}, ErrBadConfig},
-		// The server would answer on its own API: refused, not ignored.
-		{"a context with a JetStream domain", Side{Context: "domain"}, ErrBadConfig},
-		{"a context with a JetStream API prefix", Side{Context: "prefix"}, ErrBadConfig},
+		// The context's domain or prefix is where the API requests go,
+		// never the server's own JetStream: this server has neither.
+		{"a context with a JetStream domain", Side{Context: "domain"}, ErrNoJetStream},
+		{"a context with a JetStream API prefix", Side{Context: "prefix"}, ErrNoJetStream},
+		{"--nats-domain over the context's", Side{Context: "good", Domain: "elsewhere"}, ErrNoJetStream},
+		{"a domain that is not one word", Side{Context: "good", Domain: "a.b"}, ErrBadConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

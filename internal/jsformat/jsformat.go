@@ -8,6 +8,8 @@
 package jsformat
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -46,6 +48,30 @@ const (
 // HdrTimestamp.
 func Timestamp(unixNano int64) string {
 	return time.Unix(0, unixNano).UTC().Format(time.RFC3339Nano)
+}
+
+// ErrNoTimestamp: a stored message carries no HdrTimestamp (it was not
+// written by stanmigrate, or is a gap placeholder).
+var ErrNoTimestamp = errors.New("no " + HdrTimestamp + " header")
+
+// ReadTimestamp reads a stored message's original STAN time back from
+// HdrTimestamp.
+func ReadTimestamp(h map[string][]string) (time.Time, error) {
+	v := h[HdrTimestamp]
+	if len(v) == 0 || v[0] == "" {
+		return time.Time{}, ErrNoTimestamp
+	}
+	t, err := time.Parse(time.RFC3339Nano, v[0])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s %q is not an RFC 3339 time: %w", HdrTimestamp, v[0], err)
+	}
+	return t, nil
+}
+
+// IsGap reports whether a stored message is a gap placeholder (HdrGap).
+func IsGap(h map[string][]string) bool {
+	v := h[HdrGap]
+	return len(v) > 0 && v[0] != ""
 }
 
 // MsgID is the deduplication id of a migrated message.
@@ -170,6 +196,61 @@ func (o ConsumerOrigin) StartValid() bool {
 // Made reports whether the consumer was made for the given durable.
 func (o ConsumerOrigin) Made(channel, durable, queueGroup string) bool {
 	return o.Channel == channel && o.Durable == durable && o.QueueGroup == queueGroup
+}
+
+// Set puts one header value, reusing the value slice (no allocation once
+// the key is there): the publish path reuses one header map.
+func Set(h map[string][]string, key, value string) {
+	if v := h[key]; len(v) == 1 {
+		v[0] = value
+		return
+	}
+	h[key] = []string{value}
+}
+
+// Carried is what every migrated message of one channel carries besides
+// its payload, as the plan chose; Written reads it back.
+type Carried struct {
+	Channel string
+	// Full: stan2js's channel and sequence headers besides the original
+	// timestamp (HeadersFull).
+	Full bool
+	// MsgIDPrefix is MsgIDPrefix(cluster, channel) when the plan asks for
+	// a Msg-Id on every message, empty otherwise.
+	MsgIDPrefix string
+}
+
+// NewCarried is what messages of channel carry under the plan's header
+// set and Msg-Id choice.
+func NewCarried(cluster, channel, headers string, msgID bool) Carried {
+	c := Carried{Channel: channel, Full: headers != HeadersMinimal}
+	if msgID {
+		c.MsgIDPrefix = MsgIDPrefix(cluster, channel)
+	}
+	return c
+}
+
+// Put sets on h what message seq (seqStr, its decimal form) carries: a
+// gap placeholder its marker, a message its original timestamp and, with
+// Full, its channel and sequence; either one its Msg-Id when asked. h may
+// hold the previous message's headers: what this one does not carry goes.
+func (c Carried) Put(h map[string][]string, seqStr string, timestamp int64, gap bool) {
+	if c.MsgIDPrefix != "" {
+		Set(h, HdrMsgID, c.MsgIDPrefix+seqStr)
+	}
+	if gap {
+		Set(h, HdrGap, "true")
+		delete(h, HdrChannel)
+		delete(h, HdrSequence)
+		delete(h, HdrTimestamp)
+		return
+	}
+	delete(h, HdrGap)
+	if c.Full {
+		Set(h, HdrChannel, c.Channel)
+		Set(h, HdrSequence, seqStr)
+	}
+	Set(h, HdrTimestamp, Timestamp(timestamp))
 }
 
 // Written reports whether a stored message's headers say stanmigrate

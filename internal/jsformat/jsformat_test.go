@@ -1,6 +1,9 @@
 package jsformat
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+)
 
 func TestMsgID(t *testing.T) {
 	if got := MsgID("c", "orders.eu", 42); got != MsgIDPrefix("c", "orders.eu")+"42" || got != "c:orders.eu:42" {
@@ -41,6 +44,44 @@ func TestWrittenTellsOursFromForeign(t *testing.T) {
 	for _, tt := range tests {
 		if got := Written(tt.h, tt.streamOurs, "c", "orders", 7); got != tt.want {
 			t.Errorf("%s: Written = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestCarriedReadsBackAsWritten: what Put sets on a message, Written
+// recognises as ours for that sequence and no other, under every header
+// set, with and without a Msg-Id, on one header map reused across a
+// message, a gap placeholder and a message again.
+func TestCarriedReadsBackAsWritten(t *testing.T) {
+	for _, tt := range []struct {
+		headers string
+		msgID   bool
+	}{{HeadersFull, false}, {HeadersFull, true}, {HeadersMinimal, true}, {HeadersMinimal, false}} {
+		c := NewCarried("prod", "orders.eu", tt.headers, tt.msgID)
+		h := map[string][]string{}
+		for _, m := range []struct {
+			seq uint64
+			gap bool
+		}{{7, false}, {8, true}, {9, false}} {
+			c.Put(h, strconv.FormatUint(m.seq, 10), 1_700_000_000_123_456_789, m.gap)
+			// Without the stream's metadata, only a Msg-Id or stan2js's
+			// headers on a message say whose it is.
+			alone := tt.msgID || (!m.gap && tt.headers == HeadersFull)
+			if got := Written(h, false, "prod", "orders.eu", m.seq); got != alone {
+				t.Errorf("%s msgID=%v seq %d gap=%v: Written from the headers alone = %v, want %v (%v)", tt.headers, tt.msgID, m.seq, m.gap, got, alone, h)
+			}
+			if !Written(h, true, "prod", "orders.eu", m.seq) {
+				t.Errorf("%s msgID=%v seq %d gap=%v: not ours in our own stream (%v)", tt.headers, tt.msgID, m.seq, m.gap, h)
+			}
+			if Written(h, false, "prod", "orders.eu", m.seq+1) || Written(h, false, "prod", "orders.us", m.seq) {
+				t.Errorf("%s msgID=%v: message %d of orders.eu taken for another (%v)", tt.headers, tt.msgID, m.seq, h)
+			}
+			if _, marked := h[HdrGap]; marked != m.gap {
+				t.Errorf("%s seq %d: gap marker present=%v, want %v", tt.headers, m.seq, marked, m.gap)
+			}
+			if _, ts := h[HdrTimestamp]; ts == m.gap {
+				t.Errorf("%s seq %d gap=%v: timestamp present=%v", tt.headers, m.seq, m.gap, ts)
+			}
 		}
 	}
 }

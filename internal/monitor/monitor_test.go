@@ -22,8 +22,8 @@ import (
 	"github.com/nats-io/nats-streaming-server/util"
 	"github.com/nats-io/stan.go"
 
+	"github.com/stanmigrate/stanmigrate/internal/freeport"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
 )
 
 func startSTAN(t *testing.T, limits *stores.StoreLimits) *embedded.STAN {

@@ -74,6 +74,10 @@ func Migration(w io.Writer, s *migrate.Summary) {
 	}
 }
 
+// StaleAfter is how old a checkpoint's rate may be for Status to still
+// estimate from it: a running copy writes its checkpoint every second.
+const StaleAfter = time.Minute
+
 // StatusView is what status shows: the checkpoints, and the leases of
 // the workers migrating right now (a fleet sharing a state bucket).
 type StatusView struct {
@@ -82,15 +86,19 @@ type StatusView struct {
 	Now         time.Time
 }
 
-// Status writes per-channel progress from a state store.
+// Status writes per-channel progress from a state store, with an
+// estimate of the time left from each channel's recent copy rate as of
+// v.Now.
 func Status(w io.Writer, v StatusView) {
 	if len(v.Checkpoints) == 0 {
 		fmt.Fprintln(w, "No checkpoints in the state store: nothing has been migrated with it yet.")
 		return
 	}
 	tw := table(w)
-	fmt.Fprintln(tw, "CHANNEL\tSTREAM\tSTORED UP TO\tTARGET\tPROGRESS\tCONSUMERS\tWORKER\tUPDATED")
+	fmt.Fprintln(tw, "CHANNEL\tSTREAM\tSTORED UP TO\tTARGET\tPROGRESS\tETA\tCONSUMERS\tWORKER\tUPDATED")
 	done := 0
+	var left uint64
+	var rate float64
 	for _, cp := range v.Checkpoints {
 		total := cp.TargetSeq + 1 - min(cp.FirstSeq, cp.TargetSeq+1)
 		stored := uint64(0)
@@ -109,7 +117,14 @@ func Status(w io.Writer, v StatusView) {
 			progress = "complete"
 			done++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%s\t%s\n", cp.Channel, cp.Stream, cp.LastSeq, cp.TargetSeq, progress,
+		eta := channelETA(cp, v.Now)
+		if !cp.Done {
+			left += cp.TargetSeq - min(cp.LastSeq, cp.TargetSeq)
+			if v.Now.Sub(cp.Updated) < StaleAfter {
+				rate += cp.Rate
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\n", cp.Channel, cp.Stream, cp.LastSeq, cp.TargetSeq, progress, eta,
 			len(cp.Consumers), worker(cp, v), updated)
 	}
 	tw.Flush()
@@ -118,6 +133,31 @@ func Status(w io.Writer, v StatusView) {
 		fmt.Fprintf(w, "; %d being migrated by %d worker(s) now", n, workers(v.Leases))
 	}
 	fmt.Fprintln(w, ".")
+	if left > 0 && rate > 0 {
+		fmt.Fprintf(w, "%s message(s) left at %s msgs/s now: about %v (channels waiting for a --parallel slot are not counted in the rate)\n",
+			Count(left), Count(uint64(rate)), etaOf(left, rate))
+	}
+}
+
+// channelETA is the time a channel's copy has left at its recent rate:
+// "-" when there is nothing to estimate (done, or not started), "stale"
+// when its checkpoint is
+// older than StaleAfter (no run is copying it now).
+func channelETA(cp *state.Checkpoint, now time.Time) string {
+	if cp.Done || cp.LastSeq >= cp.TargetSeq || cp.Updated.IsZero() {
+		return "-"
+	}
+	if now.Sub(cp.Updated) >= StaleAfter {
+		return "stale"
+	}
+	if cp.Rate <= 0 {
+		return "unknown"
+	}
+	return etaOf(cp.TargetSeq-cp.LastSeq, cp.Rate).String()
+}
+
+func etaOf(msgs uint64, rate float64) time.Duration {
+	return time.Duration(float64(msgs) / rate * float64(time.Second)).Round(time.Second)
 }
 
 // worker names who holds the channel now (with the lease's age), else

@@ -74,7 +74,7 @@ func durableName(d plan.Durable) string {
 
 func planTable(w io.Writer, p *plan.Plan) error {
 	t := p.Totals
-	fmt.Fprintf(w, "Plan: STAN cluster %q (%s) -> JetStream %s (%s)\n", p.Source.ClusterID, p.Source.ServerVersion, p.Target.URL, p.Target.ServerVersion)
+	fmt.Fprintf(w, "Plan: STAN cluster %q (%s) -> JetStream %s%s (%s)\n", p.Source.ClusterID, p.Source.ServerVersion, p.Target.URL, targetAPI(p.Target), p.Target.ServerVersion)
 	fmt.Fprintf(w, "%d channel(s), %s message(s), %s as STAN stores them, %d durable(s); %d blocker(s), %d warning(s)\n\n",
 		t.Channels, Count(t.Msgs), Bytes(t.Bytes), t.Durables, t.Blockers, t.Warnings)
 	if len(p.Findings) > 0 {
@@ -141,7 +141,7 @@ func limits(l plan.Limits) string {
 func planMarkdown(w io.Writer, p *plan.Plan) error {
 	t := p.Totals
 	fmt.Fprintf(w, "# Migration plan: STAN `%s` → JetStream\n\n", p.Source.ClusterID)
-	fmt.Fprintf(w, "| | |\n|---|---|\n| Source | STAN %s, cluster `%s` |\n| Target | %s (nats-server %s) |\n", p.Source.ServerVersion, p.Source.ClusterID, p.Target.URL, p.Target.ServerVersion)
+	fmt.Fprintf(w, "| | |\n|---|---|\n| Source | STAN %s, cluster `%s` |\n| Target | %s%s (nats-server %s) |\n", p.Source.ServerVersion, p.Source.ClusterID, p.Target.URL, targetAPI(p.Target), p.Target.ServerVersion)
 	fmt.Fprintf(w, "| Channels | %d (%d skipped) |\n| Messages | %s |\n| Bytes | %s |\n| Durables | %d |\n| Blockers | %d |\n| Warnings | %d |\n\n",
 		t.Channels, t.Skipped, Count(t.Msgs), Bytes(t.Bytes), t.Durables, t.Blockers, t.Warnings)
 	if len(p.Findings) > 0 {
@@ -174,3 +174,15 @@ func planMarkdown(w io.Writer, p *plan.Plan) error {
 }
 
 func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
+// targetAPI names the JetStream domain or API prefix the plan reaches, ""
+// for the connected server's own.
+func targetAPI(t plan.Target) string {
+	switch {
+	case t.Domain != "":
+		return fmt.Sprintf(" domain %q", t.Domain)
+	case t.APIPrefix != "":
+		return fmt.Sprintf(" API prefix %q", t.APIPrefix)
+	}
+	return ""
+}

@@ -131,7 +131,9 @@ func TestStatusGolden(t *testing.T) {
 	report.Status(&buf, report.StatusView{Now: at, Checkpoints: []*state.Checkpoint{
 		{Channel: "orders.eu", Stream: "orders_eu", FirstSeq: 1, LastSeq: 600, TargetSeq: 600, Done: true, Worker: "host-a/41/x1",
 			Consumers: map[string]state.ConsumerOutcome{"audit:trail": {}, "billing:invoicer": {}}, Updated: at},
-		{Channel: "payments", Stream: "payments", FirstSeq: 201, LastSeq: 350, TargetSeq: 500, Updated: at},
+		{Channel: "payments", Stream: "payments", FirstSeq: 201, LastSeq: 350, TargetSeq: 500, Updated: at, Rate: 10},
+		{Channel: "refunds", Stream: "refunds", FirstSeq: 1, LastSeq: 100, TargetSeq: 9000, Updated: at.Add(-2 * time.Minute), Rate: 50},
+		{Channel: "returns", Stream: "returns", FirstSeq: 1, LastSeq: 0, TargetSeq: 40, Updated: at},
 		{Channel: "sessions", Stream: "sessions", FirstSeq: 51, LastSeq: 50, TargetSeq: 50, Updated: at},
 		{Channel: "zz.late", Stream: "zz_late", FirstSeq: 1, LastSeq: 0, TargetSeq: 70},
 	}, Leases: map[string]state.Lease{"payments": {Worker: "host-b/7/y2", Renewed: at.Add(-4 * time.Second)}}})

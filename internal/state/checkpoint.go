@@ -37,6 +37,9 @@ type Checkpoint struct {
 	Bytes     uint64                     `json:"bytes"`
 	Done      bool                       `json:"done"`
 	Consumers map[string]ConsumerOutcome `json:"consumers,omitempty"`
+	// Rate is the channel's recent copy rate in messages per second as
+	// of Updated, for `status` to estimate when it will be done.
+	Rate float64 `json:"rate,omitempty"`
 	// Worker is the process that wrote this checkpoint last (a fleet
 	// shares one store).
 	Worker  string    `json:"worker,omitempty"`

@@ -53,7 +53,8 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, bucket string, o KVOpti
 		return nil, err
 	}
 	s := &KV{js: js, bucket: bucket, replicas: o.Replicas}
-	kv, err := js.KeyValue(ctx, bucket)
+	var kv jetstream.KeyValue
+	err := retry(ctx, func() (err error) { kv, err = js.KeyValue(ctx, bucket); return err })
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound) && o.Create:
 		return s, nil
@@ -62,7 +63,7 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, bucket string, o KVOpti
 	case err != nil:
 		return nil, fmt.Errorf("state bucket %q on the target: %w", bucket, err)
 	}
-	if err := s.use(ctx, kv); err != nil {
+	if err := retry(ctx, func() error { return s.use(ctx, kv) }); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -88,11 +89,12 @@ func (s *KV) bucketFor(ctx context.Context, write bool) (jetstream.KeyValue, err
 	if s.kv != nil || !write {
 		return s.kv, nil
 	}
-	kv, err := createBucket(ctx, s.js, s.bucket, s.replicas)
+	var kv jetstream.KeyValue
+	err := retry(ctx, func() (err error) { kv, err = createBucket(ctx, s.js, s.bucket, s.replicas); return err })
 	if err != nil {
 		return nil, fmt.Errorf("create state bucket %q on the target: %w", s.bucket, err)
 	}
-	return kv, s.use(ctx, kv)
+	return kv, retry(ctx, func() error { return s.use(ctx, kv) })
 }
 
 func createBucket(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (jetstream.KeyValue, error) {
@@ -115,6 +117,36 @@ func createBucket(ctx context.Context, js jetstream.JetStream, bucket string, re
 	return kv, err
 }
 
+// transientFor bounds how long one operation rides out a store that
+// cannot answer yet (a bucket just made elects its leader; a cluster
+// changes leaders).
+const transientFor = 30 * time.Second
+
+// retry runs op until it succeeds, fails for good, or a transient fault
+// lasted transientFor.
+func retry(ctx context.Context, op func() error) error {
+	deadline := time.Now().Add(transientFor)
+	wait := 50 * time.Millisecond
+	for {
+		err := op()
+		if err == nil || !transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func transient(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoHeartbeat)
+}
+
 func (s *KV) String() string { return fmt.Sprintf("state bucket %q on the target", s.bucket) }
 
 func (s *KV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
@@ -125,7 +157,8 @@ func (s *KV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 	if kv == nil {
 		return nil, 0, ErrNotFound
 	}
-	e, err := kv.Get(ctx, key)
+	var e jetstream.KeyValueEntry
+	err = retry(ctx, func() (err error) { e, err = kv.Get(ctx, key); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, 0, ErrNotFound
 	}
@@ -150,14 +183,17 @@ func (s *KV) Put(ctx context.Context, key string, value []byte, rev uint64, opts
 	}
 	o := putOpts(opts)
 	var n uint64
-	switch {
-	case o.ttl > 0 && s.ttl:
-		n, err = s.putTTL(ctx, kv, key, v, rev, o.ttl)
-	case rev == 0:
-		n, err = kv.Create(ctx, key, v)
-	default:
-		n, err = kv.Update(ctx, key, v, rev)
-	}
+	err = retry(ctx, func() (err error) {
+		switch {
+		case o.ttl > 0 && s.ttl:
+			n, err = s.putTTL(ctx, kv, key, v, rev, o.ttl)
+		case rev == 0:
+			n, err = kv.Create(ctx, key, v)
+		default:
+			n, err = kv.Update(ctx, key, v, rev)
+		}
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || wrongLast(err) {
 		return 0, fmt.Errorf("%s: %s: %w", s, key, ErrConflict)
 	}
@@ -197,7 +233,7 @@ func (s *KV) Delete(ctx context.Context, key string) error {
 	if err != nil || kv == nil {
 		return err
 	}
-	if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := retry(ctx, func() error { return kv.Delete(ctx, key) }); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("%s: delete %s: %w", s, key, err)
 	}
 	return nil
@@ -212,8 +248,8 @@ func (s *KV) Keys(ctx context.Context, kind string) ([]string, error) {
 	if err != nil || kv == nil {
 		return nil, err
 	}
-	l, err := kv.ListKeysFiltered(ctx, filter)
-	if err != nil {
+	var l jetstream.KeyLister
+	if err := retry(ctx, func() (err error) { l, err = kv.ListKeysFiltered(ctx, filter); return err }); err != nil {
 		return nil, fmt.Errorf("%s: list %s keys: %w", s, kind, err)
 	}
 	var keys []string

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"sync"
 
 	"github.com/nats-io/nats-streaming-server/stores"
 
@@ -187,27 +186,28 @@ func (s *Source) Read(_ context.Context, channel string, from uint64, o source.R
 	if err != nil {
 		return nil, unreadable(err)
 	}
-	r := &reader{done: make(chan struct{}), stop: make(chan struct{})}
+	r := &reader{source.NewEnding()}
 	go func() {
-		defer close(r.done)
+		var err error
+		defer func() { r.End(err) }()
 		defer it.Close()
 		for {
 			select {
-			case <-r.stop:
+			case <-r.Stopping():
 				return
 			default:
 			}
-			m, err := it.Next()
-			if errors.Is(err, io.EOF) {
-				r.err = fmt.Errorf("channel %q: %w", channel, source.ErrEnd)
+			m, nerr := it.Next()
+			if errors.Is(nerr, io.EOF) {
+				err = fmt.Errorf("channel %q: %w", channel, source.ErrEnd)
 				return
 			}
-			if err != nil {
-				r.err = unreadable(err)
+			if nerr != nil {
+				err = unreadable(nerr)
 				return
 			}
 			if o.To != 0 && m.Sequence > o.To {
-				r.err = fmt.Errorf("channel %q: %w", channel, source.ErrEnd)
+				err = fmt.Errorf("channel %q: %w", channel, source.ErrEnd)
 				return
 			}
 			if !o.Deliver(source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil, nil)) {
@@ -218,27 +218,13 @@ func (s *Source) Read(_ context.Context, channel string, from uint64, o source.R
 	return r, nil
 }
 
-type reader struct {
-	done, stop chan struct{}
-	once       sync.Once
-	err        error
-}
-
-func (r *reader) Done() <-chan struct{} { return r.done }
-
-// Err is why the reader stopped, once Done is closed.
-func (r *reader) Err() error {
-	select {
-	case <-r.done:
-		return r.err
-	default:
-		return nil
-	}
-}
+// reader delivers from a goroutine of its own, which ends (Done) when
+// the read does, stopped or not.
+type reader struct{ *source.Ending }
 
 func (r *reader) Close() error {
-	r.once.Do(func() { close(r.stop) })
-	<-r.done
+	r.Stop(nil)
+	<-r.Done()
 	return nil
 }
 

@@ -24,7 +24,7 @@ func (b *base) Read(ctx context.Context, channel string, from uint64, o source.R
 	if !o.Acks {
 		return b.readWindows(s, channel, from, o)
 	}
-	r := &ackedReader{b: b, s: s, o: o, channel: channel, done: make(chan struct{}), stop: make(chan struct{}),
+	r := &ackedReader{b: b, s: s, o: o, channel: channel, Ending: source.NewEnding(),
 		reconnects: s.sc.NC.Stats().Reconnects}
 	sub, err := s.sc.SC.Subscribe(channel, r.onMsg,
 		stan.StartAtSequence(from),
@@ -70,10 +70,7 @@ type ackedReader struct {
 	// their difference is what STAN holds against MaxInflight.
 	delivered, acked atomic.Uint64
 
-	done     chan struct{}
-	stop     chan struct{}
-	stopOnce sync.Once
-	err      error
+	*source.Ending
 }
 
 func (r *ackedReader) onMsg(m *stan.Msg) {
@@ -107,8 +104,7 @@ func (r *ackedReader) finish(err error) {
 		return
 	}
 	r.stopped = true
-	r.err = err
-	close(r.done) // once: stopped is set above, under mu
+	r.End(err)
 }
 
 // watch ends the read when its session is lost or its connection moved
@@ -120,9 +116,9 @@ func (r *ackedReader) watch(ctx context.Context) {
 	last, lastAt := uint64(0), time.Now()
 	for {
 		select {
-		case <-r.stop:
+		case <-r.Stopping():
 			return
-		case <-r.done:
+		case <-r.Done():
 			return
 		case <-ctx.Done():
 			r.end(ctx.Err())
@@ -177,22 +173,10 @@ func (r *ackedReader) end(err error) {
 	r.mu.Unlock()
 }
 
-func (r *ackedReader) Done() <-chan struct{} { return r.done }
-
-func (r *ackedReader) Err() error {
-	select {
-	case <-r.done:
-		return r.err
-	default:
-		return nil
-	}
-}
-
 // Close drops the subscription: for a non-durable one that is only the
 // reader's own cursor; the channel and every durable stay as they were.
 func (r *ackedReader) Close() error {
-	r.stopOnce.Do(func() {
-		close(r.stop)
+	r.Stop(func() {
 		r.mu.Lock()
 		r.stopped = true
 		r.mu.Unlock()

@@ -31,11 +31,8 @@ type windowReader struct {
 	last    uint64 // the last sequence wanted
 	handed  uint64 // highest sequence delivered; owned by the window in turn
 
-	done     chan struct{} // closed when the reader stops on its own
-	err      error
-	stop     chan struct{}
-	stopOnce sync.Once
-	exited   chan struct{} // closed when the goroutine behind the reader is gone
+	*source.Ending
+	exited chan struct{} // closed when the goroutine behind the reader is gone
 }
 
 // window is one subscription of a windowReader: sequences from..to.
@@ -59,7 +56,7 @@ func (b *base) readWindows(s *session, channel string, from uint64, o source.Rea
 	}
 	r := &windowReader{
 		b: b, s: s, o: o, channel: channel, size: uint64(max(o.MaxInflight, 1)), last: o.To,
-		done: make(chan struct{}), stop: make(chan struct{}), exited: make(chan struct{}),
+		Ending: source.NewEnding(), exited: make(chan struct{}),
 	}
 	w, err := r.open(max(from, 1), nil)
 	if err != nil {
@@ -96,7 +93,7 @@ func (r *windowReader) deliver(w *window, m *stan.Msg) {
 		select {
 		case <-w.prev:
 			w.prev = nil
-		case <-r.stop:
+		case <-r.Stopping():
 			return
 		}
 	}
@@ -169,8 +166,7 @@ func (r *windowReader) run(w *window) {
 				break
 			}
 			if err != nil {
-				r.err = err
-				close(r.done)
+				r.End(err)
 				return
 			}
 			open = append(open, w)
@@ -181,16 +177,14 @@ func (r *windowReader) run(w *window) {
 		}
 		select {
 		case <-open[0].complete:
-		case <-r.stop:
+		case <-r.Stopping():
 			return
 		case <-r.s.lost:
-			r.err = fmt.Errorf("channel %q: STAN reported the session lost: %w", r.channel, source.ErrLost)
-			close(r.done)
+			r.End(fmt.Errorf("channel %q: STAN reported the session lost: %w", r.channel, source.ErrLost))
 			return
 		case <-tick.C:
 			if nc := r.s.sc.NC; !nc.IsConnected() || nc.Stats().Reconnects != reconnects {
-				r.err = fmt.Errorf("channel %q: the connection to STAN was interrupted: %w", r.channel, source.ErrLost)
-				close(r.done)
+				r.End(fmt.Errorf("channel %q: the connection to STAN was interrupted: %w", r.channel, source.ErrLost))
 				return
 			}
 			continue
@@ -200,7 +194,7 @@ func (r *windowReader) run(w *window) {
 		dropping.Add(1)
 		select {
 		case drop <- done:
-		case <-r.stop:
+		case <-r.Stopping():
 			dropping.Done()
 			_ = done.sub.Unsubscribe()
 			return
@@ -214,22 +208,10 @@ func (r *windowReader) run(w *window) {
 	}
 }
 
-func (r *windowReader) Done() <-chan struct{} { return r.done }
-
-func (r *windowReader) Err() error {
-	select {
-	case <-r.done:
-		return r.err
-	default:
-		return nil
-	}
-}
-
 // Close stops the reader and drops its windows. The consumer must first
 // make a Deliver call in progress return (verify stops its feed first).
 func (r *windowReader) Close() error {
-	r.stopOnce.Do(func() {
-		close(r.stop)
+	r.Stop(func() {
 		<-r.exited
 		r.b.addReader(r.s, -1)
 	})

@@ -301,9 +301,9 @@ func FastIngest(url string, channels []string, per int, payload []byte, headers 
 				if headers {
 					s := strconv.FormatUint(seq, 10)
 					fastingest.SetExpectedLastSeq(h, strconv.FormatUint(seq-1, 10))
-					fastingest.Set(h, jsformat.HdrTimestamp, ts)
-					fastingest.Set(h, jsformat.HdrChannel, c)
-					fastingest.Set(h, jsformat.HdrSequence, s)
+					jsformat.Set(h, jsformat.HdrTimestamp, ts)
+					jsformat.Set(h, jsformat.HdrChannel, c)
+					jsformat.Set(h, jsformat.HdrSequence, s)
 				}
 				if err := p.Publish(c, h, payload, seq); err != nil {
 					errs <- err

@@ -13,7 +13,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	natsd "github.com/nats-io/nats-server/v2/server"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
+	"github.com/stanmigrate/stanmigrate/internal/freeport"
 )
 
 // ClusterTag is the tag every node of a JetStreamCluster carries, next to

@@ -85,7 +85,7 @@ func (sec Security) ConfigureJetStream() (func(*natsd.Options), error) {
 // ConfigureSTAN returns a STANConfig.Configure hook that secures the NATS
 // server STAN embeds and gives STAN's own connections the internal
 // client's settings. With TLS the monitoring port serves HTTPS (with the
-// server's certificate; see SecureMonitorURL).
+// server's certificate; STAN.MonitorURL then says https).
 func (sec Security) ConfigureSTAN(internal Client) (func(*stand.Options, *natsd.Options), error) {
 	if err := sec.apply(&natsd.Options{}); err != nil {
 		return nil, err
@@ -101,15 +101,6 @@ func (sec Security) ConfigureSTAN(internal Client) (func(*stand.Options, *natsd.
 		s.NATSCredentials = internal.Creds
 		s.ClientCA, s.ClientCert, s.ClientKey = internal.CA, internal.Cert, internal.Key
 	}, nil
-}
-
-// SecureMonitorURL is the HTTPS monitoring base URL of a server started
-// with a TLS Security (ConfigureSTAN moves monitoring to HTTPS).
-func (s *STAN) SecureMonitorURL() string {
-	if s.httpPort == 0 {
-		return ""
-	}
-	return fmt.Sprintf("https://127.0.0.1:%d", s.httpPort)
 }
 
 // Operator is a decentralised-authentication setup held in memory: an

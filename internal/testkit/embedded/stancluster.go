@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats-streaming-server/stores"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go/pb"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
+	"github.com/stanmigrate/stanmigrate/internal/freeport"
 )
 
 // STANNode is one NATS Streaming server of a STANCluster or STANFT, with

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
+	"github.com/stanmigrate/stanmigrate/internal/freeport"
 )
 
 // Options configure a nats-server process. The zero value is a JetStream

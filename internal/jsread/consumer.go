@@ -1,4 +1,6 @@
-package jsformat
+// Package jsread holds the JetStream reads migrate and verify share, which
+// the client library does not answer in one call.
+package jsread
 
 import (
 	"context"

@@ -1,7 +1,8 @@
-// Package embedded runs real NATS Streaming and JetStream servers inside the
-// process, for tests and the demo. Servers keep their ports and store
-// directories across Restart so fault tests can stop and revive them the way
-// an operator's deployment would.
+// Package embedded runs one real NATS Streaming server and one real
+// JetStream server inside the process: what `stanmigrate demo` ships, and
+// what the test rigs under internal/testkit build their topologies on.
+// Servers keep their ports and store directories across Restart so fault
+// tests can stop and revive them the way an operator's deployment would.
 package embedded
 
 import (
@@ -15,7 +16,7 @@ import (
 	natsd "github.com/nats-io/nats-server/v2/server"
 	stand "github.com/nats-io/nats-streaming-server/server"
 	"github.com/nats-io/nats-streaming-server/stores"
-	"github.com/stanmigrate/stanmigrate/internal/testkit/freeport"
+	"github.com/stanmigrate/stanmigrate/internal/freeport"
 )
 
 // ClusterID is the STAN cluster id used when none is given.
@@ -42,8 +43,11 @@ type STAN struct {
 	cfg      STANConfig
 	port     int
 	httpPort int
-	mu       sync.Mutex
-	srv      *stand.StanServer
+	// monScheme is http, or https when Configure moved monitoring to its
+	// TLS port.
+	monScheme string
+	mu        sync.Mutex
+	srv       *stand.StanServer
 }
 
 // StartSTAN starts a NATS Streaming server on free loopback ports.
@@ -99,6 +103,10 @@ func (s *STAN) Start() error {
 	if s.cfg.Configure != nil {
 		s.cfg.Configure(sopts, &nopts)
 	}
+	s.monScheme = "http"
+	if nopts.HTTPSPort > 0 {
+		s.monScheme = "https"
+	}
 	srv, err := stand.RunServerWithOpts(sopts, &nopts)
 	if err != nil {
 		return fmt.Errorf("embedded STAN: %w", err)
@@ -129,12 +137,15 @@ func (s *STAN) ClusterID() string { return s.cfg.ClusterID }
 // URL is the NATS URL STAN clients connect to.
 func (s *STAN) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
 
-// MonitorURL is the HTTP monitoring base URL, empty without monitoring.
+// MonitorURL is the monitoring base URL (https when a Configure hook moved
+// monitoring to TLS), empty without monitoring.
 func (s *STAN) MonitorURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.httpPort == 0 {
 		return ""
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d", s.httpPort)
+	return fmt.Sprintf("%s://127.0.0.1:%d", s.monScheme, s.httpPort)
 }
 
 // Dir is the file store directory (empty for a memory store).
@@ -261,10 +272,3 @@ func (p *Pair) Stop() {
 	p.JetStream.Stop()
 	p.STAN.Stop()
 }
-
-// NATSServerVersion is the version of the nats-server embedded here.
-func NATSServerVersion() string { return natsd.VERSION }
-
-// STANServerVersion is the version of the nats-streaming-server embedded
-// here.
-func STANServerVersion() string { return stand.VERSION }

@@ -1,4 +1,4 @@
-package jsformat_test
+package jsread_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/stanmigrate/stanmigrate/internal/jsformat"
+	"github.com/stanmigrate/stanmigrate/internal/jsread"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 )
@@ -39,7 +39,7 @@ func TestNextStoredSkipsDeletedMessages(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ from, want uint64 }{{1, 1}, {2, 5}, {5, 5}, {6, 0}} {
-		got, err := jsformat.NextStored(ctx, s, c.from)
+		got, err := jsread.NextStored(ctx, s, c.from)
 		if err != nil || got != c.want {
 			t.Errorf("NextStored from %d = %d, %v; want %d", c.from, got, err, c.want)
 		}

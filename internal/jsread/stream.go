@@ -1,4 +1,4 @@
-package jsformat
+package jsread
 
 import (
 	"context"

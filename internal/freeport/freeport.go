@@ -1,4 +1,5 @@
-// Package freeport picks TCP ports for test servers.
+// Package freeport picks TCP ports for embedded servers (the demo's and
+// the test rigs').
 package freeport
 
 import (
