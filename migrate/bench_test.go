@@ -20,6 +20,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/testkit/storetest"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
@@ -35,7 +36,9 @@ import (
 // servers' growing stores) touches all columns of a round alike. A shape
 // reports the median rate of each column and, for migrate and verify, the
 // median of their per-round ratios to the ceiling they are held to; with
-// -v it logs the row the README's table holds. To profile migrate
+// -v it logs the row the README's table holds. The migrate-ttl column is
+// migrate with a Nats-TTL on every message (expiry: original), to measure
+// that header's cost against the migrate column. To profile migrate
 // against the pipelined ceiling on one shape:
 //
 //	STANMIGRATE_BENCH_COLUMNS=pipelined go test ./migrate -run '^$' -bench 'Throughput/128B/1ch' -benchtime 3x -cpuprofile base.out
@@ -116,7 +119,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 	}
 	payload := make([]byte, size)
 	var migrated *embedded.JetStream
-	migrateInto := func(b *testing.B, headers string, keep bool, publish string, offline bool) time.Duration {
+	migrateInto := func(b *testing.B, headers string, keep bool, publish string, offline bool, ttl ...bool) time.Duration {
 		js := freshTarget(b)
 		env.Pair.JetStream = js
 		p, err := env.Plan(ctx)
@@ -124,6 +127,14 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 			b.Fatal(err)
 		}
 		p.Headers = headers
+		if len(ttl) > 0 && ttl[0] {
+			// As if the channels had a day's max_age: every message gets
+			// a Nats-TTL (the stream allows per-message TTL).
+			for i := range p.Channels {
+				p.Channels[i].Limits.MaxAge = plan.Duration(24 * time.Hour)
+				p.Channels[i].Expiry = plan.ExpiryOriginal
+			}
+		}
 		opts := env.MigrateOptions()
 		opts.State = state.NewDir(dirs[js] + ".state")
 		opts.Publish = publish
@@ -179,6 +190,9 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		{"migrate-minimal-headers", func(b *testing.B) time.Duration {
 			return migrateInto(b, jsformat.HeadersMinimal, false, migrate.PublishAuto, false)
 		}},
+		{"migrate-ttl", func(b *testing.B) time.Duration {
+			return migrateInto(b, jsformat.HeadersFull, false, migrate.PublishAuto, false, true)
+		}},
 		{"migrate-async", func(b *testing.B) time.Duration {
 			return migrateInto(b, jsformat.HeadersFull, false, migrate.PublishAsync, false)
 		}},
@@ -230,6 +244,10 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		rate := func(col string) float64 { return took.Rate(col, total) }
 		for _, c := range columns {
 			b.ReportMetric(rate(c.name), c.name+"-msgs/s")
+		}
+		if len(took["migrate-ttl"]) > 0 && len(took["migrate"]) > 0 {
+			// Nats-TTL's cost: the median over rounds of the ratio.
+			b.ReportMetric(took.Share("migrate-ttl", "migrate"), "ttl-vs-migrate-%")
 		}
 		if only != "" {
 			return

@@ -18,7 +18,7 @@ import (
 // js is a JetStream client for the target's API (its domain or API
 // prefix included).
 func (r *runner) js(opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
-	return conn.NewJetStream(r.nc, r.o.Target, opts...)
+	return conn.NewJetStream(r.nc, r.o.Target, append([]jetstream.JetStreamOpt{jetstream.WithDefaultTimeout(apiTimeout)}, opts...)...)
 }
 
 // current is the channel as the source holds it now; a channel gone or

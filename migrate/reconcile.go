@@ -42,7 +42,7 @@ func (r *runner) reconcile(ctx context.Context, s jetstream.Stream, c *plan.Chan
 		st = ni.State
 	}
 	if st.LastSeq >= c.FirstSeq {
-		if positioned := max(c.FirstSeq, cp.FirstSeq); !cp.Done && st.FirstSeq > positioned && !r.stanDropped(ctx, c, st.FirstSeq) {
+		if positioned := max(c.FirstSeq, cp.FirstSeq); !cp.Done && st.FirstSeq > positioned && !r.stanDropped(ctx, c, st.FirstSeq) && !r.expiredBefore(ctx, c, st.FirstSeq) {
 			return d, permanent{fmt.Errorf("stream %q starts at %d but was positioned at %d and no limits were applied yet: the target lost messages (a restart of an affected nats-server release?): delete the stream and re-run: %w",
 				c.Stream, st.FirstSeq, positioned, ErrStreamLost)}
 		}

@@ -78,6 +78,9 @@ type attempt struct {
 	// batched: publish in fast-ingest batches.
 	batched bool
 	// Per-attempt constants for the publish path.
+	// ttl, when set, gives each message a Nats-TTL so it expires at its
+	// STAN deadline (see expiry.go).
+	ttl        *msgTTL
 	maxPayload int64
 	headroom   int64 // bound on what headers and subject add
 	// streamEmpty: nothing stored yet, so a read that starts past the
@@ -146,6 +149,10 @@ func (r *runner) newAttempt(c *plan.Channel, cp *state.Checkpoint, d *digest.Cha
 	if info.Cluster != nil {
 		a.leader = info.Cluster.Leader
 	}
+	if originalExpiry(c) {
+		a.ttl = &msgTTL{maxAge: int64(c.Limits.MaxAge)}
+		a.headroom += ttlHeadroom
+	}
 	if r.thr != nil {
 		a.allow = &allowance{t: r.thr, channel: c.Name, obs: r.obs}
 	}
@@ -187,7 +194,7 @@ func (a *attempt) run(ctx context.Context) error {
 	a.js = js
 	var pub sender
 	if a.batched {
-		pub, err = newBatchSender(a.r.nc, w)
+		pub, err = newBatchSender(a.r.nc, w, a.targetMoved)
 	} else {
 		pub, err = newPublisher(a.r.nc, w)
 	}
@@ -369,6 +376,12 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 	jsformat.Set(h, jsformat.HdrExpectedLastSeq, prev)
 	a.carried.Put(h, seqStr, m.Timestamp, gap)
 	var data []byte
+	switch {
+	case gap:
+		delete(h, jsformat.HdrTTL)
+	case a.ttl != nil:
+		jsformat.Set(h, jsformat.HdrTTL, a.ttl.value(m.Timestamp, time.Now()))
+	}
 	if !gap {
 		data = m.Data
 		// Exact sizing only near the limit: the bound is cheap, the walk

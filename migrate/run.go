@@ -170,6 +170,9 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	// Everything that can be checked without writing comes first: a
 	// refused run leaves both servers as they were.
 	chans := p.Active()
+	if err := r.checkExpiry(chans); err != nil {
+		return nil, err
+	}
 	if err := r.checkChannels(ctx, chans); err != nil {
 		return nil, err
 	}
@@ -218,7 +221,11 @@ func (r *runner) checkTarget(ctx context.Context) error {
 	if err := conn.CheckJetStream(ctx, r.o.Target, r.nc, js); err != nil {
 		return err
 	}
-	if ai, err := js.AccountInfo(ctx); err == nil {
+	// The API level decides the publish path and expiry for the whole
+	// run: worth the client's full timeout, not apiTimeout.
+	actx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if ai, err := js.AccountInfo(actx); err == nil {
 		r.level = apilevel.Of(ai)
 	}
 	if r.o.Publish == PublishAuto && !r.batchable() {

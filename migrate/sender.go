@@ -33,8 +33,10 @@ type batchSender struct {
 	hdr nats.Header
 }
 
-func newBatchSender(nc *nats.Conn, window int) (*batchSender, error) {
-	p, err := fastingest.New(nc, fastingest.Options{Window: window, AckTimeout: publishTimeout})
+// moved is asked while the first batch start waits for its answer, as
+// the acker asks it while a publish waits (see publisher.await).
+func newBatchSender(nc *nats.Conn, window int, moved func() error) (*batchSender, error) {
+	p, err := fastingest.New(nc, fastingest.Options{Window: window, AckTimeout: publishTimeout, Moved: moved, CheckEvery: checkEvery})
 	if err != nil {
 		return nil, err
 	}

@@ -81,6 +81,9 @@ func (r *runner) ensureStream(ctx context.Context, js jetstream.JetStream, c *pl
 		return nil, false, permanent{fmt.Errorf("stream %q exists with storage %v and %d replica(s), the plan says %v and %d: align the plan or remove the stream: %w",
 			c.Stream, got.Storage, got.Replicas, want.Storage, want.Replicas, ErrConflict)}
 	}
+	if err := ensureMsgTTL(ctx, js, s, c); err != nil {
+		return nil, false, err
+	}
 	return s, created, nil
 }
 
@@ -103,6 +106,8 @@ func (r *runner) streamConfig(c *plan.Channel, replaying bool) jetstream.StreamC
 		// Fast-ingest batches where the target has them: the cheapest
 		// publish that still checks each message's expected sequence.
 		AllowBatchPublish: r.batchable(),
+		// Per-message TTLs keep STAN's deadlines (see expiry.go).
+		AllowMsgTTL: originalExpiry(c),
 	}
 	if c.Storage == "memory" {
 		cfg.Storage = jetstream.MemoryStorage

@@ -36,7 +36,9 @@ type Options struct {
 	Placement *Placement
 	Headers   string
 	MsgID     bool
-	Now       time.Time
+	// Expiry is ExpiryOriginal (default) or ExpiryMigration.
+	Expiry string
+	Now    time.Time
 	// SkipBroken marks channels the source cannot read skip: true with a
 	// warning; otherwise each is a blocker.
 	SkipBroken bool
@@ -50,6 +52,9 @@ func Build(d *Discovery, o Options) *Plan {
 	}
 	if o.Headers == "" {
 		o.Headers = DefaultHeaders
+	}
+	if o.Expiry == "" {
+		o.Expiry = ExpiryOriginal
 	}
 	p := &Plan{
 		Version:   FormatVersion,
@@ -129,7 +134,7 @@ func Build(d *Discovery, o Options) *Plan {
 			"not durable: will not be migrated (the application must resubscribe on JetStream)")
 	}
 	if anyAge {
-		add(Info, "max_age", "JetStream counts max_age from the migration time, not from the original STAN timestamps (kept in the Nats-Streaming-Timestamp header): messages live longer than they would have on STAN")
+		planExpiry(p, d.Target, o.Expiry, add)
 	}
 	if anySubs {
 		add(Info, "max_subscriptions", "STAN's max_subscriptions becomes the stream's max_consumers: STAN counted every subscription, JetStream counts consumers (one per durable or durable queue group)")

@@ -252,6 +252,9 @@ func (v *validation) checkChannel(key string, c *Channel) {
 	if c.Limits.MaxMsgs < 0 || c.Limits.MaxBytes < 0 || c.Limits.MaxConsumers < 0 {
 		v.bad(key, "channel %q: limits cannot be negative (0 means unlimited)", c.Name)
 	}
+	if msg := validExpiry(c); msg != "" {
+		v.bad(key, "%s", msg)
+	}
 }
 
 // checkDurables checks a channel's durables, and that their consumer

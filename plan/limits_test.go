@@ -30,7 +30,7 @@ type streamLimits struct {
 // narrowest matching entry, a literal first, inheriting unset fields from
 // wider ones; STAN's 0 = unlimited becomes JetStream's -1). The expected
 // values are worked out by hand from the fixture files. The plan report
-// says that JetStream counts max_age from the migration time.
+// says that each message keeps its STAN deadline (expiry: original).
 func TestSTANLimitsEndUpOnTheRightStreams(t *testing.T) {
 	const mib = 1 << 20
 	tests := []struct {
@@ -64,7 +64,7 @@ func TestSTANLimitsEndUpOnTheRightStreams(t *testing.T) {
 			if err := report.Plan(&rep, p, report.Table); err != nil {
 				t.Fatal(err)
 			}
-			if !strings.Contains(rep.String(), "JetStream counts max_age from the migration time") {
+			if !strings.Contains(rep.String(), "keep STAN's deadlines (expiry: original)") {
 				t.Errorf("the plan report does not say how JetStream counts max_age:\n%s", rep.String())
 			}
 			if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {

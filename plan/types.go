@@ -107,8 +107,12 @@ type Channel struct {
 	Storage   string     `yaml:"storage" json:"storage"`
 	// DuplicateWindow is the stream's dedup window once migrated; while
 	// migrating a short window is used (see migrate).
-	DuplicateWindow Duration  `yaml:"duplicate_window" json:"duplicate_window"`
-	Durables        []Durable `yaml:"durables,omitempty" json:"durables,omitempty"`
+	DuplicateWindow Duration `yaml:"duplicate_window" json:"duplicate_window"`
+	// Expiry says when a migrated message expires (channels with a
+	// max_age only): ExpiryOriginal (at its STAN deadline, by per-message
+	// TTL) or ExpiryMigration (max_age counted from the copy).
+	Expiry   string    `yaml:"expiry,omitempty" json:"expiry,omitempty"`
+	Durables []Durable `yaml:"durables,omitempty" json:"durables,omitempty"`
 }
 
 // Placement says where a stream's replicas go in a JetStream cluster.

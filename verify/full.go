@@ -29,7 +29,8 @@ func fullChannel(ctx context.Context, src source.Source, js jetstream.JetStream,
 	}
 	from := pf.from()
 	m := &merger{rep: r, channel: c.Name, js: js, ds: ds, dt: dt, stanPrev: from, streamPrev: from,
-		progress: progress, lastReported: time.Now(), stanLast: b.last, stanDone: true, streamDone: true}
+		progress: progress, lastReported: time.Now(), stanLast: b.last, stanDone: true, streamDone: true,
+		exp: expiry{maxAge: c.Limits.MaxAge.D(), now: time.Now}}
 	m.timer = time.NewTimer(idleTimeout)
 	m.timer.Stop()
 	cost := msgCost(b, c)
@@ -70,6 +71,7 @@ func fullChannel(ctx context.Context, src source.Source, js jetstream.JetStream,
 		}
 	}
 	r.Read = m.ds.Count - r.Earlier
+	r.ageLimited = c.Limits.MaxAge > 0
 	finish(r, b, state == nil)
 	if state != nil {
 		if err := pf.save(ctx, r, m.ds, m.dt, state.FirstSeq); err != nil {

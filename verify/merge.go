@@ -41,6 +41,8 @@ type merger struct {
 
 	ds, dt *digest.Channel
 	timer  *time.Timer
+	// exp accepts messages that expired on one side (see expiry).
+	exp expiry
 
 	progress     func(string, uint64)
 	sinceReport  uint64
@@ -225,6 +227,11 @@ func (m *merger) run(ctx context.Context) error {
 			m.report(true)
 			return nil
 		case t == nil || (have && s.Sequence < tseq):
+			if m.exp.passed(s.Timestamp) {
+				r.Expired++
+				have = false
+				continue
+			}
 			if err := m.fork(); err != nil {
 				return err
 			}
@@ -235,6 +242,11 @@ func (m *merger) run(ctx context.Context) error {
 			m.ds.Add(s.Sequence, s.Subject, s.Data)
 			have = false
 		case !have || tseq < s.Sequence:
+			if m.exp.streamPassed(t) {
+				r.Expired++
+				t = nil
+				continue
+			}
 			if err := m.fork(); err != nil {
 				return err
 			}

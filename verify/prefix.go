@@ -146,7 +146,10 @@ func (p *prefix) checkCount(ctx context.Context, s jetstream.Stream, st *jetstre
 // further one is kept.
 func (p *prefix) save(ctx context.Context, r *ChannelReport, ds, dt *digest.Channel, streamFirst uint64) error {
 	o := p.o
-	if o == nil || o.State == nil || !r.OK || ds.Count == 0 || r.Source.LastSeq == p.from() {
+	// A run that accepted expired messages left them out of both hashes:
+	// the hash's count no longer is the stream's, which the next run's
+	// count check relies on.
+	if o == nil || o.State == nil || !r.OK || ds.Count == 0 || r.Source.LastSeq == p.from() || r.Expired > 0 {
 		return nil
 	}
 	sm, err := ds.Mark()

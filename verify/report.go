@@ -57,6 +57,15 @@ type ChannelReport struct {
 	Read       uint64 `json:"read_now"`
 	// PrefixNote says why a recorded prefix was not used.
 	PrefixNote string `json:"prefix_note,omitempty"`
+	// Expired counts messages found on one side only and past their
+	// deadline (STAN timestamp + max_age) when compared: dropped by that
+	// side's expiry, not lost, and left out of both hashes.
+	Expired uint64 `json:"expired,omitempty"`
+
+	// ageLimited: the channel has a max_age, so each side's first
+	// sequence moves on its own as messages expire; what lies between
+	// the two is compared message by message (see expiry).
+	ageLimited bool
 
 	notes []string // facts that make the channel differ beyond sequences
 }
@@ -84,7 +93,8 @@ func finish(r *ChannelReport, b bounds, noStream bool) {
 	if noStream {
 		r.notes = append([]string{fmt.Sprintf("stream %q does not exist on the target", r.Stream)}, r.notes...)
 	}
-	sameShape := r.Source.Msgs == r.Target.Msgs && r.Source.FirstSeq == r.Target.FirstSeq && r.Source.LastSeq == r.Target.LastSeq
+	sameFirst := r.Source.FirstSeq == r.Target.FirstSeq || r.ageLimited
+	sameShape := r.Source.Msgs == r.Target.Msgs && sameFirst && r.Source.LastSeq == r.Target.LastSeq
 	r.OK = sameShape && len(r.notes) == 0 && r.MissingCount+r.ExtraCount+r.ChangedCount == 0
 	if r.OK {
 		return

@@ -116,6 +116,7 @@ func TestBadInputExitsTwoWithOneLineAndChangesNothing(t *testing.T) {
 		// Words out of range.
 		{"--format", nil, []string{"plan", "--format", "xml"}, []string{"--format"}},
 		{"--headers", nil, []string{"plan", "-o", "-", "--headers", "none"}, []string{"--headers", "full or minimal"}},
+		{"--expiry", nil, []string{"plan", "-o", "-", "--expiry", "never"}, []string{"--expiry", "original or migration"}},
 		{"--positions", nil, []string{"migrate", "--plan", good, "--positions", "sometimes"}, []string{"--positions", "exact or lowest-unacked"}},
 		{"--publish", nil, []string{"migrate", "--plan", good, "--publish", "sync"}, []string{"--publish", "auto or async"}},
 		{"--log-format", nil, []string{"migrate", "--plan", good, "--log-format", "xml"}, []string{`--log-format "xml"`, "text or json"}},

@@ -28,6 +28,7 @@ type planOptions struct {
 	tags     []string
 	headers  string
 	msgID    bool
+	expiry   string
 	dir      dirOptions
 }
 
@@ -66,6 +67,7 @@ blocked. It changes nothing on either server.
 	f.StringArrayVar(&o.tags, "placement-tag", nil, "put every stream's replicas on servers with this tag (repeatable)")
 	o.dir.addFlags(f)
 	f.StringVar(&o.headers, "headers", plan.DefaultHeaders, fmt.Sprintf("headers on migrated messages: %s (stan2js's: channel, sequence, original timestamp) or %s (original timestamp)", jsformat.HeadersFull, jsformat.HeadersMinimal))
+	f.StringVar(&o.expiry, "expiry", plan.ExpiryOriginal, fmt.Sprintf("when a migrated message of a channel with max_age expires: %s (at its STAN timestamp + max_age, by per-message TTL on nats-server 2.11+) or %s (max_age counted from the copy)", plan.ExpiryOriginal, plan.ExpiryMigration))
 	f.BoolVar(&o.msgID, "msg-id", false, "also put a Nats-Msg-Id (<cluster>:<channel>:<sequence>) on every message; exactly-once does not need it, and it costs the server memory and time")
 	return cmd
 }
@@ -91,6 +93,9 @@ func (o *planOptions) validate() error {
 	}
 	if o.headers != jsformat.HeadersFull && o.headers != jsformat.HeadersMinimal {
 		return usageError{fmt.Errorf("--headers %q: use %s or %s", o.headers, jsformat.HeadersFull, jsformat.HeadersMinimal)}
+	}
+	if o.expiry != "" && o.expiry != plan.ExpiryOriginal && o.expiry != plan.ExpiryMigration {
+		return usageError{fmt.Errorf("--expiry %q: use %s or %s", o.expiry, plan.ExpiryOriginal, plan.ExpiryMigration)}
 	}
 	return nil
 }
@@ -143,7 +148,7 @@ func makePlan(ctx context.Context, o *planOptions) (*plan.Plan, error) {
 		placement = &plan.Placement{Cluster: o.cluster, Tags: o.tags}
 	}
 	p := plan.Build(d, plan.Options{
-		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Placement: placement, Headers: o.headers, MsgID: o.msgID, Now: time.Now(),
+		Include: o.include, Exclude: o.exclude, Replicas: o.replicas, Placement: placement, Headers: o.headers, MsgID: o.msgID, Expiry: o.expiry, Now: time.Now(),
 		SkipBroken: o.dir.skipBroken,
 	})
 	if errs := d.Unreadable(p); len(errs) > 0 {

@@ -79,8 +79,8 @@ func TestJetStreamDomainPrecedence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv("NATS_DOMAIN", tt.env)
-			g := &globalOptions{nats: conn.Side{Name: "JetStream"}}
+			// The environment is read once, when the app is made.
+			g := &globalOptions{nats: conn.Side{Name: "JetStream"}, env: environment{"NATS_DOMAIN": tt.env}}
 			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 			g.addFlags(fs)
 			if err := fs.Parse(tt.args); err != nil {

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -125,7 +124,9 @@ func request(ctx context.Context, js jetstream.JetStream, op string, body any, n
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, max(o.DefaultTimeout, 5*time.Second))
+		// The client's own default for its requests (5 s unless the
+		// caller chose shorter, as migrate does to ride out failovers).
+		ctx, cancel = context.WithTimeout(ctx, o.DefaultTimeout)
 		defer cancel()
 	}
 	resp, err := js.Conn().RequestMsgWithContext(ctx, msg)

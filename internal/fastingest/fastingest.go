@@ -88,6 +88,13 @@ type Options struct {
 	// Linger is how long publishing may pause before the open batch is
 	// ended so that its tail is acknowledged. Default 5ms.
 	Linger time.Duration
+	// Moved, when set, is asked every CheckEvery (default 500ms) while
+	// the first Publish waits for the server's answer to the batch start:
+	// an error (the connection was re-established, the stream's leader
+	// changed) means no answer will come, and Publish returns at once
+	// with ErrTimeout and that error instead of waiting out AckTimeout.
+	Moved      func() error
+	CheckEvery time.Duration
 }
 
 // failure is where publishing failed.
@@ -164,6 +171,9 @@ func New(nc *nats.Conn, o Options) (*Publisher, error) {
 	}
 	if o.Linger <= 0 {
 		o.Linger = 5 * time.Millisecond
+	}
+	if o.CheckEvery <= 0 {
+		o.CheckEvery = 500 * time.Millisecond
 	}
 	p := &Publisher{
 		nc:      nc,
@@ -376,12 +386,24 @@ func (p *Publisher) waitRoom(seq uint64) error {
 func (p *Publisher) waitReady(seq uint64) error {
 	timer := time.NewTimer(p.opts.AckTimeout)
 	defer timer.Stop()
+	var check <-chan time.Time
+	if p.opts.Moved != nil {
+		t := time.NewTicker(p.opts.CheckEvery)
+		defer t.Stop()
+		check = t.C
+	}
 	for !p.ready.Load() {
 		if f := p.failed.Load(); f != nil {
 			return f.err
 		}
 		select {
 		case <-p.pubSig:
+		case <-check:
+			if merr := p.opts.Moved(); merr != nil {
+				err := fmt.Errorf("fast-ingest publish of sequence %d: no answer to the batch start: %w: %w", seq, ErrTimeout, merr)
+				p.fail(seq, err, true)
+				return err
+			}
 		case <-timer.C:
 			err := fmt.Errorf("fast-ingest publish of sequence %d: no answer to the batch start within %v: %w", seq, p.opts.AckTimeout, ErrTimeout)
 			p.fail(seq, err, true)

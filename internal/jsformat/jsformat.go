@@ -23,6 +23,10 @@ const (
 	// for applications written against data stan2js migrated.
 	HdrChannel  = "Nats-Streaming-Channel"
 	HdrSequence = "Nats-Streaming-Sequence"
+	// HdrTTL is JetStream's per-message TTL (nats-server 2.11+, whole
+	// seconds): on channels that keep STAN's deadlines, max_age minus
+	// the message's age when copied.
+	HdrTTL = "Nats-TTL"
 	// HdrMsgID is JetStream's deduplication header.
 	HdrMsgID = "Nats-Msg-Id"
 	// HdrExpectedLastSeq makes JetStream refuse a message unless the
