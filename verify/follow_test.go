@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +179,50 @@ func TestPurgedStreamBreaksThePrefix(t *testing.T) {
 	}
 	if c.MissingCount != 50 || len(c.Missing) == 0 || c.Missing[0] != 1 || !strings.Contains(c.Problem, "50 sequences missing from the stream: 1, 2") {
 		t.Errorf("verify after a purge: %d missing %v, problem %q; want 1..50 missing", c.MissingCount, c.Missing, c.Problem)
+	}
+}
+
+// TestPrefixInAKeyValueBucket keeps the verified prefix in a bucket on
+// the target (--state kv:NAME): a second verify reads nothing, and the
+// prefix is a key of kind "verified" in the bucket.
+func TestPrefixInAKeyValueBucket(t *testing.T) {
+	const channel, seeded = "kv.0", 150
+	spec := &fixture.Spec{Channels: []fixture.Channel{{Name: channel, Messages: seeded, Size: 32}}}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := state.OpenKV(ctx, env.JS(t), "verify-prefix", state.KVOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := env.VerifyOptions()
+	o.State = kv
+	for i, want := range []struct{ earlier, read uint64 }{{0, seeded}, {seeded, 0}} {
+		rep, err := verify.Run(ctx, env.Src(t), p, o)
+		if err != nil {
+			t.Fatalf("verify %d: %v", i+1, err)
+		}
+		if c := rep.Channels[0]; c.Earlier != want.earlier || c.Read != want.read {
+			t.Errorf("verify %d: %d earlier, %d read; want %d and %d", i+1, c.Earlier, c.Read, want.earlier, want.read)
+		}
+	}
+	keys, err := kv.Keys(ctx, state.KindVerified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := state.Key(state.KindVerified, naming.StreamName(channel)); !slices.Contains(keys, want) {
+		t.Errorf("bucket keys of kind %q: %v, want %q among them", state.KindVerified, keys, want)
 	}
 }
 
