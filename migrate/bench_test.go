@@ -26,7 +26,8 @@ import (
 
 // BenchmarkThroughput measures, in one run on the same data and servers,
 // the raw ceilings (STAN read, JetStream async publish, the two pipelined
-// with STAN acks after JetStream acks) next to migrate and verify. Run:
+// with STAN acks after JetStream acks, without and with stan2js's
+// headers) next to migrate and verify. Run:
 //
 //	go test ./migrate -run '^$' -bench Throughput -benchtime 5x -v
 //
@@ -172,7 +173,12 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		{"pipelined", func(b *testing.B) time.Duration {
 			js := freshTarget(b)
 			defer drop(js)
-			return timed(b, func() (time.Duration, error) { return ceiling.Pipelined(src, js.URL()) })
+			return timed(b, func() (time.Duration, error) { return ceiling.Pipelined(src, js.URL(), false) })
+		}},
+		{"pipelined-headers", func(b *testing.B) time.Duration {
+			js := freshTarget(b)
+			defer drop(js)
+			return timed(b, func() (time.Duration, error) { return ceiling.Pipelined(src, js.URL(), true) })
 		}},
 		{"raw-fast-ingest", func(b *testing.B) time.Duration {
 			js := freshTarget(b)
@@ -248,6 +254,10 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 		}
 		migratePct, minimalPct, asyncPct := took.Share("migrate", "pipelined"), took.Share("migrate-minimal-headers", "pipelined"), took.Share("migrate-async", "pipelined")
 		offlinePct, verifyPct := took.Share("offline-migrate", "raw-fast-ingest"), took.Share("verify", "raw-stan-read")
+		// The issue-19 target: migrate at >= 1.25x a naive pipelined
+		// migrator carrying the same stan2js headers.
+		vsNaive := took.Share("migrate", "pipelined-headers") / 100
+		b.ReportMetric(vsNaive, "migrate-vs-naive-headers-x")
 		b.ReportMetric(migratePct, "migrate-%")
 		b.ReportMetric(offlinePct, "offline-%")
 		b.ReportMetric(verifyPct, "verify-%")
@@ -255,6 +265,7 @@ func benchShape(b *testing.B, size, channels, perChannel int) {
 			return
 		}
 		mbs := func(k string) string { return fmt.Sprintf("%.0f MB/s", rate(k)*float64(size)/1e6) }
+		b.Logf("naive pipelined with stan2js headers: %.0fk msgs/s; migrate %.2fx of it", rate("pipelined-headers")/1e3, vsNaive)
 		b.Logf("| %d B, %d ch | %.0fk (%s) | %.0fk | %.0fk (%s) | **%.0fk** (%s, **%.0f%%**) | %.0fk (%.0f%%) | %.0fk (%.0f%%) | %.0fk | **%.0fk** (**%.0f%%**) | **%.0fk** (**%.0f%%** of raw read) |",
 			size, channels, rate("raw-stan-read")/1e3, mbs("raw-stan-read"), rate("raw-js-publish")/1e3,
 			rate("pipelined")/1e3, mbs("pipelined"), rate("migrate")/1e3, mbs("migrate"), migratePct,

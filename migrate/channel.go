@@ -129,6 +129,10 @@ func (j *channelRun) copy(ctx context.Context) error {
 			return err
 		}
 		if last >= j.target {
+			if j.r.o.Follow {
+				j.r.o.Reporter.Event(Event{Channel: j.c.Name, Stream: j.c.Stream, Kind: EventCaughtUp,
+					Message: fmt.Sprintf("through sequence %d", j.target)})
+			}
 			return nil
 		}
 		if attempt == 0 {

@@ -14,6 +14,10 @@ const (
 	EventPublishing EventKind = "publishing"
 	// EventRetrying: a transient fault; the channel resumes after a wait.
 	EventRetrying EventKind = "retrying"
+	// EventCaughtUp: a following channel finished its final catch-up:
+	// every message STAN held when the run was told to finish is in the
+	// stream (the cutover window's first stage ends here).
+	EventCaughtUp EventKind = "caught-up"
 	// EventComplete: a channel's messages are all in its stream.
 	EventComplete EventKind = "complete"
 	// EventProbing: a durable's pending messages are being probed.

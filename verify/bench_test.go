@@ -3,7 +3,10 @@ package verify_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +24,11 @@ import (
 // SHA-256 over the messages. Run:
 //
 //	go test ./verify -run '^$' -bench VerifyParts -benchtime 5x -v
+//
+// To profile verify alone against the raw read:
+//
+//	STANMIGRATE_BENCH_COLUMNS=raw-stan-read go test ./verify -run '^$' -bench 'VerifyParts/128B' -benchtime 3x -cpuprofile read.out
+//	STANMIGRATE_BENCH_COLUMNS=verify go test ./verify -run '^$' -bench 'VerifyParts/128B' -benchtime 3x -cpuprofile verify.out
 //
 // Where the servers and the client share the cores, verify cannot finish
 // before the CPU its parts need, spread over every core, has been spent:
@@ -53,10 +61,11 @@ func benchVerifyParts(b *testing.B, size, total int) {
 	}
 	src := ceiling.Source{ClusterID: env.Pair.STAN.ClusterID(), URL: env.Pair.STAN.URL(), Channels: []string{"bench.0"}, PerChannel: total}
 	payload := make([]byte, size)
-	parts := []struct {
+	type part struct {
 		name string
 		run  func() (time.Duration, error)
-	}{
+	}
+	parts := []part{
 		{"raw-stan-read", func() (time.Duration, error) { return ceiling.STANRead(src, true) }},
 		{"stan-read-no-acks", func() (time.Duration, error) { return ceiling.STANRead(src, false) }},
 		{"stream-read", func() (time.Duration, error) {
@@ -77,6 +86,12 @@ func benchVerifyParts(b *testing.B, size, total int) {
 			return time.Since(start), err
 		}},
 	}
+	// STANMIGRATE_BENCH_COLUMNS (comma separated) runs only those parts,
+	// to profile one alone: no shares are reported then.
+	only := os.Getenv("STANMIGRATE_BENCH_COLUMNS")
+	if only != "" {
+		parts = slices.DeleteFunc(parts, func(p part) bool { return !slices.Contains(strings.Split(only, ","), p.name) })
+	}
 	b.Run("rounds", func(b *testing.B) {
 		// took holds wall time; cpu the CPU time of the whole process
 		// (servers and client) per part, as if spread over all cores.
@@ -95,6 +110,9 @@ func benchVerifyParts(b *testing.B, size, total int) {
 		rate := func(col string) float64 { return took.Rate(col, total) / 1e3 }
 		for _, part := range parts {
 			b.ReportMetric(took.Rate(part.name, total), part.name+"-msgs/s")
+		}
+		if only != "" {
+			return
 		}
 		verifyPct := took.Share("verify", "raw-stan-read")
 		// The three parts, each given every core: verify does all three

@@ -55,7 +55,7 @@ func TestWindows(t *testing.T) {
 		}
 	}
 	for _, b := range []bounds{smallWindows(1, n, n), {known: true, first: 1, last: n, msgs: n, bytes: n}} {
-		r, err := fullChannel(ctx, e.src(t, true, nil), e.js, &c, b, nil)
+		r, err := fullChannel(ctx, e.src(t, true, nil), e.js, &c, b, e.streamAt(t, ctx, c.Stream), &prefix{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +80,7 @@ func TestWindows(t *testing.T) {
 	for _, m := range e.read(t, fc) {
 		want.Add(m.Sequence, m.Subject, m.Data)
 	}
-	r, err := fullChannel(ctx, e.src(t, true, nil), e.js, &fc, smallWindows(1, 500, 500), nil)
+	r, err := fullChannel(ctx, e.src(t, true, nil), e.js, &fc, smallWindows(1, 500, 500), e.streamAt(t, ctx, fc.Stream), &prefix{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestWindows(t *testing.T) {
 	e.publish(t, "onesub", 1, 3*minWindow+5)
 	oc := e.channel(t, "onesub")
 	e.buildStream(t, oc, nil)
-	r, err = fullChannel(ctx, e.src(t, true, nil), e.js, &oc, smallWindows(1, oc.LastSeq, oc.Msgs), nil)
+	r, err = fullChannel(ctx, e.src(t, true, nil), e.js, &oc, smallWindows(1, oc.LastSeq, oc.Msgs), e.streamAt(t, ctx, oc.Stream), &prefix{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,4 +179,14 @@ func TestFeed(t *testing.T) {
 	if !<-refused {
 		t.Error("put on a stopped full feed succeeded")
 	}
+}
+
+// streamAt opens a stream as verifyChannel does before reading it.
+func (e *env) streamAt(t *testing.T, ctx context.Context, name string) streamAt {
+	t.Helper()
+	s, st, err := openStream(ctx, e.js, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return streamAt{s: s, state: st}
 }

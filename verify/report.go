@@ -49,6 +49,14 @@ type ChannelReport struct {
 	Problem string `json:"problem,omitempty"`
 	// Sampled is how many sequences were checked in sample mode.
 	Sampled int `json:"sampled,omitempty"`
+	// Earlier is how many of the channel's messages an earlier verify
+	// had found identical (its verified prefix, through EarlierSeq); Read
+	// is how many this run compared.
+	Earlier    uint64 `json:"verified_earlier"`
+	EarlierSeq uint64 `json:"verified_through,omitempty"`
+	Read       uint64 `json:"read_now"`
+	// PrefixNote says why a recorded prefix was not used.
+	PrefixNote string `json:"prefix_note,omitempty"`
 	// Expired counts messages found on one side only and past their
 	// deadline (STAN timestamp + max_age) when compared: dropped by that
 	// side's expiry, not lost, and left out of both hashes.

@@ -7,8 +7,10 @@
 // own, which it never acks and which STAN records in its subscription file
 // while they exist) and JetStream through ordered consumers (ephemeral,
 // removed when done) and direct gets; it never acks, creates or changes
-// anything durable. It never prints and never exits: results come back as
-// a Report, progress through a Reporter.
+// anything durable on either server. The only thing it writes is each
+// channel's verified prefix, in the run's state store when it is given
+// one. It never prints and never exits: results come back as a Report,
+// progress through a Reporter.
 package verify
 
 import (
@@ -17,11 +19,14 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/source"
+	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/plan"
 )
 
@@ -43,6 +48,19 @@ type Options struct {
 	// Parallel is how many channels are verified at once (0 =
 	// DefaultParallel).
 	Parallel int
+	// State, when set, keeps each channel's verified prefix: a run checks
+	// the prefix cheaply and reads only past it, then records the new one.
+	State state.Store
+	// Full reads every channel from its start whatever prefix is
+	// recorded (the new prefix is still recorded).
+	Full bool
+	// Follow keeps verifying, round after round, as both sides grow
+	// (beside migrate --follow), moving the verified prefix, until Finish
+	// is closed or IdleFinish passes without a new message; then one last
+	// round checks the tails in full and the consumers.
+	Follow     bool
+	Finish     <-chan struct{}
+	IdleFinish time.Duration
 	// Reporter, when set, receives progress.
 	Reporter Reporter
 }
@@ -72,16 +90,22 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Repo
 	if o.Parallel <= 0 {
 		o.Parallel = DefaultParallel
 	}
-	rep := &Report{Channels: []ChannelReport{}, Consumers: []ConsumerReport{}}
 	chans := p.Active()
 	if len(chans) == 0 {
-		rep.OK = true
-		return rep, nil
+		return &Report{Channels: []ChannelReport{}, Consumers: []ConsumerReport{}, OK: true}, nil
+	}
+	if o.Sample > 0 && o.Follow {
+		return nil, errors.New("verify: --sample and --follow do not go together: following moves a verified prefix, which sampling does not make")
 	}
 	if err := p.CheckSource(ctx, src); err != nil {
 		return nil, err
 	}
-	nc, js, err := conn.JetStream(ctx, o.Target, "stanmigrate-verify")
+	var extra []nats.Option
+	if o.Follow {
+		// Following rides out a JetStream restart or leader change.
+		extra = append(extra, nats.MaxReconnects(-1))
+	}
+	nc, js, err := conn.JetStream(ctx, o.Target, "stanmigrate-verify", extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -97,10 +121,29 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Repo
 		}
 		o.Reporter.Begin(msgs, bytes)
 	}
+	v := &verifier{src: src, js: js, o: &o, chans: chans}
+	if o.Follow {
+		if rep, err := v.follow(ctx); err != nil {
+			return rep, err
+		}
+	}
+	return v.round(ctx, false)
+}
 
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
+// verifier is one run's shared state.
+type verifier struct {
+	src   source.Source
+	js    jetstream.JetStream
+	o     *Options
+	chans []*plan.Channel
+}
+
+// round verifies every channel once. A following round (tailing) checks
+// each channel only as far as both sides hold it, and no consumers.
+func (v *verifier) round(parent context.Context, tailing bool) (*Report, error) {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
+	chans := v.chans
 	type result struct {
 		ch   *ChannelReport
 		cons []ConsumerReport
@@ -120,13 +163,13 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Repo
 	}
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range min(o.Parallel, len(chans)) {
+	for range min(v.o.Parallel, len(chans)) {
 		wg.Go(func() {
 			for i := range next {
 				if ctx.Err() != nil {
 					continue
 				}
-				cr, cons, err := verifyChannel(ctx, src, js, chans[i], &o)
+				cr, cons, err := verifyChannel(ctx, v.src, v.js, chans[i], v.o, tailing)
 				if err != nil {
 					fail(fmt.Errorf("verify channel %q (stream %q): %w", chans[i].Name, chans[i].Stream, err))
 					continue
@@ -146,6 +189,7 @@ feed:
 	close(next)
 	wg.Wait()
 
+	rep := &Report{Channels: []ChannelReport{}, Consumers: []ConsumerReport{}}
 	badChannels, badConsumers := 0, 0
 	for _, r := range results {
 		if r.ch == nil {
@@ -193,8 +237,21 @@ type bounds struct {
 func (b bounds) empty() bool { return b.gone || b.last == 0 || b.last < b.first }
 
 // verifyChannel compares one channel with its stream, then its durables
-// with their consumers.
-func verifyChannel(ctx context.Context, src source.Source, js jetstream.JetStream, c *plan.Channel, o *Options) (*ChannelReport, []ConsumerReport, error) {
+// with their consumers. The stream is looked at before the channel: what
+// migrate copied, STAN held first, so a tailing round never takes a
+// message the stream has not caught up with yet for one it lacks.
+func verifyChannel(ctx context.Context, src source.Source, js jetstream.JetStream, c *plan.Channel, o *Options, tailing bool) (*ChannelReport, []ConsumerReport, error) {
+	var sa streamAt
+	var pf prefix
+	var err error
+	if o.Sample == 0 {
+		if sa.s, sa.state, err = openStream(ctx, js, c.Stream); err != nil {
+			return nil, nil, err
+		}
+		if pf, err = loadPrefix(ctx, o, c.Stream); err != nil {
+			return nil, nil, err
+		}
+	}
 	sc, err := src.Channel(ctx, c.Name)
 	var b bounds
 	switch {
@@ -209,6 +266,15 @@ func verifyChannel(ctx context.Context, src source.Source, js jetstream.JetStrea
 	default:
 		b = bounds{known: sc.Counted, first: sc.FirstSeq, last: sc.LastSeq, msgs: sc.Msgs, bytes: sc.Bytes}
 	}
+	if tailing {
+		if sa.state == nil || sa.state.LastSeq < max(b.first, 1) || b.empty() {
+			// Nothing copied yet: the next round looks again.
+			return &ChannelReport{Channel: c.Name, Stream: c.Stream, OK: true}, nil, nil
+		}
+		// Past the stream's last, migrate has not copied yet.
+		b.last = min(b.last, sa.state.LastSeq)
+	}
+	pf.judge(b, sa.state)
 	var progress func(string, uint64)
 	if o.Reporter != nil {
 		progress = o.Reporter.Progress
@@ -217,13 +283,13 @@ func verifyChannel(ctx context.Context, src source.Source, js jetstream.JetStrea
 	if o.Sample > 0 {
 		cr, err = sampleChannel(ctx, src, js, c, b, o.Sample, progress)
 	} else {
-		cr, err = fullChannel(ctx, src, js, c, b, progress)
+		cr, err = fullChannel(ctx, src, js, c, b, sa, &pf, progress)
 	}
 	if errors.Is(err, source.ErrUnreadable) {
 		return unreadable(c, err), nil, nil
 	}
-	if err != nil {
-		return nil, nil, err
+	if err != nil || tailing {
+		return cr, nil, err
 	}
 	cons, err := consumers(ctx, js, c, sc)
 	if err != nil {

@@ -361,7 +361,7 @@ func TestChannels(t *testing.T) {
 		defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
 		idleTimeout = 200 * time.Millisecond
 		c := e.channel(t, "same")
-		r, err := fullChannel(ctx, e.src(t, true, nil), e.js, &c, bounds{known: true, first: 1, last: 25, msgs: 25}, nil)
+		r, err := fullChannel(ctx, e.src(t, true, nil), e.js, &c, bounds{known: true, first: 1, last: 25, msgs: 25}, e.streamAt(t, ctx, c.Stream), &prefix{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

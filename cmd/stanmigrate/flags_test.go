@@ -79,8 +79,11 @@ func TestFlagsParseIntoOptions(t *testing.T) {
 			migrateOptions{planFile: "p.yaml", positions: "exact", publish: "auto", status: true, parallel: max(runtime.NumCPU(), 8), window: 8192, leaseTTL: state.DefaultLeaseTTL,
 				op: operateOptions{logFormat: "text"}}},
 		{"verify, every flag", nil, []string{"verify", "--plan", "p.yaml", "--json", "--quiet", "--sample", "5", "--parallel", "3",
-			"--metrics-listen", "127.0.0.1:9465", "--log-format", "json"},
-			verifyOptions{planFile: "p.yaml", json: true, quiet: true, sample: 5, parallel: 3, op: operateOptions{metricsListen: "127.0.0.1:9465", logFormat: "json"}}},
+			"--metrics-listen", "127.0.0.1:9465", "--log-format", "json", "--state", "st", "--full"},
+			verifyOptions{planFile: "p.yaml", json: true, quiet: true, sample: 5, parallel: 3, op: operateOptions{metricsListen: "127.0.0.1:9465", logFormat: "json"},
+				stateDir: "st", full: true}},
+		{"verify --follow", nil, []string{"verify", "--follow", "--until-idle", "30s"},
+			verifyOptions{parallel: runtime.NumCPU(), follow: true, untilIdle: 30 * time.Second, op: operateOptions{logFormat: "text"}}},
 		{"status beside the plan", nil, []string{"status", "--plan", "dir/p.yaml"},
 			statusOptions{planFile: "dir/p.yaml", stateDir: "dir/p.state"}},
 		{"demo", nil, []string{"demo", "--keep"}, demoOptions{keep: true}},
@@ -117,7 +120,7 @@ func withoutDeps(o any) any {
 		v.io, v.global, v.interrupts = nil, nil, nil
 		return v
 	case verifyOptions:
-		v.io, v.global = nil, nil
+		v.io, v.global, v.interrupts = nil, nil, nil
 		return v
 	case statusOptions:
 		v.io, v.global = nil, nil

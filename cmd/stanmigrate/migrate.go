@@ -170,9 +170,11 @@ func runMigrate(ctx context.Context, o *migrateOptions) (err error) {
 	defer src.Close()
 	skipUnreadable(ctx, prog.Notes(), p, src, o.dir.skipBroken)
 	finish := make(chan struct{})
+	clock := &cutoverClock{Reporter: opn.reporter(prog)}
 	if o.follow && o.interrupts != nil {
 		o.interrupts.onFinish(func() {
 			fmt.Fprintln(prog.Notes(), "finishing: final catch-up, then consumers (Ctrl-C again to stop with the checkpoint saved)")
+			clock.finishing()
 			close(finish)
 		})
 	}
@@ -190,9 +192,10 @@ func runMigrate(ctx context.Context, o *migrateOptions) (err error) {
 		Rate:        float64(o.op.rate),
 		RateBytes:   o.op.rateBytesN,
 		SourceEvery: o.op.sourceEvery,
-		Reporter:    opn.reporter(prog),
+		Reporter:    clock,
 	})
 	prog.Close()
+	clock.printMigrate(prog.Notes(), time.Now())
 	if sum != nil {
 		if perr := printResult(o.io, o.json, sum, func() { report.Migration(o.io.Out, sum) }); perr != nil {
 			return perr

@@ -67,7 +67,7 @@ func TestOfflineSourceThroughTheBinary(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"verify", "--stan-dir", dir, "--stan-config", conf, "--plan", livePlan, "--json"},
-		{"verify", "--stan-dir", dir, "--stan-config", conf, "--json"},
+		{"verify", "--stan-dir", dir, "--stan-config", conf, "--json", "--state", filepath.Join(tmp, "verify.state")},
 	} {
 		if r := run(t, offline, args...); r.code != 0 || !strings.Contains(r.stdout, `"ok": true`) {
 			t.Errorf("%v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)

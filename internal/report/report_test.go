@@ -81,13 +81,14 @@ func TestMigrationSummaryGolden(t *testing.T) {
 func verification() *verify.Report {
 	return &verify.Report{
 		Channels: []verify.ChannelReport{
-			{Channel: "orders.eu", Stream: "orders_eu", OK: true,
+			{Channel: "orders.eu", Stream: "orders_eu", OK: true, Earlier: 500, EarlierSeq: 500, Read: 100,
 				Source: verify.Side{Msgs: 600, FirstSeq: 1, LastSeq: 600, SHA256: "5f1c0e8d2a4b6c8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d4e"},
 				Target: verify.Side{Msgs: 600, FirstSeq: 1, LastSeq: 600, SHA256: "5f1c0e8d2a4b6c8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d4e"}},
-			{Channel: "payments", Stream: "payments",
-				Source:  verify.Side{Msgs: 300, FirstSeq: 201, LastSeq: 500, SHA256: "aa"},
-				Target:  verify.Side{Msgs: 300, FirstSeq: 201, LastSeq: 501, SHA256: "bb"},
-				Missing: []uint64{333}, Extra: []uint64{501}, Changed: []uint64{250, 251},
+			{Channel: "payments", Stream: "payments", Read: 300,
+				PrefixNote: "the prefix verified through sequence 400 no longer holds (the stream's first sequence is 202, it was 201): read in full",
+				Source:     verify.Side{Msgs: 300, FirstSeq: 201, LastSeq: 500, SHA256: "aa"},
+				Target:     verify.Side{Msgs: 300, FirstSeq: 201, LastSeq: 501, SHA256: "bb"},
+				Missing:    []uint64{333}, Extra: []uint64{501}, Changed: []uint64{250, 251},
 				MissingCount: 1, ExtraCount: 1, ChangedCount: 2,
 				Problem: `channel "payments" (stream "payments"): sequence 333 missing from the stream; sequence 501 in the stream but not on STAN; 2 sequences differ (subject or payload): 250, 251`},
 			{Channel: "audit.log", Stream: "audit_log", OK: true, Sampled: 25,

@@ -8,10 +8,11 @@ import (
 )
 
 // Verification writes a verify report: channels, then consumers, then the
-// problems in full.
+// problems in full. EARLIER is what earlier runs verified (the channel's
+// verified prefix), NOW what this run read.
 func Verification(w io.Writer, r *verify.Report) {
 	tw := table(w)
-	fmt.Fprintln(tw, "CHANNEL\tSTREAM\tSTAN MSGS\tSTAN SEQS\tSTREAM MSGS\tSTREAM SEQS\tSHA-256\tRESULT")
+	fmt.Fprintln(tw, "CHANNEL\tSTREAM\tSTAN MSGS\tSTAN SEQS\tSTREAM MSGS\tSTREAM SEQS\tEARLIER\tNOW\tSHA-256\tRESULT")
 	for _, c := range r.Channels {
 		res := "OK"
 		if !c.OK {
@@ -26,9 +27,13 @@ func Verification(w io.Writer, r *verify.Report) {
 		case len(sum) > 12:
 			sum = sum[:12] + "…"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Channel, c.Stream,
+		earlier, now := Count(c.Earlier), Count(c.Read)
+		if c.Sampled > 0 {
+			earlier, now = "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Channel, c.Stream,
 			Count(c.Source.Msgs), seqRange(c.Source.FirstSeq, c.Source.LastSeq),
-			Count(c.Target.Msgs), seqRange(c.Target.FirstSeq, c.Target.LastSeq), sum, res)
+			Count(c.Target.Msgs), seqRange(c.Target.FirstSeq, c.Target.LastSeq), earlier, now, sum, res)
 	}
 	tw.Flush()
 	if len(r.Consumers) > 0 {
@@ -43,6 +48,11 @@ func Verification(w io.Writer, r *verify.Report) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", c.Channel, c.Durable, c.Consumer, c.Expected, c.Actual, res)
 		}
 		tw.Flush()
+	}
+	for _, c := range r.Channels {
+		if c.PrefixNote != "" {
+			fmt.Fprintf(w, "\nnote: channel %q: %s", c.Channel, c.PrefixNote)
+		}
 	}
 	for _, c := range r.Channels {
 		if !c.OK && c.Problem != "" {

@@ -21,6 +21,11 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/jsformat"
 )
 
+// stallWait lets an async publish wait for room in the window as long as
+// a ceiling may take: on a loaded machine the client's default (200 ms)
+// fails a run that is only slow.
+var stallWait = jetstream.WithStallWait(timeout)
+
 // Window is the in-flight bound of every ceiling: STAN's MaxInflight and
 // the JetStream client's pending async publishes.
 const Window = 8192
@@ -125,7 +130,7 @@ func JetStreamPublish(url string, channels []string, per int, payload []byte) (t
 	start := time.Now()
 	for i := 0; i < per; i++ {
 		for _, c := range channels {
-			if _, err := js.PublishAsync(c, payload); err != nil {
+			if _, err := js.PublishAsync(c, payload, stallWait); err != nil {
 				return 0, err
 			}
 		}
@@ -140,8 +145,11 @@ func JetStreamPublish(url string, channels []string, per int, payload []byte) (t
 
 // Pipelined is the naive ceiling for a correct migrator: read STAN,
 // publish asynchronously, acknowledge on STAN once JetStream acknowledged.
-// No headers, no sequence expectations, no checkpoints.
-func Pipelined(s Source, targetURL string) (time.Duration, error) {
+// No sequence expectations, no checkpoints; with headers set, each
+// message carries stan2js's three headers (original timestamp, channel,
+// sequence) as migrate's do, in a header map of its own as a naive
+// migrator would build it.
+func Pipelined(s Source, targetURL string, headers bool) (time.Duration, error) {
 	nc, err := nats.Connect(targetURL)
 	if err != nil {
 		return 0, err
@@ -186,7 +194,15 @@ func Pipelined(s Source, targetURL string) (time.Duration, error) {
 			}
 		}()
 		_, err = sc.Subscribe(c, func(m *stan.Msg) {
-			f, err := js.PublishAsync(m.Subject, m.Data)
+			msg := &nats.Msg{Subject: m.Subject, Data: m.Data}
+			if headers {
+				msg.Header = nats.Header{
+					jsformat.HdrTimestamp: []string{jsformat.Timestamp(m.Timestamp)},
+					jsformat.HdrChannel:   []string{c},
+					jsformat.HdrSequence:  []string{strconv.FormatUint(m.Sequence, 10)},
+				}
+			}
+			f, err := js.PublishMsgAsync(msg, stallWait)
 			if err != nil {
 				cd.fail(err)
 				return
