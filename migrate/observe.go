@@ -96,10 +96,15 @@ func (nopObserver) Throttled(string, time.Duration)                  {}
 func (nopObserver) Reconnected(string)                               {}
 func (nopObserver) LeasesHeld(int)                                   {}
 
-// observerOf is the Reporter's Observer side, or one that does nothing.
+// observerOf is the Reporter's Observer side, or one that does nothing. A
+// Reporter that wraps another (Unwrap() Reporter, as errors do) is looked
+// through, so a wrapper need not forward every Observer method.
 func observerOf(rep Reporter) Observer {
 	if o, ok := rep.(Observer); ok {
 		return o
+	}
+	if u, ok := rep.(interface{ Unwrap() Reporter }); ok {
+		return observerOf(u.Unwrap())
 	}
 	return nopObserver{}
 }

@@ -19,6 +19,10 @@ type cutoverClock struct {
 	caughtUp time.Time // the last channel's final catch-up ended
 }
 
+// Unwrap is the reporter the clock wraps: migrate looks through it for
+// the metrics observer.
+func (c *cutoverClock) Unwrap() migrate.Reporter { return c.Reporter }
+
 func (c *cutoverClock) finishing() {
 	c.mu.Lock()
 	c.finish = time.Now()

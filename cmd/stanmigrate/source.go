@@ -109,17 +109,7 @@ func skipUnreadable(ctx context.Context, w io.Writer, p *plan.Plan, src source.S
 // sides no security flag was given for. The plan names its STAN cluster,
 // so --cluster is only needed to say otherwise.
 func (g *globalOptions) loadPlan(path string) (*plan.Plan, error) {
-	p, err := plan.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	if g.explicitCluster() == "" {
-		g.cluster = p.Source.ClusterID
-	}
-	if err := g.applyPlanAuth(p); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return g.adoptPlan(plan.Load(path))
 }
 
 // planOrDiscover loads --plan, or without one discovers a plan with the

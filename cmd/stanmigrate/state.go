@@ -48,6 +48,16 @@ func (g *globalOptions) openState(ctx context.Context, loc state.Location, creat
 	return st, nc.Close, nil
 }
 
+// openExisting opens the store a --state value names, for reading: a
+// bucket that does not exist is ErrNoState.
+func (g *globalOptions) openExisting(ctx context.Context, spec string) (state.Store, func(), error) {
+	loc, err := parseState(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return g.openState(ctx, loc, false, 0)
+}
+
 // parseState reads a --state value, refusing a bad bucket name as usage.
 func parseState(spec string) (state.Location, error) {
 	loc, err := state.ParseLocation(spec)
@@ -130,8 +140,8 @@ func (g *globalOptions) resolveRun(ctx context.Context, ios *iostreams, planFile
 	return rs, nil
 }
 
-// adoptPlan takes a plan's cluster id and auth references as loadPlan
-// does for a file.
+// adoptPlan takes a plan's cluster id (unless --cluster says otherwise)
+// and its auth references for the sides no security flag was given for.
 func (g *globalOptions) adoptPlan(p *plan.Plan, err error) (*plan.Plan, error) {
 	if err != nil {
 		return nil, err
@@ -195,11 +205,7 @@ migration still running somewhere), unless --force.
 }
 
 func runStateRm(ctx context.Context, o *stateRmOptions) error {
-	loc, err := parseState(o.stateDir)
-	if err != nil {
-		return err
-	}
-	st, closeFn, err := o.global.openState(ctx, loc, false, 0)
+	st, closeFn, err := o.global.openExisting(ctx, o.stateDir)
 	if err != nil {
 		return err
 	}

@@ -62,11 +62,7 @@ func (o *statusOptions) validate() error {
 }
 
 func runStatus(ctx context.Context, o *statusOptions) error {
-	loc, err := parseState(o.stateDir)
-	if err != nil {
-		return err
-	}
-	st, closeFn, err := o.global.openState(ctx, loc, false, 0)
+	st, closeFn, err := o.global.openExisting(ctx, o.stateDir)
 	if err != nil {
 		return err
 	}

@@ -185,25 +185,37 @@ func (c *Checkpoints) All(ctx context.Context) ([]*Checkpoint, error) {
 
 // AllCheckpoints loads every checkpoint in st, sorted by channel.
 func AllCheckpoints(ctx context.Context, st Store) ([]*Checkpoint, error) {
-	keys, err := st.Keys(ctx, KindCheckpoint)
-	if err != nil {
-		return nil, err
-	}
 	var out []*Checkpoint
+	err := each(ctx, st, KindCheckpoint, func(key string, b []byte) error {
+		var cp Checkpoint
+		if err := json.Unmarshal(b, &cp); err != nil {
+			return fmt.Errorf("checkpoint of stream %q in %s is unreadable (%v): delete it (`stanmigrate state rm`) to rebuild it from the stream", Name(key), st, err)
+		}
+		out = append(out, &cp)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Channel < out[j].Channel })
+	return out, err
+}
+
+// each calls f with every value of one kind (a key deleted meanwhile is
+// passed over).
+func each(ctx context.Context, st Store, kind string, f func(key string, value []byte) error) error {
+	keys, err := st.Keys(ctx, kind)
+	if err != nil {
+		return err
+	}
 	for _, k := range keys {
 		b, _, err := st.Get(ctx, k)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
+		if err == nil {
+			err = f(k, b)
+		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		var cp Checkpoint
-		if err := json.Unmarshal(b, &cp); err != nil {
-			return nil, fmt.Errorf("checkpoint of stream %q in %s is unreadable (%v): delete it (`stanmigrate state rm`) to rebuild it from the stream", Name(k), st, err)
-		}
-		out = append(out, &cp)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Channel < out[j].Channel })
-	return out, nil
+	return nil
 }

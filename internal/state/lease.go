@@ -232,23 +232,13 @@ func (l *Leaser) HeldCount() int {
 
 // Leases lists every lease in the store, for status.
 func Leases(ctx context.Context, st Store) (map[string]Lease, error) {
-	keys, err := st.Keys(ctx, KindLease)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]Lease{}
-	for _, k := range keys {
-		b, _, err := st.Get(ctx, k)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := each(ctx, st, KindLease, func(key string, b []byte) error {
 		var ls Lease
 		if json.Unmarshal(b, &ls) == nil {
-			out[Name(k)] = ls
+			out[Name(key)] = ls
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
