@@ -1,175 +1,33 @@
 package migrate
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stanmigrate/stanmigrate/internal/asyncpub"
 )
 
-// publisher publishes one channel's messages asynchronously and tracks
-// their JetStream acks by sequence. It replaces the client library's
-// async publisher on the hot path: that one allocates a future, a map
-// entry and a reply token per message and decodes every ack as JSON, which
-// the profile showed as a good part of the client's share of two shared
-// cores. Here the reply subject carries the sequence, a ring of slots
-// records which sequences were acked, and only error replies are decoded.
-//
-// Stream sequences are unique and increasing within an attempt, so a slot
-// holding a message's own sequence means that message was answered.
-type publisher struct {
-	nc     *nats.Conn
-	inbox  string // "<inbox>." + sequence is each message's reply subject
-	sub    *nats.Subscription
-	slots  []atomic.Uint64
-	signal chan struct{}
+// asyncSender publishes each message asynchronously (asyncpub), for
+// streams that take no fast-ingest batches; batchSender is its pair.
+type asyncSender struct{ p *asyncpub.Publisher }
 
-	// errs holds the rare error replies; nerrs lets the acker skip the
-	// lock on every message while there are none.
-	mu    sync.Mutex
-	errs  map[uint64]error
-	nerrs atomic.Int64
-
-	// msg and hdr are reused for every publish: PublishMsg encodes them
-	// into the connection's buffer before returning, and only the
-	// callback goroutine publishes.
-	msg nats.Msg
-	hdr nats.Header
-}
-
-func newPublisher(nc *nats.Conn, window int) (*publisher, error) {
-	p := &publisher{
-		nc:     nc,
-		inbox:  nc.NewRespInbox() + ".",
-		slots:  make([]atomic.Uint64, 2*window+2),
-		signal: make(chan struct{}, 1),
-		errs:   map[uint64]error{},
-		hdr:    make(nats.Header, 6),
-	}
-	sub, err := nc.Subscribe(p.inbox+"*", p.onReply)
+func newAsyncSender(nc *nats.Conn, window int) (*asyncSender, error) {
+	p, err := asyncpub.New(nc, window)
 	if err != nil {
-		return nil, fmt.Errorf("subscribe for JetStream acks: %w", err)
+		return nil, err
 	}
-	_ = sub.SetPendingLimits(-1, -1)
-	p.sub = sub
-	p.msg.Header = p.hdr
-	return p, nil
+	return &asyncSender{p: p}, nil
 }
 
-func (p *publisher) close() { _ = p.sub.Unsubscribe() }
+func (s *asyncSender) header() nats.Header { return s.p.Header() }
 
-// checkEvery is how long a publish waits for its acknowledgement before
-// the acker asks whether the target moved (see await).
-const checkEvery = 500 * time.Millisecond
-
-func (p *publisher) header() nats.Header { return p.hdr }
-
-// publish sends the message built in p.msg/p.hdr, its sequence in the
-// reply subject.
-func (p *publisher) publish(subject, seqStr string, _ uint64, data []byte) error {
-	p.msg.Subject = subject
-	p.msg.Reply = p.inbox + seqStr
-	p.msg.Data = data
-	return p.nc.PublishMsg(&p.msg)
+func (s *asyncSender) publish(subject, seqStr string, _ uint64, data []byte) error {
+	return s.p.Publish(subject, seqStr, data)
 }
 
-// ackReply is the part of a JetStream publish reply that matters when it
-// is not a plain success.
-type ackReply struct {
-	Error *jetstream.APIError `json:"error"`
+func (s *asyncSender) await(seq uint64, timer *time.Timer, timeout time.Duration, moved func() error) error {
+	return s.p.Await(seq, timer, timeout, moved)
 }
 
-var errorKey = []byte(`"error"`)
-
-func (p *publisher) onReply(m *nats.Msg) {
-	i := len(p.inbox)
-	if len(m.Subject) <= i {
-		return
-	}
-	seq, err := strconv.ParseUint(m.Subject[i:], 10, 64)
-	if err != nil {
-		return
-	}
-	var perr error
-	switch {
-	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
-		perr = nats.ErrNoResponders
-	case len(m.Data) == 0:
-		perr = fmt.Errorf("empty reply from JetStream (status %q)", m.Header.Get("Status"))
-	case bytes.Contains(m.Data, errorKey):
-		var r ackReply
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			perr = fmt.Errorf("unreadable reply from JetStream: %q", m.Data)
-		} else if r.Error != nil {
-			perr = r.Error
-		}
-	}
-	if perr != nil {
-		p.mu.Lock()
-		p.errs[seq] = perr
-		p.mu.Unlock()
-		p.nerrs.Add(1)
-	}
-	// The slot is stored last: an acker that sees it also sees nerrs.
-	p.slots[seq%uint64(len(p.slots))].Store(seq)
-	select {
-	case p.signal <- struct{}{}:
-	default:
-	}
-}
-
-// await waits for seq's reply, at most timeout, and returns its error.
-// While it waits longer than checkEvery, it asks moved (when not nil)
-// whether the target moved under the publish (a reconnect, a new stream
-// leader): then the reply will not come, and waiting out the timeout
-// would only add to the failover. It does not stop on cancellation: an
-// interrupted run drains what is in flight so the checkpoint covers every
-// message that landed.
-func (p *publisher) await(seq uint64, timer *time.Timer, timeout time.Duration, moved func() error) error {
-	slot := &p.slots[seq%uint64(len(p.slots))]
-	armed := false
-	var deadline, nextCheck time.Time
-	for slot.Load() != seq {
-		if !armed {
-			now := time.Now()
-			deadline, nextCheck = now.Add(timeout), now.Add(checkEvery)
-			timer.Reset(min(timeout, checkEvery))
-			armed = true
-		}
-		select {
-		case <-p.signal:
-		case <-timer.C:
-			now := time.Now()
-			if !now.Before(deadline) {
-				return fmt.Errorf("no acknowledgement from JetStream within %v: %w", timeout, jetstream.ErrAsyncPublishTimeout)
-			}
-			if moved != nil && !now.Before(nextCheck) {
-				if err := moved(); err != nil {
-					return err
-				}
-				nextCheck = time.Now().Add(checkEvery)
-			}
-			timer.Reset(min(deadline.Sub(time.Now()), checkEvery))
-		}
-	}
-	if armed {
-		timer.Stop()
-	}
-	if p.nerrs.Load() == 0 {
-		return nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err, ok := p.errs[seq]; ok {
-		delete(p.errs, seq)
-		p.nerrs.Add(-1)
-		return err
-	}
-	return nil
-}
+func (s *asyncSender) close() { s.p.Close() }

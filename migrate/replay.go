@@ -196,7 +196,7 @@ func (a *attempt) run(ctx context.Context) error {
 	if a.batched {
 		pub, err = newBatchSender(a.r.nc, w, a.targetMoved)
 	} else {
-		pub, err = newPublisher(a.r.nc, w)
+		pub, err = newAsyncSender(a.r.nc, w)
 	}
 	if err != nil {
 		return err

@@ -8,11 +8,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/stanmigrate/stanmigrate/internal/asyncpub"
 	"github.com/stanmigrate/stanmigrate/internal/fastingest"
 )
 
 // sender publishes one channel's messages in sequence order and tells the
-// acker which are stored: per message, asynchronously (publisher), or in
+// acker which are stored: per message, asynchronously (asyncSender), or in
 // fast-ingest batches where the target offers them (batchSender). The
 // headers are set in header() before each publish; both encode them
 // before publish returns, so one map serves every message.
@@ -20,7 +21,7 @@ type sender interface {
 	header() nats.Header
 	publish(subject, seqStr string, seq uint64, data []byte) error
 	// await returns nil once seq is stored, or why it is not known to be
-	// (see publisher.await for moved).
+	// (see asyncpub.Publisher.Await for moved).
 	await(seq uint64, timer *time.Timer, timeout time.Duration, moved func() error) error
 	close()
 }
@@ -34,9 +35,9 @@ type batchSender struct {
 }
 
 // moved is asked while the first batch start waits for its answer, as
-// the acker asks it while a publish waits (see publisher.await).
+// the acker asks it while a publish waits (see asyncpub.Publisher.Await).
 func newBatchSender(nc *nats.Conn, window int, moved func() error) (*batchSender, error) {
-	p, err := fastingest.New(nc, fastingest.Options{Window: window, AckTimeout: publishTimeout, Moved: moved, CheckEvery: checkEvery})
+	p, err := fastingest.New(nc, fastingest.Options{Window: window, AckTimeout: publishTimeout, Moved: moved, CheckEvery: asyncpub.CheckEvery})
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func (b *batchSender) await(seq uint64, timer *time.Timer, timeout time.Duration
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		err := b.p.Await(seq, timer, max(min(checkEvery, time.Until(deadline)), time.Millisecond))
+		err := b.p.Await(seq, timer, max(min(asyncpub.CheckEvery, time.Until(deadline)), time.Millisecond))
 		if !errors.Is(err, fastingest.ErrTimeout) {
 			return err
 		}

@@ -1,9 +1,7 @@
 package fastingest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -11,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -20,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/stanmigrate/stanmigrate/internal/asyncpub"
 )
 
 // BenchmarkIngest compares, on the same embedded server, the per-message
@@ -351,15 +350,14 @@ func runOrbit(nc *nats.Conn, hset, subject string, data []byte, total, window in
 	return nil
 }
 
-// runAsync: the essentials of migrate/publisher.go (reply subject carries
-// the sequence, a ring of slots records acks, only error replies are
-// decoded, headers reused) with an acker awaiting every sequence in order.
+// runAsync: migrate's per-message path itself (internal/asyncpub), with
+// an acker awaiting every sequence in order.
 func runAsync(nc *nats.Conn, hset, subject string, data []byte, total, window int) error {
-	p, err := newAsyncPub(nc, window)
+	p, err := asyncpub.New(nc, window)
 	if err != nil {
 		return err
 	}
-	defer p.close()
+	defer p.Close()
 	inflight := make(chan uint64, window)
 	ackErr := make(chan error, 1)
 	go func() {
@@ -368,18 +366,16 @@ func runAsync(nc *nats.Conn, hset, subject string, data []byte, total, window in
 		var first error
 		for seq := range inflight {
 			if first == nil {
-				first = p.await(seq, timer, 10*time.Second)
+				first = p.Await(seq, timer, 10*time.Second, nil)
 			}
 		}
 		ackErr <- first
 	}()
 	f := newFiller(hset, subject)
-	msg := nats.Msg{Subject: subject, Data: data}
+	f.hdr = p.Header() // the publisher sends its own header map
 	for seq := uint64(1); seq <= uint64(total); seq++ {
-		h, s := f.fill(seq)
-		msg.Header = h
-		msg.Reply = p.inbox + s
-		if err := nc.PublishMsg(&msg); err != nil {
+		_, s := f.fill(seq)
+		if err := p.Publish(subject, s, data); err != nil {
 			close(inflight)
 			<-ackErr
 			return err
@@ -388,92 +384,4 @@ func runAsync(nc *nats.Conn, hset, subject string, data []byte, total, window in
 	}
 	close(inflight)
 	return <-ackErr
-}
-
-type asyncPub struct {
-	inbox  string
-	sub    *nats.Subscription
-	slots  []atomic.Uint64
-	signal chan struct{}
-	mu     sync.Mutex
-	errs   map[uint64]error
-	nerrs  atomic.Int64
-}
-
-func newAsyncPub(nc *nats.Conn, window int) (*asyncPub, error) {
-	p := &asyncPub{inbox: nc.NewRespInbox() + ".", slots: make([]atomic.Uint64, 2*window+2),
-		signal: make(chan struct{}, 1), errs: map[uint64]error{}}
-	sub, err := nc.Subscribe(p.inbox+"*", p.onReply)
-	if err != nil {
-		return nil, err
-	}
-	_ = sub.SetPendingLimits(-1, -1)
-	p.sub = sub
-	return p, nil
-}
-
-func (p *asyncPub) close() { _ = p.sub.Unsubscribe() }
-
-var errorKey = []byte(`"error"`)
-
-func (p *asyncPub) onReply(m *nats.Msg) {
-	seq, err := strconv.ParseUint(m.Subject[len(p.inbox):], 10, 64)
-	if err != nil {
-		return
-	}
-	var perr error
-	switch {
-	case len(m.Data) == 0:
-		perr = fmt.Errorf("empty reply (status %q)", m.Header.Get("Status"))
-	case bytes.Contains(m.Data, errorKey):
-		var r struct {
-			Error *jetstream.APIError `json:"error"`
-		}
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			perr = fmt.Errorf("unreadable reply %q", m.Data)
-		} else if r.Error != nil {
-			perr = r.Error
-		}
-	}
-	if perr != nil {
-		p.mu.Lock()
-		p.errs[seq] = perr
-		p.mu.Unlock()
-		p.nerrs.Add(1)
-	}
-	p.slots[seq%uint64(len(p.slots))].Store(seq)
-	select {
-	case p.signal <- struct{}{}:
-	default:
-	}
-}
-
-func (p *asyncPub) await(seq uint64, timer *time.Timer, timeout time.Duration) error {
-	slot := &p.slots[seq%uint64(len(p.slots))]
-	armed := false
-	for slot.Load() != seq {
-		if !armed {
-			timer.Reset(timeout)
-			armed = true
-		}
-		select {
-		case <-p.signal:
-		case <-timer.C:
-			return fmt.Errorf("sequence %d: no ack within %v", seq, timeout)
-		}
-	}
-	if armed {
-		timer.Stop()
-	}
-	if p.nerrs.Load() == 0 {
-		return nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err, ok := p.errs[seq]; ok {
-		delete(p.errs, seq)
-		p.nerrs.Add(-1)
-		return err
-	}
-	return nil
 }
