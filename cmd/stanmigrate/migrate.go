@@ -84,7 +84,8 @@ expire (--lease-ttl).
 	f := cmd.Flags()
 	f.StringVar(&o.planFile, "plan", "", "plan file written by the plan command (default: plan now with defaults)")
 	f.StringVar(&o.stateDir, "state", "", "state directory (default: beside the plan, <plan>.state), or kv:NAME for a key-value bucket on the target that several machines can share")
-	f.DurationVar(&o.leaseTTL, "lease-ttl", state.DefaultLeaseTTL, "how long a worker's claim on a channel lasts unrenewed, 3s to 10m: a dead worker's channels move to the others after about this long")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", state.DefaultLeaseTTL, fmt.Sprintf("how long a worker's claim on a channel lasts unrenewed, %v to %v: a dead worker's channels move to the others after about this long",
+		state.MinLeaseTTL, state.MaxLeaseTTL))
 	f.IntVar(&o.parallel, "parallel", migrate.DefaultParallel, fmt.Sprintf("channels migrated at once, 1 to %d", maxParallel))
 	f.IntVar(&o.window, "window", migrate.DefaultWindow, fmt.Sprintf("publishes awaiting a JetStream ack per channel, %d to %d (payload in flight is also capped at %s across all channels)",
 		migrate.MinWindow, migrate.MaxWindow, humanize.IBytes(migrate.DefaultWindowBytes)))
@@ -129,7 +130,7 @@ func (o *migrateOptions) validate() error {
 		return err
 	}
 	if o.leaseTTL != 0 {
-		if err := inRangeDuration("--lease-ttl", o.leaseTTL, 3*time.Second, 10*time.Minute); err != nil {
+		if err := inRangeDuration("--lease-ttl", o.leaseTTL, state.MinLeaseTTL, state.MaxLeaseTTL); err != nil {
 			return err
 		}
 	}

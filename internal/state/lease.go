@@ -18,6 +18,14 @@ import (
 // move on soon.
 const DefaultLeaseTTL = 15 * time.Second
 
+// The lease times a worker may be given: below MinLeaseTTL an election on
+// the target outlasts renewals; past MaxLeaseTTL a dead worker's channels
+// wait too long.
+const (
+	MinLeaseTTL = 3 * time.Second
+	MaxLeaseTTL = 10 * time.Minute
+)
+
 // Lease is a worker's claim on one channel.
 type Lease struct {
 	Worker   string        `json:"worker"`
