@@ -80,6 +80,28 @@ func startWorker(t *testing.T, ctx context.Context, bin, name string, env, args 
 	return w
 }
 
+// fleetRig is a STAN seeded with fleet.yaml, a three-node JetStream
+// cluster, an R3 plan, and the migrate command line every worker runs.
+type fleetRig struct {
+	cluster  *embedded.JetStreamCluster
+	env      []string
+	planFile string
+	args     []string
+}
+
+func startFleet(t *testing.T, bucket string) fleetRig {
+	t.Helper()
+	env := startFixture(t, "fleet.yaml")
+	cl := topotest.JetStreamCluster(t, embedded.JetStreamClusterConfig{})
+	e := append(envFor(env), "NATS_URL="+cl.URLs())
+	planFile := filepath.Join(t.TempDir(), "plan.yaml")
+	if r := run(t, e, "plan", "-o", planFile, "--replicas", "3"); r.code != 0 {
+		t.Fatalf("plan: exit %d\n%s", r.code, r.stderr)
+	}
+	return fleetRig{cluster: cl, env: e, planFile: planFile,
+		args: []string{"migrate", "--plan", planFile, "--state", "kv:" + bucket, "--parallel", "2", "--lease-ttl", "3s"}}
+}
+
 var completeLine = regexp.MustCompile(`^complete "([^"]+)": (\d+) message\(s\) copied`)
 
 // copiedBy reads, from a worker's log, how many messages it copied of
@@ -109,14 +131,8 @@ func TestFleetOfThreeSharesTheChannels(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three processes, 200,000 messages")
 	}
-	env := startFixture(t, "fleet.yaml")
-	cl := topotest.JetStreamCluster(t, embedded.JetStreamClusterConfig{})
-	e := append(envFor(env), "NATS_URL="+cl.URLs())
-	planFile := filepath.Join(t.TempDir(), "plan.yaml")
-	if r := run(t, e, "plan", "-o", planFile, "--replicas", "3"); r.code != 0 {
-		t.Fatalf("plan: exit %d\n%s", r.code, r.stderr)
-	}
-	args := []string{"migrate", "--plan", planFile, "--state", "kv:fleet", "--parallel", "2", "--lease-ttl", "3s"}
+	f := startFleet(t, "fleet")
+	cl, e, args := f.cluster, f.env, f.args
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -242,14 +258,8 @@ func TestStaleWriterChangesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two processes, 200,000 messages")
 	}
-	env := startFixture(t, "fleet.yaml")
-	cl := topotest.JetStreamCluster(t, embedded.JetStreamClusterConfig{})
-	e := append(envFor(env), "NATS_URL="+cl.URLs())
-	planFile := filepath.Join(t.TempDir(), "plan.yaml")
-	if r := run(t, e, "plan", "-o", planFile, "--replicas", "3"); r.code != 0 {
-		t.Fatalf("plan: exit %d\n%s", r.code, r.stderr)
-	}
-	args := []string{"migrate", "--plan", planFile, "--state", "kv:stale", "--parallel", "2", "--lease-ttl", "3s"}
+	f := startFleet(t, "stale")
+	cl, e, planFile, args := f.cluster, f.env, f.planFile, f.args
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	bin := binaryPath(t)
