@@ -73,7 +73,7 @@ func (g *globalOptions) openSource(ctx context.Context, d dirOptions, p *plan.Pl
 		return live.NewMonitored(ctx, o, mon, g.monitorURL)
 	}
 	if p == nil {
-		return nil, usageError{errors.New("planning needs the STAN monitoring endpoint (--stan-monitor); without it, write the plan file by hand (see README) and pass it to migrate with --plan")}
+		return nil, usageError{errors.New("planning needs the STAN monitoring endpoint (--stan-monitor); without it, write the plan file by hand (docs/commands.md, --no-monitor) and pass it to migrate with --plan")}
 	}
 	return live.NewUnmonitored(o, p.SourceChannels()), nil
 }
