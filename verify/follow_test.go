@@ -18,6 +18,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/migrate"
+	"github.com/stanmigrate/stanmigrate/plan"
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
@@ -27,21 +28,7 @@ import (
 // clean.
 func TestFollowRidesOutRestartsOfBothServers(t *testing.T) {
 	const channel, seeded, more = "ride.0", 2000, 500
-	spec := &fixture.Spec{Channels: []fixture.Channel{{Name: channel, Messages: seeded, Size: 64}}}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	env, err := testenv.Start(ctx, t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
-		t.Fatal(err)
-	}
+	ctx, env, p := migrateOne(t, channel, seeded, 64, 3*time.Minute)
 	store := state.NewDir(filepath.Join(t.TempDir(), "state"))
 	finish := make(chan struct{})
 	o := env.VerifyOptions()
@@ -127,21 +114,7 @@ func waitVerified(t *testing.T, ctx context.Context, store state.Store, stream s
 // messages with the prefix intact reads only those.
 func TestPurgedStreamBreaksThePrefix(t *testing.T) {
 	const channel, seeded, more = "purge.0", 300, 40
-	spec := &fixture.Spec{Channels: []fixture.Channel{{Name: channel, Messages: seeded, Size: 32}}}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	env, err := testenv.Start(ctx, t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
-		t.Fatal(err)
-	}
+	ctx, env, p := migrateOne(t, channel, seeded, 32, 2*time.Minute)
 	o := env.VerifyOptions()
 	o.State = state.NewDir(filepath.Join(t.TempDir(), "state"))
 	verifyOnce := func() (verify.ChannelReport, error) {
@@ -187,21 +160,7 @@ func TestPurgedStreamBreaksThePrefix(t *testing.T) {
 // prefix is a key of kind "verified" in the bucket.
 func TestPrefixInAKeyValueBucket(t *testing.T) {
 	const channel, seeded = "kv.0", 150
-	spec := &fixture.Spec{Channels: []fixture.Channel{{Name: channel, Messages: seeded, Size: 32}}}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	env, err := testenv.Start(ctx, t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
-		t.Fatal(err)
-	}
+	ctx, env, p := migrateOne(t, channel, seeded, 32, 2*time.Minute)
 	kv, err := state.OpenKV(ctx, env.JS(t), "verify-prefix", state.KVOptions{Create: true})
 	if err != nil {
 		t.Fatal(err)
@@ -230,21 +189,7 @@ func TestPrefixInAKeyValueBucket(t *testing.T) {
 // new arriving, verify --follow ends on its own with a clean report.
 func TestFollowFinishesWhenIdle(t *testing.T) {
 	const channel, seeded = "idle.0", 200
-	spec := &fixture.Spec{Channels: []fixture.Channel{{Name: channel, Messages: seeded, Size: 32}}}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	env, err := testenv.Start(ctx, t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
-	p, err := env.Plan(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
-		t.Fatal(err)
-	}
+	ctx, env, p := migrateOne(t, channel, seeded, 32, 2*time.Minute)
 	o := env.VerifyOptions()
 	o.State, o.Follow, o.IdleFinish = state.NewDir(filepath.Join(t.TempDir(), "state")), true, time.Second
 	rep, err := verify.Run(ctx, env.Src(t), p, o)
@@ -254,4 +199,27 @@ func TestFollowFinishesWhenIdle(t *testing.T) {
 	if c := rep.Channels[0]; !c.OK || c.Earlier != seeded || c.Read != 0 {
 		t.Errorf("verify --follow's last round: ok=%v, %d earlier, %d now; want the %d messages verified by the rounds before it", c.OK, c.Earlier, c.Read, seeded)
 	}
+}
+
+// migrateOne seeds one channel of seeded messages of size bytes, plans it
+// and migrates it; the servers stop and ctx ends with the test (or after
+// timeout).
+func migrateOne(t *testing.T, channel string, seeded, size int, timeout time.Duration) (context.Context, *testenv.Env, *plan.Plan) {
+	t.Helper()
+	spec := &fixture.Spec{Channels: []fixture.Channel{{Name: channel, Messages: seeded, Size: size}}}
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancel)
+	env, err := testenv.Start(ctx, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Stop)
+	p, err := env.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, env, p
 }

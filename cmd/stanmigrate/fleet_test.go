@@ -202,6 +202,9 @@ func TestFleetOfThreeSharesTheChannels(t *testing.T) {
 	// the survivor resumed from it), and every publish the target refused
 	// as already stored is counted.
 	copiers := map[string][]string{}
+	if len(copiedBy(last.log())) == 0 {
+		t.Fatalf("no %q line in the surviving worker's log: the check below would see nothing\n%s", "complete", last.log())
+	}
 	for _, w := range survivors {
 		for ch, n := range copiedBy(w.log()) {
 			if n > 0 {

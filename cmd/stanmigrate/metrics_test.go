@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,19 +33,10 @@ import (
 // verify. terminal says whether stderr is one.
 func runOperated(t testing.TB, env []string, terminal bool, hook func(*operateOptions), args ...string) result {
 	t.Helper()
-	restore := setenv(t, env)
-	defer restore()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var so, se bytes.Buffer
-	a := newApp(&so, &se, terminal)
-	root := newRootCmdWith(a, runners{
+	return runWith(t, env, terminal, runners{
 		migrate: func(ctx context.Context, o *migrateOptions) error { hook(&o.op); return runMigrate(ctx, o) },
 		verify:  func(ctx context.Context, o *verifyOptions) error { hook(&o.op); return runVerify(ctx, o) },
-	})
-	root.SetArgs(args)
-	code := a.finish(root.ExecuteContext(ctx))
-	return result{so.String(), se.String(), code}
+	}, args...)
 }
 
 // scrape is one read of /metrics: family name to its metrics.

@@ -27,13 +27,22 @@ type result struct {
 // process's.
 func run(t testing.TB, env []string, args ...string) result {
 	t.Helper()
+	return runWith(t, env, false, runners{}, args...)
+}
+
+// runWith is run with the command's runners replaced where r sets them
+// (the real ones otherwise) and stderr a terminal or not.
+func runWith(t testing.TB, env []string, terminal bool, r runners, args ...string) result {
+	t.Helper()
 	restore := setenv(t, env)
 	defer restore()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var so, se bytes.Buffer
-	a := newApp(&so, &se, false)
-	code := a.execute(ctx, args)
+	a := newApp(&so, &se, terminal)
+	root := newRootCmdWith(a, r)
+	root.SetArgs(args)
+	code := a.finish(root.ExecuteContext(ctx))
 	return result{so.String(), se.String(), code}
 }
 
