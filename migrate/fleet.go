@@ -55,7 +55,7 @@ func (r *runner) pollEvery() time.Duration {
 const giveUpAfter = 2 * time.Minute
 
 // runFleet migrates chans in o.Parallel slots and fills sum.Channels.
-func (r *runner) runFleet(ctx context.Context, chans []*plan.Channel, sum *Summary) (error, bool) {
+func (r *runner) runFleet(ctx context.Context, chans []*plan.Channel, sum *Summary) (changed bool, firstErr error) {
 	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRenew()
 	go r.lease.Renew(renewCtx)
@@ -64,16 +64,14 @@ func (r *runner) runFleet(ctx context.Context, chans []*plan.Channel, sum *Summa
 		doneAtStart: map[string]bool{}, waitingOn: map[int]string{}, handedOver: map[int]*ChannelResult{}}
 	cps, err := r.cps.All(ctx)
 	if err != nil {
-		return err, false
+		return false, err
 	}
 	for _, cp := range cps {
 		q.doneAtStart[cp.Stream] = cp.Done
 	}
 	var (
-		wg       sync.WaitGroup
-		errMu    sync.Mutex
-		firstErr error
-		changed  bool
+		wg    sync.WaitGroup
+		errMu sync.Mutex
 	)
 	record := func(err error, ch bool) {
 		errMu.Lock()
@@ -118,7 +116,7 @@ func (r *runner) runFleet(ctx context.Context, chans []*plan.Channel, sum *Summa
 			sum.Channels[i] = &ChannelResult{Channel: c.Name, Stream: c.Stream, Status: "not started"}
 		}
 	}
-	return firstErr, changed
+	return changed, firstErr
 }
 
 // leased migrates c while h is held. lost reports that another worker

@@ -199,7 +199,7 @@ func Run(ctx context.Context, src source.Source, p *plan.Plan, o Options) (*Summ
 	go r.watchSource(wctx, watching)
 
 	sum := &Summary{Worker: r.lease.Worker(), Channels: make([]*ChannelResult, len(chans))}
-	firstErr, changed := r.runFleet(ctx, chans, sum)
+	changed, firstErr := r.runFleet(ctx, chans, sum)
 	for _, c := range sum.Channels {
 		sum.Copied += c.Copied
 		sum.Bytes += c.Bytes
