@@ -21,10 +21,23 @@ func (r *runner) js(opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error)
 	return conn.NewJetStream(r.nc, r.o.Target, append([]jetstream.JetStreamOpt{jetstream.WithDefaultTimeout(apiTimeout)}, opts...)...)
 }
 
+// goneAfter is how long a channel must stay missing from the source
+// before it counts as gone: a clustered or FT STAN changing leaders can
+// answer, for a moment, from a server that does not list it yet.
+const goneAfter = 5 * time.Second
+
 // current is the channel as the source holds it now; a channel gone or
 // unreadable is a permanent error naming it.
 func (r *runner) current(ctx context.Context, c *plan.Channel) (source.Channel, error) {
 	sc, err := r.src.Channel(ctx, c.Name)
+	for missing := time.Now(); errors.Is(err, source.ErrNoChannel) && time.Since(missing) < goneAfter; {
+		select {
+		case <-ctx.Done():
+			return sc, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		sc, err = r.src.Channel(ctx, c.Name)
+	}
 	if errors.Is(err, source.ErrNoChannel) {
 		return sc, permanent{fmt.Errorf("channel %q is in the plan but not on %s: re-run `stanmigrate plan`, or set skip: true for it: %w", c.Name, r.srcName(ctx), ErrChannelGone)}
 	}
