@@ -3,6 +3,7 @@ package live
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/stan.go"
@@ -30,6 +31,10 @@ type windowReader struct {
 	size    uint64 // messages per window
 	last    uint64 // the last sequence wanted
 	handed  uint64 // highest sequence delivered; owned by the window in turn
+	// arrived counts callbacks and delivering is set while Deliver runs:
+	// the watchdog tells a silent STAN from a consumer that is busy.
+	arrived    atomic.Uint64
+	delivering atomic.Bool
 
 	*source.Ending
 	exited chan struct{} // closed when the goroutine behind the reader is gone
@@ -86,6 +91,7 @@ func (r *windowReader) open(from uint64, prev *window) (*window, error) {
 // previous one completed, so deliveries stay in sequence order; it
 // completes on reaching its last sequence, or once STAN sent all it will.
 func (r *windowReader) deliver(w *window, m *stan.Msg) {
+	r.arrived.Add(1)
 	if w.finished {
 		return
 	}
@@ -100,12 +106,25 @@ func (r *windowReader) deliver(w *window, m *stan.Msg) {
 	if m.Sequence <= w.seen {
 		return // redelivered after AckWait
 	}
+	// Within one subscription STAN sends sequences in order; past the
+	// next one it skipped a message it still owes (a restarted server)
+	// or one that expired meanwhile. Only a fresh read tells which, as
+	// for an acknowledged read: a jump at a window's start is what STAN
+	// holds now.
+	if w.seen > 0 && m.Sequence > w.seen+1 {
+		w.finished = true
+		r.End(fmt.Errorf("channel %q: expected sequence %d, got %d: %w", r.channel, w.seen+1, m.Sequence, source.ErrJump))
+		return
+	}
 	w.seen = m.Sequence
 	w.received++
 	// A lower sequence was delivered by an earlier window that STAN
 	// started past its range (the front of the channel expired meanwhile).
 	if m.Sequence > r.handed {
-		if !r.o.Deliver(source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil, nil)) {
+		r.delivering.Store(true)
+		ok := r.o.Deliver(source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil, nil))
+		r.delivering.Store(false)
+		if !ok {
 			return
 		}
 		r.handed = m.Sequence
@@ -151,6 +170,7 @@ func (r *windowReader) run(w *window) {
 	reconnects := r.s.sc.NC.Stats().Reconnects
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	arrived, arrivedAt := uint64(0), time.Now()
 	for {
 		for len(open) < depth && next <= r.last {
 			var prev *window
@@ -185,6 +205,15 @@ func (r *windowReader) run(w *window) {
 		case <-tick.C:
 			if nc := r.s.sc.NC; !nc.IsConnected() || nc.Stats().Reconnects != reconnects {
 				r.End(fmt.Errorf("channel %q: the connection to STAN was interrupted: %w", r.channel, source.ErrLost))
+				return
+			}
+			// A window STAN stopped sending while it owes messages (the
+			// server serving the channel replaced without this connection
+			// noticing) would be waited on for ever: read again instead.
+			if n := r.arrived.Load(); n != arrived || r.delivering.Load() {
+				arrived, arrivedAt = n, time.Now()
+			} else if time.Since(arrivedAt) > stallTimeout {
+				r.End(fmt.Errorf("channel %q: no message from STAN for %v at sequence %d: %w", r.channel, stallTimeout, open[0].from, source.ErrLost))
 				return
 			}
 			continue
