@@ -81,8 +81,11 @@ type channelRun struct {
 	stream jetstream.Stream
 	// target is the last sequence to copy (^0 while following).
 	target uint64
-	fin    *finisher
-	ev     Event
+	// retargeted: target is the channel's last sequence once a follow
+	// was told to finish.
+	retargeted bool
+	fin        *finisher
+	ev         Event
 	// changed: something was written to the target.
 	changed bool
 	// failures counts consecutive failed attempts; an attempt that copied
@@ -138,7 +141,7 @@ func (j *channelRun) copy(ctx context.Context) error {
 		}
 		last := max(info.State.LastSeq, j.c.FirstSeq-1)
 		j.countLanded(last)
-		if err := j.followTarget(ctx); err != nil {
+		if err := j.followTarget(ctx, last); err != nil {
 			return err
 		}
 		if last >= j.target {
@@ -207,14 +210,19 @@ func (j *channelRun) countLanded(last uint64) {
 	}
 }
 
-// followTarget: while following, there is no end; once told to finish,
-// the end is the channel's last sequence now.
-func (j *channelRun) followTarget(ctx context.Context) error {
+// followTarget: a follow first copies the history up to the channel's
+// last sequence when it started, as a bounded copy (which reads fastest,
+// see readOptions), and then has no end; once told to finish, the end is
+// the channel's last sequence now.
+func (j *channelRun) followTarget(ctx context.Context, last uint64) error {
 	switch {
 	case !j.r.o.Follow:
 	case !j.fin.finished():
-		j.target = ^uint64(0)
-	case j.target == ^uint64(0):
+		if j.target != ^uint64(0) && last >= j.target {
+			j.target = ^uint64(0)
+			j.r.obs.Phase(j.c.Name, PhaseFollowing)
+		}
+	case !j.retargeted:
 		return j.retarget(ctx)
 	}
 	return nil
@@ -227,6 +235,7 @@ func (j *channelRun) retarget(ctx context.Context) error {
 		return err
 	}
 	j.target = target
+	j.retargeted = true
 	j.cp.TargetSeq = target
 	j.r.obs.Source(j.c.Name, target)
 	return nil
@@ -240,8 +249,11 @@ func (j *channelRun) announce(last uint64) {
 		ev.Kind = EventResumed
 	}
 	ev.Message = fmt.Sprintf("sequences %d..%d", last+1, j.target)
-	if j.target == ^uint64(0) {
+	switch {
+	case j.target == ^uint64(0):
 		ev.Message = fmt.Sprintf("from sequence %d, following", last+1)
+	case j.r.o.Follow && !j.retargeted:
+		ev.Message = fmt.Sprintf("sequences %d..%d, then following", last+1, j.target)
 	}
 	j.r.o.Reporter.Event(ev)
 	j.r.obs.Phase(j.c.Name, copyPhase(j.target))
