@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,15 +19,28 @@ import (
 // TestFollowCopiesMessagesPublishedDuringTheRunExactlyOnce is the
 // cutover path: producers keep writing while history is copied; after
 // they stop and the run is told to finish, every message is in JetStream
-// exactly once and the consumers exist.
+// exactly once and the consumers exist. The history (600 messages) is
+// copied as a bounded copy and only then followed: the start line says so,
+// and the messages published once the stream holds it arrive by following.
 func TestFollowCopiesMessagesPublishedDuringTheRunExactlyOnce(t *testing.T) {
 	env, ctx, p := planned(t, "core.yaml")
 	finish := make(chan struct{})
 	opts := env.MigrateOptions()
-	opts.Follow, opts.Finish = true, finish
+	log := &eventLog{}
+	opts.Follow, opts.Finish, opts.Reporter = true, finish, log
 	done := make(chan error, 1)
 	go func() { _, err := migrate.Run(ctx, env.Src(t), p, opts); done <- err }()
 
+	js := jsConn(t, env)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		s, err := js.Stream(ctx, naming.StreamName("orders.eu"))
+		if err == nil && s.CachedInfo().State.LastSeq >= 600 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the history of orders.eu was not copied within 30s (%v)", err)
+		}
+	}
 	sc, err := stan.Connect(env.Pair.STAN.ClusterID(), "late-producer", stan.NatsURL(env.Pair.STAN.URL()))
 	if err != nil {
 		t.Fatal(err)
@@ -45,10 +59,15 @@ func TestFollowCopiesMessagesPublishedDuringTheRunExactlyOnce(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("migrate --follow: %v", err)
 	}
-	js := jsConn(t, env)
 	s, err := js.Stream(ctx, naming.StreamName("orders.eu"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, want := log.kinds(migrate.EventStarted), "orders.eu: sequences 1..600, then following"; !slices.Contains(got, want) {
+		t.Errorf("start lines %q; want %q", got, want)
+	}
+	if got, want := log.kinds(migrate.EventCaughtUp), fmt.Sprintf("orders.eu: through sequence %d", 600+extra); !slices.Contains(got, want) {
+		t.Errorf("caught-up lines %q; want %q", got, want)
 	}
 	st := s.CachedInfo().State
 	if st.Msgs != 600+extra || st.LastSeq != 600+extra {
