@@ -164,6 +164,17 @@ func (r *runner) newAttempt(c *plan.Channel, cp *state.Checkpoint, d *digest.Cha
 	return a
 }
 
+// hasFailed reports whether the attempt failed: nothing more may be
+// published, a hole left by the failure being no gap in the channel.
+func (a *attempt) hasFailed() bool {
+	select {
+	case <-a.failed:
+		return true
+	default:
+		return false
+	}
+}
+
 func (a *attempt) fail(err error) {
 	a.failOnce.Do(func() {
 		a.failErr = err
@@ -316,6 +327,10 @@ func (a *attempt) onMsg(m source.Msg) bool {
 	if a.closed {
 		return false
 	}
+	// After a failed publish the next sequence would look like a gap.
+	if a.hasFailed() {
+		return false
+	}
 	seq := m.Sequence
 	a.received.Add(1)
 	if seq < a.next {
@@ -339,7 +354,7 @@ func (a *attempt) onMsg(m source.Msg) bool {
 func (a *attempt) fillTo(target uint64) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.closed || target == ^uint64(0) {
+	if a.closed || target == ^uint64(0) || a.hasFailed() {
 		return false
 	}
 	if a.next <= target && !a.skipTo(target+1) {
@@ -432,7 +447,9 @@ func (a *attempt) publish(m source.Msg, seq uint64, gap bool) bool {
 			// attempt counts it if the stream holds it.
 			a.inflight <- item{msg: m, seq: seq, gap: gap, size: len(m.Data)}
 		}
-		a.fail(fmt.Errorf("channel %q sequence %d: publish: %w", a.c.Name, seq, err))
+		// A batch start refused for a full target is as permanent as a
+		// refusal acknowledged later.
+		a.fail(a.classifyPublishErr(seq, fmt.Errorf("publish: %w", err)))
 		return false
 	}
 	it := item{msg: m, seq: seq, gap: gap, size: len(m.Data)}

@@ -35,6 +35,10 @@ type windowReader struct {
 	// the watchdog tells a silent STAN from a consumer that is busy.
 	arrived    atomic.Uint64
 	delivering atomic.Bool
+	// stopped: Deliver said stop, or the read ended; nothing more is
+	// delivered (a consumer that failed must not see later sequences,
+	// which it would take for a gap).
+	stopped atomic.Bool
 
 	*source.Ending
 	exited chan struct{} // closed when the goroutine behind the reader is gone
@@ -92,7 +96,7 @@ func (r *windowReader) open(from uint64, prev *window) (*window, error) {
 // completes on reaching its last sequence, or once STAN sent all it will.
 func (r *windowReader) deliver(w *window, m *stan.Msg) {
 	r.arrived.Add(1)
-	if w.finished {
+	if w.finished || r.stopped.Load() {
 		return
 	}
 	if w.prev != nil {
@@ -113,7 +117,7 @@ func (r *windowReader) deliver(w *window, m *stan.Msg) {
 	// holds now.
 	if w.seen > 0 && m.Sequence > w.seen+1 {
 		w.finished = true
-		r.End(fmt.Errorf("channel %q: expected sequence %d, got %d: %w", r.channel, w.seen+1, m.Sequence, source.ErrJump))
+		r.end(fmt.Errorf("channel %q: expected sequence %d, got %d: %w", r.channel, w.seen+1, m.Sequence, source.ErrJump))
 		return
 	}
 	w.seen = m.Sequence
@@ -125,6 +129,7 @@ func (r *windowReader) deliver(w *window, m *stan.Msg) {
 		ok := r.o.Deliver(source.NewMsg(m.Sequence, m.Subject, m.Data, m.Timestamp, false, nil, nil))
 		r.delivering.Store(false)
 		if !ok {
+			r.end(nil)
 			return
 		}
 		r.handed = m.Sequence
@@ -186,7 +191,7 @@ func (r *windowReader) run(w *window) {
 				break
 			}
 			if err != nil {
-				r.End(err)
+				r.end(err)
 				return
 			}
 			open = append(open, w)
@@ -200,11 +205,11 @@ func (r *windowReader) run(w *window) {
 		case <-r.Stopping():
 			return
 		case <-r.s.lost:
-			r.End(fmt.Errorf("channel %q: STAN reported the session lost: %w", r.channel, source.ErrLost))
+			r.end(fmt.Errorf("channel %q: STAN reported the session lost: %w", r.channel, source.ErrLost))
 			return
 		case <-tick.C:
 			if nc := r.s.sc.NC; !nc.IsConnected() || nc.Stats().Reconnects != reconnects {
-				r.End(fmt.Errorf("channel %q: the connection to STAN was interrupted: %w", r.channel, source.ErrLost))
+				r.end(fmt.Errorf("channel %q: the connection to STAN was interrupted: %w", r.channel, source.ErrLost))
 				return
 			}
 			// A window STAN stopped sending while it owes messages (the
@@ -213,7 +218,7 @@ func (r *windowReader) run(w *window) {
 			if n := r.arrived.Load(); n != arrived || r.delivering.Load() {
 				arrived, arrivedAt = n, time.Now()
 			} else if time.Since(arrivedAt) > stallTimeout {
-				r.End(fmt.Errorf("channel %q: no message from STAN for %v at sequence %d: %w", r.channel, stallTimeout, open[0].from, source.ErrLost))
+				r.end(fmt.Errorf("channel %q: no message from STAN for %v at sequence %d: %w", r.channel, stallTimeout, open[0].from, source.ErrLost))
 				return
 			}
 			continue
@@ -235,6 +240,12 @@ func (r *windowReader) run(w *window) {
 		// meanwhile) delivered later sequences: so start the next one there.
 		next = max(next, done.handed+1)
 	}
+}
+
+// end stops delivering for good and records why the read ended.
+func (r *windowReader) end(err error) {
+	r.stopped.Store(true)
+	r.End(err)
 }
 
 // Close stops the reader and drops its windows. The consumer must first
