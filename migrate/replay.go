@@ -294,10 +294,11 @@ loop:
 // that stays within the channel's share of WindowBytes (small messages;
 // large ones gain little, their acks being a small part of their cost).
 // A follow has no last sequence, and reads with acknowledgements so that
-// STAN paces it.
+// STAN paces it. Either read is contiguous: a skip is taken for a gap
+// only where a read starts (see onMsg).
 func (a *attempt) readOptions(to uint64, w int) source.ReadOptions {
 	if to > 0 && a.c.Msgs > 0 && 2*uint64(w)*(a.c.Bytes/a.c.Msgs+1) <= uint64(a.r.windowBytes) {
-		return source.ReadOptions{Deliver: a.onMsg, MaxInflight: max(w/source.WindowDepth, 1), To: to}
+		return source.ReadOptions{Deliver: a.onMsg, MaxInflight: max(w/source.WindowDepth, 1), To: to, Contiguous: true}
 	}
 	return source.ReadOptions{Deliver: a.onMsg, Acks: true, MaxInflight: w, AckWait: stanAckWait, To: to}
 }

@@ -293,6 +293,13 @@ type ReadOptions struct {
 	AckWait time.Duration
 	// To is the last sequence wanted (0 = no end).
 	To uint64
+	// Contiguous: past the first message of the read, a sequence STAN
+	// skips ends the read with ErrJump, even where a read without Acks
+	// starts its next window (a read with Acks always does). Only where a
+	// read starts is a skip what the channel holds; a caller that fills
+	// skips as gaps (migrate) needs that, since STAN may still owe the
+	// skipped messages (a server that restarted or changed leaders).
+	Contiguous bool
 }
 
 // WindowDepth is how many windows of MaxInflight a read without Acks keeps

@@ -28,6 +28,7 @@ type windowReader struct {
 	s       *session
 	o       source.ReadOptions
 	channel string
+	start   uint64 // the read's first sequence
 	size    uint64 // messages per window
 	last    uint64 // the last sequence wanted
 	handed  uint64 // highest sequence delivered; owned by the window in turn
@@ -67,7 +68,8 @@ func (b *base) readWindows(s *session, channel string, from uint64, o source.Rea
 		b: b, s: s, o: o, channel: channel, size: uint64(max(o.MaxInflight, 1)), last: o.To,
 		Ending: source.NewEnding(), exited: make(chan struct{}),
 	}
-	w, err := r.open(max(from, 1), nil)
+	r.start = max(from, 1)
+	w, err := r.open(r.start, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -113,11 +115,15 @@ func (r *windowReader) deliver(w *window, m *stan.Msg) {
 	// Within one subscription STAN sends sequences in order; past the
 	// next one it skipped a message it still owes (a restarted server)
 	// or one that expired meanwhile. Only a fresh read tells which, as
-	// for an acknowledged read: a jump at a window's start is what STAN
-	// holds now.
-	if w.seen > 0 && m.Sequence > w.seen+1 {
+	// for an acknowledged read; with Contiguous, so does a later window
+	// that starts past its first sequence.
+	if expect := w.seen + 1; (w.seen > 0 && m.Sequence > expect) ||
+		(w.seen == 0 && r.o.Contiguous && w.from != r.start && m.Sequence > w.from && m.Sequence > r.handed+1) {
+		if w.seen == 0 {
+			expect = max(w.from, r.handed+1)
+		}
 		w.finished = true
-		r.end(fmt.Errorf("channel %q: expected sequence %d, got %d: %w", r.channel, w.seen+1, m.Sequence, source.ErrJump))
+		r.end(fmt.Errorf("channel %q: expected sequence %d, got %d: %w", r.channel, expect, m.Sequence, source.ErrJump))
 		return
 	}
 	w.seen = m.Sequence

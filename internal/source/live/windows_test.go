@@ -3,11 +3,14 @@ package live_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/source"
@@ -15,19 +18,22 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 )
 
-// windowed seeds one channel of 1,000 messages and returns a live source
-// on it.
-func windowed(t *testing.T) (context.Context, source.Source) {
+// windowed seeds one channel of 1,000 messages (STAN keeping at most
+// maxMsgs of it, 0: all) and returns a live source on it and the server.
+func windowed(t *testing.T, maxMsgs int) (context.Context, source.Source, *testenv.Env) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	spec := &fixture.Spec{Channels: []fixture.Channel{{Name: "w", Messages: 1000, Size: 16}}}
+	if maxMsgs > 0 {
+		spec.Limits.Channels = map[string]fixture.ChannelLimit{"w": {MaxMsgs: maxMsgs}}
+	}
 	env, err := testenv.Start(ctx, t.TempDir(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(env.Stop)
-	return ctx, env.Src(t)
+	return ctx, env.Src(t), env
 }
 
 // TestWindowReadStopsForGoodWhenDeliverSaysStop: migrate refuses a
@@ -36,7 +42,7 @@ func windowed(t *testing.T) (context.Context, source.Source) {
 // message never copied. The refusal falls inside the second of the two
 // windows open at once, while a third is already waiting.
 func TestWindowReadStopsForGoodWhenDeliverSaysStop(t *testing.T) {
-	ctx, src := windowed(t)
+	ctx, src, _ := windowed(t, 0)
 	var mu sync.Mutex
 	var got []uint64
 	rd, err := src.Read(ctx, "w", 1, source.ReadOptions{MaxInflight: 100, To: 1000, Deliver: func(m source.Msg) bool {
@@ -75,7 +81,7 @@ func TestWindowReadStopsForGoodWhenDeliverSaysStop(t *testing.T) {
 // that migrate reads again instead of waiting for ever.
 func TestSilentWindowEndsTheRead(t *testing.T) {
 	defer live.SetStallTimeout(live.SetStallTimeout(time.Second))
-	ctx, src := windowed(t)
+	ctx, src, _ := windowed(t, 0)
 	var n atomic.Int64
 	rd, err := src.Read(ctx, "w", 1, source.ReadOptions{MaxInflight: 300, To: 1100, Deliver: func(source.Msg) bool { n.Add(1); return true }})
 	if err != nil {
@@ -92,5 +98,76 @@ func TestSilentWindowEndsTheRead(t *testing.T) {
 	}
 	if n := n.Load(); n != 1000 {
 		t.Fatalf("delivered %d message(s) before the read ended; want all 1000", n)
+	}
+}
+
+// TestContiguousReadEndsWhereALaterWindowStartsPastItsFirstSequence: the
+// front of a channel (max_msgs 1,000) moves past the third window's first
+// sequence while the consumer is busy in the first. A contiguous read
+// (migrate's) ends with ErrJump there rather than hand over sequence 401
+// after 200: only a fresh read's start may be taken for a gap. A read that
+// is not contiguous (verify's) goes on from 401.
+func TestContiguousReadEndsWhereALaterWindowStartsPastItsFirstSequence(t *testing.T) {
+	for _, contiguous := range []bool{true, false} {
+		t.Run(fmt.Sprintf("contiguous=%v", contiguous), func(t *testing.T) {
+			ctx, src, env := windowed(t, 1000)
+			sc, err := stan.Connect(env.Pair.STAN.ClusterID(), "producer", stan.NatsURL(env.Pair.STAN.URL()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sc.Close()
+			var mu sync.Mutex
+			var got []uint64
+			rd, err := src.Read(ctx, "w", 1, source.ReadOptions{MaxInflight: 100, To: 1000, Contiguous: contiguous, Deliver: func(m source.Msg) bool {
+				if m.Sequence == 50 {
+					// The first two windows (1..200) are sent; STAN now drops 1..400.
+					for i := 0; i < 400; i++ {
+						if err := sc.Publish("w", []byte("more")); err != nil {
+							t.Error(err)
+							return false
+						}
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				got = append(got, m.Sequence)
+				return true
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			if !contiguous {
+				deadline := time.Now().Add(20 * time.Second)
+				for {
+					mu.Lock()
+					n := len(got)
+					mu.Unlock()
+					if n >= 800 || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if len(got) != 800 || got[199] != 200 || got[200] != 401 || got[799] != 1000 {
+					t.Fatalf("delivered %d message(s); want 1..200 then 401..1000", len(got))
+				}
+				return
+			}
+			select {
+			case <-rd.Done():
+			case <-time.After(20 * time.Second):
+				t.Fatal("the read did not end where the third window started past sequence 201")
+			}
+			if err := rd.Err(); !errors.Is(err, source.ErrJump) {
+				t.Fatalf("the read ended with %v; want ErrJump", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != 200 || got[199] != 200 {
+				t.Fatalf("delivered %d message(s) (last %d); want exactly 1..200", len(got), got[len(got)-1])
+			}
+		})
 	}
 }
