@@ -36,6 +36,19 @@ func windowed(t *testing.T, maxMsgs int) (context.Context, source.Source, *teste
 	return ctx, env.Src(t), env
 }
 
+// endOf waits for rd to end on its own and returns why; the test fails
+// if it has not within 20 s.
+func endOf(t *testing.T, rd source.Reader, when string) error {
+	t.Helper()
+	select {
+	case <-rd.Done():
+		return rd.Err()
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the read did not end %s", when)
+		return nil
+	}
+}
+
 // TestWindowReadStopsForGoodWhenDeliverSaysStop: migrate refuses a
 // message once a publish failed, and must see nothing after it: a later
 // sequence would be taken for a gap in the channel and the refused
@@ -55,12 +68,7 @@ func TestWindowReadStopsForGoodWhenDeliverSaysStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	select {
-	case <-rd.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the read did not end after Deliver refused sequence 150")
-	}
-	if err := rd.Err(); err != nil {
+	if err := endOf(t, rd, "after Deliver refused sequence 150"); err != nil {
 		t.Fatalf("the read ended with %v; want no error (the consumer stopped it)", err)
 	}
 	time.Sleep(500 * time.Millisecond) // what the open windows would still deliver
@@ -88,12 +96,7 @@ func TestSilentWindowEndsTheRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	select {
-	case <-rd.Done():
-	case <-time.After(20 * time.Second):
-		t.Fatal("the read did not end though STAN went silent before its last sequence")
-	}
-	if err := rd.Err(); !errors.Is(err, source.ErrLost) {
+	if err := endOf(t, rd, "though STAN went silent before its last sequence"); !errors.Is(err, source.ErrLost) {
 		t.Fatalf("the read ended with %v; want ErrLost", err)
 	}
 	if n := n.Load(); n != 1000 {
@@ -155,12 +158,7 @@ func TestContiguousReadEndsWhereALaterWindowStartsPastItsFirstSequence(t *testin
 				}
 				return
 			}
-			select {
-			case <-rd.Done():
-			case <-time.After(20 * time.Second):
-				t.Fatal("the read did not end where the third window started past sequence 201")
-			}
-			if err := rd.Err(); !errors.Is(err, source.ErrJump) {
+			if err := endOf(t, rd, "where the third window started past sequence 201"); !errors.Is(err, source.ErrJump) {
 				t.Fatalf("the read ended with %v; want ErrJump", err)
 			}
 			mu.Lock()
