@@ -297,7 +297,8 @@ loop:
 // STAN paces it. Either read is contiguous: a skip is taken for a gap
 // only where a read starts (see onMsg).
 func (a *attempt) readOptions(to uint64, w int) source.ReadOptions {
-	if to > 0 && a.c.Msgs > 0 && 2*uint64(w)*(a.c.Bytes/a.c.Msgs+1) <= uint64(a.r.windowBytes) {
+	// Bytes is 0 where the plan does not know it (no monitoring).
+	if to > 0 && a.c.Msgs > 0 && a.c.Bytes > 0 && 2*uint64(w)*(a.c.Bytes/a.c.Msgs+1) <= uint64(a.r.windowBytes) {
 		return source.ReadOptions{Deliver: a.onMsg, MaxInflight: max(w/source.WindowDepth, 1), To: to, Contiguous: true}
 	}
 	return source.ReadOptions{Deliver: a.onMsg, Acks: true, MaxInflight: w, AckWait: stanAckWait, To: to}
