@@ -100,11 +100,28 @@ func StartSTANFT(cfg STANFTConfig) (*STANFT, error) {
 		return nil, err
 	}
 	setFTTimings()
+	// A node that cannot start is tried again on fresh ports: the ports
+	// were free when picked, but test packages running at once pick from
+	// the same range, and the standby starts seconds after the pick.
+	var err error
+	for range 3 {
+		var f *STANFT
+		var started bool
+		if f, started, err = startSTANFT(cfg); started {
+			return f, err
+		}
+	}
+	return nil, err
+}
+
+// startSTANFT is one try of StartSTANFT; started is false when a node
+// could not start (nothing is left running then).
+func startSTANFT(cfg STANFTConfig) (*STANFT, bool, error) {
 	f := &STANFT{cfg: cfg}
 	for i := 0; i < cfg.Nodes; i++ {
 		n, err := newSTANNode(i, fmt.Sprintf("stan-ft%d", i))
 		if err != nil {
-			return nil, err
+			return nil, true, err
 		}
 		n.opts = f.options
 		f.nodes = append(f.nodes, n)
@@ -112,24 +129,24 @@ func StartSTANFT(cfg STANFTConfig) (*STANFT, error) {
 	for i, n := range f.nodes {
 		if err := n.Start(); err != nil {
 			f.Stop()
-			return nil, err
+			return nil, false, err
 		}
 		if i == 0 {
 			if _, err := f.WaitActive(-1, 30*time.Second); err != nil {
 				f.Stop()
-				return nil, err
+				return nil, true, err
 			}
 		}
 	}
 	if err := f.waitStandbys(10 * time.Second); err != nil {
 		f.Stop()
-		return nil, err
+		return nil, true, err
 	}
 	if err := f.WaitServing(10 * time.Second); err != nil {
 		f.Stop()
-		return nil, err
+		return nil, true, err
 	}
-	return f, nil
+	return f, true, nil
 }
 
 func (f *STANFT) options(n *STANNode) (*stand.Options, *natsd.Options) {
