@@ -112,16 +112,7 @@ func (r *windowReader) deliver(w *window, m *stan.Msg) {
 	if m.Sequence <= w.seen {
 		return // redelivered after AckWait
 	}
-	// Within one subscription STAN sends sequences in order; past the
-	// next one it skipped a message it still owes (a restarted server)
-	// or one that expired meanwhile. Only a fresh read tells which, as
-	// for an acknowledged read; with Contiguous, so does a later window
-	// that starts past its first sequence.
-	if expect := w.seen + 1; (w.seen > 0 && m.Sequence > expect) ||
-		(w.seen == 0 && r.o.Contiguous && w.from != r.start && m.Sequence > w.from && m.Sequence > r.handed+1) {
-		if w.seen == 0 {
-			expect = max(w.from, r.handed+1)
-		}
+	if expect, jumped := r.jumped(w, m.Sequence); jumped {
 		w.finished = true
 		r.end(fmt.Errorf("channel %q: expected sequence %d, got %d: %w", r.channel, expect, m.Sequence, source.ErrJump))
 		return
@@ -246,6 +237,25 @@ func (r *windowReader) run(w *window) {
 		// meanwhile) delivered later sequences: so start the next one there.
 		next = max(next, done.handed+1)
 	}
+}
+
+// jumped reports a sequence STAN skipped, and the one it should have
+// sent. Within one subscription STAN sends sequences in order; past the
+// next one it skipped a message it still owes (a restarted server) or one
+// that expired meanwhile, and only a fresh read tells which, as for an
+// acknowledged read. With Contiguous, so does a window after the first
+// that starts past its first sequence (or past what an earlier window,
+// started late, delivered already).
+func (r *windowReader) jumped(w *window, seq uint64) (expect uint64, jumped bool) {
+	switch {
+	case w.seen > 0:
+		expect = w.seen + 1
+	case r.o.Contiguous && w.from != r.start:
+		expect = max(w.from, r.handed+1)
+	default:
+		return 0, false
+	}
+	return expect, seq > expect
 }
 
 // end stops delivering for good and records why the read ended.
