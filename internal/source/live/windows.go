@@ -209,13 +209,10 @@ func (r *windowReader) run(w *window) {
 				r.end(fmt.Errorf("channel %q: the connection to STAN was interrupted: %w", r.channel, source.ErrLost))
 				return
 			}
-			// A window STAN stopped sending while it owes messages (the
-			// server serving the channel replaced without this connection
-			// noticing) would be waited on for ever: read again instead.
 			if n := r.arrived.Load(); n != arrived || r.delivering.Load() {
 				arrived, arrivedAt = n, time.Now()
-			} else if time.Since(arrivedAt) > stallTimeout {
-				r.end(fmt.Errorf("channel %q: no message from STAN for %v at sequence %d: %w", r.channel, stallTimeout, open[0].from, source.ErrLost))
+			} else if err := r.silent(open[0], time.Since(arrivedAt)); err != nil {
+				r.end(err)
 				return
 			}
 			continue
@@ -237,6 +234,25 @@ func (r *windowReader) run(w *window) {
 		// meanwhile) delivered later sequences: so start the next one there.
 		next = max(next, done.handed+1)
 	}
+}
+
+// silent decides about a window STAN stopped sending while it owes
+// messages, for quiet long: the server serving the channel was replaced
+// without this connection noticing (an FT standby took over; a leader
+// moved), and the window would be waited on for ever. STAN sends a window
+// in full at once, so a consumer that reads again (Contiguous) gives up
+// after roomTimeout, as an acknowledged read with room does; one that
+// cannot (verify) waits stallTimeout, so a slow STAN does not fail it.
+func (r *windowReader) silent(w *window, quiet time.Duration) error {
+	limit := stallTimeout
+	if r.o.Contiguous {
+		limit = roomTimeout
+	}
+	if quiet <= limit {
+		return nil
+	}
+	return fmt.Errorf("channel %q: STAN sent nothing for %v at sequence %d though it owes the window up to %d: %w",
+		r.channel, limit, max(w.from, r.handed+1), w.to, source.ErrLost)
 }
 
 // jumped reports a sequence STAN skipped, and the one it should have

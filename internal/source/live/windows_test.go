@@ -104,6 +104,28 @@ func TestSilentWindowEndsTheRead(t *testing.T) {
 	}
 }
 
+// TestSilentWindowEndsAContiguousReadWithoutTheStallTimeout: migrate
+// reads again wherever a read ends, so its read gives up on a silent
+// window as an acknowledged read with room does, long before the stall
+// timeout (here an hour) that verify's read waits: an FT standby taking
+// over leaves exactly this silence (TestFaultTolerantSTANFailoverMidMigrate).
+func TestSilentWindowEndsAContiguousReadWithoutTheStallTimeout(t *testing.T) {
+	defer live.SetStallTimeout(live.SetStallTimeout(time.Hour))
+	ctx, src, _ := windowed(t, 0)
+	var n atomic.Int64
+	rd, err := src.Read(ctx, "w", 1, source.ReadOptions{MaxInflight: 300, To: 1100, Contiguous: true, Deliver: func(source.Msg) bool { n.Add(1); return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if err := endOf(t, rd, "though STAN went silent before its last sequence"); !errors.Is(err, source.ErrLost) {
+		t.Fatalf("the read ended with %v; want ErrLost", err)
+	}
+	if n := n.Load(); n != 1000 {
+		t.Fatalf("delivered %d message(s) before the read ended; want all 1000", n)
+	}
+}
+
 // TestContiguousReadEndsWhereALaterWindowStartsPastItsFirstSequence: the
 // front of a channel (max_msgs 1,000) moves past the third window's first
 // sequence while the consumer is busy in the first. A contiguous read
