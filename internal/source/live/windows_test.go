@@ -85,44 +85,38 @@ func TestWindowReadStopsForGoodWhenDeliverSaysStop(t *testing.T) {
 
 // TestSilentWindowEndsTheRead: a window STAN stops sending while it owes
 // messages (here: the read asks up to 1,100 of a channel that ends at
-// 1,000) ends the read with ErrLost once the stall timeout passed, so
-// that migrate reads again instead of waiting for ever.
+// 1,000) ends the read with ErrLost, so that migrate reads again instead
+// of waiting for ever (an FT standby taking over leaves exactly this
+// silence: TestFaultTolerantSTANFailoverMidMigrate). verify's read waits
+// the stall timeout; migrate's (Contiguous), which reads again wherever a
+// read ends, gives up as an acknowledged read with room does, long before
+// a stall timeout of an hour.
 func TestSilentWindowEndsTheRead(t *testing.T) {
-	defer live.SetStallTimeout(live.SetStallTimeout(time.Second))
-	ctx, src, _ := windowed(t, 0)
-	var n atomic.Int64
-	rd, err := src.Read(ctx, "w", 1, source.ReadOptions{MaxInflight: 300, To: 1100, Deliver: func(source.Msg) bool { n.Add(1); return true }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	if err := endOf(t, rd, "though STAN went silent before its last sequence"); !errors.Is(err, source.ErrLost) {
-		t.Fatalf("the read ended with %v; want ErrLost", err)
-	}
-	if n := n.Load(); n != 1000 {
-		t.Fatalf("delivered %d message(s) before the read ended; want all 1000", n)
-	}
-}
-
-// TestSilentWindowEndsAContiguousReadWithoutTheStallTimeout: migrate
-// reads again wherever a read ends, so its read gives up on a silent
-// window as an acknowledged read with room does, long before the stall
-// timeout (here an hour) that verify's read waits: an FT standby taking
-// over leaves exactly this silence (TestFaultTolerantSTANFailoverMidMigrate).
-func TestSilentWindowEndsAContiguousReadWithoutTheStallTimeout(t *testing.T) {
-	defer live.SetStallTimeout(live.SetStallTimeout(time.Hour))
-	ctx, src, _ := windowed(t, 0)
-	var n atomic.Int64
-	rd, err := src.Read(ctx, "w", 1, source.ReadOptions{MaxInflight: 300, To: 1100, Contiguous: true, Deliver: func(source.Msg) bool { n.Add(1); return true }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	if err := endOf(t, rd, "though STAN went silent before its last sequence"); !errors.Is(err, source.ErrLost) {
-		t.Fatalf("the read ended with %v; want ErrLost", err)
-	}
-	if n := n.Load(); n != 1000 {
-		t.Fatalf("delivered %d message(s) before the read ended; want all 1000", n)
+	for _, tc := range []struct {
+		name       string
+		stall      time.Duration
+		contiguous bool
+	}{
+		{"verify's read, after the stall timeout", time.Second, false},
+		{"migrate's read, without the stall timeout", time.Hour, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer live.SetStallTimeout(live.SetStallTimeout(tc.stall))
+			ctx, src, _ := windowed(t, 0)
+			var n atomic.Int64
+			rd, err := src.Read(ctx, "w", 1, source.ReadOptions{MaxInflight: 300, To: 1100, Contiguous: tc.contiguous,
+				Deliver: func(source.Msg) bool { n.Add(1); return true }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			if err := endOf(t, rd, "though STAN went silent before its last sequence"); !errors.Is(err, source.ErrLost) {
+				t.Fatalf("the read ended with %v; want ErrLost", err)
+			}
+			if n := n.Load(); n != 1000 {
+				t.Fatalf("delivered %d message(s) before the read ended; want all 1000", n)
+			}
+		})
 	}
 }
 
