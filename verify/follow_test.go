@@ -3,7 +3,6 @@ package verify_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/stan.go"
 
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/naming"
@@ -81,16 +79,7 @@ func TestFollowRidesOutRestartsOfBothServers(t *testing.T) {
 
 func publishMore(t *testing.T, env *testenv.Env, channel string, from, n int) {
 	t.Helper()
-	sc, err := stan.Connect(env.Pair.STAN.ClusterID(), "more-producer", stan.NatsURL(env.Pair.STAN.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	for i := from; i < from+n; i++ {
-		if err := sc.Publish(channel, fmt.Appendf(nil, "more-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishTo(t, env.Pair.STAN.URL(), env.Pair.STAN.ClusterID(), channel, from, n)
 }
 
 // waitVerified waits until stream's verified prefix reaches seq.

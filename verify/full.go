@@ -36,11 +36,12 @@ func fullChannel(ctx context.Context, src source.Source, js jetstream.JetStream,
 	cost := msgCost(b, c)
 	feedLen := feedLimit(cost)
 	if !b.empty() && b.last > from {
-		m.sr, err = startSource(ctx, src, c.Name, max(b.first, from+1), b.last, window(cost), feedLen)
+		m.src, m.window, m.feedLen = src, window(cost), feedLen
+		m.sr, err = startSource(ctx, src, c.Name, max(b.first, from+1), b.last, m.window, feedLen)
 		if err != nil {
 			return nil, err
 		}
-		defer m.sr.stop()
+		defer func() { m.sr.stop() }() // the one reading at the end
 		m.stanDone = false
 	}
 	if state != nil && state.Msgs > 0 && state.LastSeq > from {

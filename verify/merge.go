@@ -38,6 +38,13 @@ type merger struct {
 	feedLen   int
 	rereads   int
 	stanFirst uint64 // first sequence read from STAN
+	// src and window let the STAN side read again from where it stopped
+	// (see readSTANAgain); lostSince is when it last stopped without
+	// having merged anything since, lostAt the sequence it stopped after.
+	src       source.Source
+	window    int
+	lostSince time.Time
+	lostAt    uint64
 
 	ds, dt *digest.Channel
 	timer  *time.Timer
@@ -58,15 +65,34 @@ func (m *merger) nextSTAN(ctx context.Context) (msg source.Msg, ok bool, err err
 		case err != nil:
 			return msg, false, err
 		case why == sourceEnded:
-			m.stanDone = true
 			if err := m.sr.rd.Err(); !errors.Is(err, source.ErrEnd) {
-				return msg, false, fmt.Errorf("read STAN after sequence %d: %w", m.stanPrev, err)
+				if !errors.Is(err, source.ErrLost) && !errors.Is(err, source.ErrJump) {
+					m.stanDone = true
+					return msg, false, fmt.Errorf("read STAN after sequence %d: %w", m.stanPrev, err)
+				}
+				again, rerr := m.readSTANAgain(ctx, err)
+				if rerr != nil {
+					m.stanDone = true
+					return msg, false, fmt.Errorf("read STAN after sequence %d: %w", m.stanPrev, rerr)
+				}
+				if again {
+					continue
+				}
 			}
+			m.stanDone = true
 			if m.stanPrev < m.stanLast {
 				m.rep.notes = append(m.rep.notes, fmt.Sprintf("the STAN source holds nothing after sequence %d though the channel's last sequence is %d", m.stanPrev, m.stanLast))
 			}
 			return msg, false, nil
 		case why == wentIdle:
+			again, err := m.readSTANAgain(ctx, nil)
+			if err != nil {
+				m.stanDone = true
+				return msg, false, err
+			}
+			if again {
+				continue
+			}
 			m.stanDone = true
 			m.rep.notes = append(m.rep.notes, fmt.Sprintf("STAN delivered nothing for %v after sequence %d though the channel's last sequence was %d",
 				idleTimeout, m.stanPrev, m.stanLast))
@@ -86,6 +112,45 @@ func (m *merger) nextSTAN(ctx context.Context) (msg source.Msg, ok bool, err err
 		m.stanPrev = seq
 		m.stanDone = seq >= m.stanLast
 		return msg, true, nil
+	}
+}
+
+// readSTANAgain reads the channel again from after the last message
+// merged, when the STAN read ended early (cause: ErrLost or ErrJump, a
+// connection that dropped or moved, a window a failed-over server never
+// finished) or went silent (cause nil) before the channel's last
+// sequence; a read that cannot start yet (mid-failover) is tried again. That is how migrate rides out a STAN
+// failover, and a verify that gave up there would report the rest of the
+// stream as extra. It goes on while reads make progress; once one has
+// stopped at the same sequence for rereadBudget, again is false for a
+// silence (the merge ends with a report, not a hang) and the error is
+// returned for a failed read.
+func (m *merger) readSTANAgain(ctx context.Context, cause error) (again bool, err error) {
+	if m.lostSince.IsZero() || m.lostAt != m.stanPrev {
+		m.lostSince, m.lostAt = time.Now(), m.stanPrev
+	}
+	wait := rereadPause
+	for {
+		if time.Since(m.lostSince) >= rereadBudget {
+			return false, cause
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+		wait = min(2*wait, maxRereadPause)
+		m.sr.stop()
+		m.sr = nil
+		sr, err := startSource(ctx, m.src, m.channel, m.stanPrev+1, m.stanLast, m.window, m.feedLen)
+		if err == nil {
+			m.sr = sr
+			return true, nil
+		}
+		if ctx.Err() != nil || errors.Is(err, source.ErrUnreadable) || errors.Is(err, source.ErrNoChannel) {
+			return false, err
+		}
+		cause = err
 	}
 }
 

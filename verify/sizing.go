@@ -16,6 +16,15 @@ var (
 	// quietTimeout is how long the stream side waits for more once the
 	// server said nothing is pending.
 	quietTimeout = time.Second
+	// rereadBudget is how long the STAN side keeps reading again from the
+	// same sequence (a failover: an FT standby takes over in seconds, a
+	// clustered STAN elects a leader in seconds); rereadPause is the first
+	// pause before a read again, doubled up to maxRereadPause.
+	rereadBudget   = time.Minute
+	rereadPause    = 100 * time.Millisecond
+	maxRereadPause = 2 * time.Second
+	// progressInterval is the least time between two progress reports.
+	progressInterval = 500 * time.Millisecond
 )
 
 const (
@@ -36,8 +45,7 @@ const (
 	// listed is how many differing sequences of each kind a report names.
 	listed = 10
 	// progressEvery is how many messages pass between progress checks.
-	progressEvery    = 1024
-	progressInterval = 500 * time.Millisecond
+	progressEvery = 1024
 )
 
 // msgCost is what the client holds per message of the channel: its

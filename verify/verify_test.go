@@ -357,9 +357,9 @@ func TestChannels(t *testing.T) {
 
 	t.Run("stalled", func(t *testing.T) {
 		// STAN announced more than it delivers: the merge must end with
-		// a report, not hang.
-		defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
-		idleTimeout = 200 * time.Millisecond
+		// a report, not hang, once reading again got no further.
+		defer func(d, b time.Duration) { idleTimeout, rereadBudget = d, b }(idleTimeout, rereadBudget)
+		idleTimeout, rereadBudget = 200*time.Millisecond, time.Second
 		c := e.channel(t, "same")
 		r, err := fullChannel(ctx, e.src(t, true, nil), e.js, &c, bounds{known: true, first: 1, last: 25, msgs: 25}, e.streamAt(t, ctx, c.Stream), &prefix{}, nil)
 		if err != nil {

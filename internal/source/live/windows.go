@@ -1,6 +1,7 @@
 package live
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -188,6 +189,10 @@ func (r *windowReader) run(w *window) {
 				break
 			}
 			if err != nil {
+				if errors.Is(err, stan.ErrSubReqTimeout) {
+					// No server answered: one went away mid-read.
+					err = fmt.Errorf("%w: %w", err, source.ErrLost)
+				}
 				r.end(err)
 				return
 			}
