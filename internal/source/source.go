@@ -299,10 +299,6 @@ type ReadOptions struct {
 	// read starts is a skip what the channel holds; a caller that fills
 	// skips as gaps (migrate) needs that, since STAN may still owe the
 	// skipped messages (a server that restarted or changed leaders).
-	// Such a caller reads again wherever a read ends, so a read without
-	// Acks also ends (ErrLost) after a short silence while STAN owes it
-	// messages, rather than the long stall timeout a caller that cannot
-	// read again (verify) is given.
 	Contiguous bool
 }
 

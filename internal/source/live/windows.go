@@ -245,19 +245,15 @@ func (r *windowReader) run(w *window) {
 // messages, for quiet long: the server serving the channel was replaced
 // without this connection noticing (an FT standby took over; a leader
 // moved), and the window would be waited on for ever. STAN sends a window
-// in full at once, so a consumer that reads again (Contiguous) gives up
-// after roomTimeout, as an acknowledged read with room does; one that
-// cannot (verify) waits stallTimeout, so a slow STAN does not fail it.
+// in full at once, so the read gives up after roomTimeout, as an
+// acknowledged read with room does; migrate and verify both read again
+// from where it ended.
 func (r *windowReader) silent(w *window, quiet time.Duration) error {
-	limit := stallTimeout
-	if r.o.Contiguous {
-		limit = roomTimeout
-	}
-	if quiet <= limit {
+	if quiet <= roomTimeout {
 		return nil
 	}
 	return fmt.Errorf("channel %q: STAN sent nothing for %v at sequence %d though it owes the window up to %d: %w",
-		r.channel, limit, max(w.from, r.handed+1), w.to, source.ErrLost)
+		r.channel, roomTimeout, max(w.from, r.handed+1), w.to, source.ErrLost)
 }
 
 // jumped reports a sequence STAN skipped, and the one it should have
