@@ -149,9 +149,7 @@ func (r *windowReader) run(w *window) {
 	defer close(r.exited)
 	var dropping sync.WaitGroup
 	drop := make(chan *window, source.WindowDepth)
-	dropped := make(chan struct{})
 	go func() {
-		defer close(dropped)
 		for w := range drop {
 			_ = w.sub.Unsubscribe()
 			dropping.Done()
@@ -159,15 +157,28 @@ func (r *windowReader) run(w *window) {
 	}()
 	open := []*window{w}
 	defer func() {
-		for _, w := range open {
-			dropping.Add(1)
-			drop <- w
-		}
-		close(drop)
-		<-dropped
+		// The windows still open are dropped in the background: after a
+		// failover an unsubscribe waits out its request timeout (5 s),
+		// and the next read need not wait for that. Nothing is
+		// delivered meanwhile (stopped).
+		dropping.Add(len(open))
+		go func(open []*window) {
+			for _, w := range open {
+				drop <- w
+			}
+			close(drop)
+		}(open)
 	}()
 	depth := source.WindowDepth
 	next := w.to + 1
+	// A window is opened by a goroutine of its own, one at a time, so
+	// that a subscribe STAN leaves unanswered (a server going away: the
+	// request waits 5 s) does not hold up the watch below. One the read
+	// no longer wants is dropped where it was opened.
+	opened := make(chan openResult)
+	quit := make(chan struct{})
+	defer close(quit)
+	opening := false
 	// A connection that drops or moves may lose what a window was sent:
 	// the read ends rather than wait on it (verify can simply run again).
 	reconnects := r.s.sc.NC.Stats().Reconnects
@@ -175,35 +186,39 @@ func (r *windowReader) run(w *window) {
 	defer tick.Stop()
 	arrived, arrivedAt := uint64(0), time.Now()
 	for {
-		for len(open) < depth && next <= r.last {
+		if !opening && len(open) < depth && next <= r.last {
 			var prev *window
 			if len(open) > 0 {
 				prev = open[len(open)-1]
 			}
-			w, err := r.open(next, prev)
-			if err != nil && len(open) > 0 {
+			opening = true
+			go r.openAsync(next, prev, opened, quit)
+		}
+		if len(open) == 0 && !opening {
+			return
+		}
+		var complete <-chan struct{}
+		if len(open) > 0 {
+			complete = open[0].complete
+		}
+		select {
+		case res := <-opened:
+			opening = false
+			switch {
+			case res.err != nil && len(open) > 0:
 				// STAN may refuse another subscription on the channel
 				// (its max_subs limit): go on one window at a time,
 				// each dropped before the next is opened.
 				depth = 1
-				break
-			}
-			if err != nil {
-				if errors.Is(err, stan.ErrSubReqTimeout) {
-					// No server answered: one went away mid-read.
-					err = fmt.Errorf("%w: %w", err, source.ErrLost)
-				}
-				r.end(err)
+			case res.err != nil:
+				r.end(res.err)
 				return
+			default:
+				open = append(open, res.w)
+				next = max(next, res.w.to+1)
 			}
-			open = append(open, w)
-			next = w.to + 1
-		}
-		if len(open) == 0 {
-			return
-		}
-		select {
-		case <-open[0].complete:
+			continue
+		case <-complete:
 		case <-r.Stopping():
 			return
 		case <-r.s.lost:
@@ -213,6 +228,9 @@ func (r *windowReader) run(w *window) {
 			if nc := r.s.sc.NC; !nc.IsConnected() || nc.Stats().Reconnects != reconnects {
 				r.end(fmt.Errorf("channel %q: the connection to STAN was interrupted: %w", r.channel, source.ErrLost))
 				return
+			}
+			if len(open) == 0 {
+				continue
 			}
 			if n := r.arrived.Load(); n != arrived || r.delivering.Load() {
 				arrived, arrivedAt = n, time.Now()
@@ -238,6 +256,29 @@ func (r *windowReader) run(w *window) {
 		// A window that STAN started past its range (the front expired
 		// meanwhile) delivered later sequences: so start the next one there.
 		next = max(next, done.handed+1)
+	}
+}
+
+// openResult is a window openAsync opened, or why it could not.
+type openResult struct {
+	w   *window
+	err error
+}
+
+// openAsync opens the window from `from` and hands it to run; if run has
+// returned meanwhile (quit), the window is dropped here.
+func (r *windowReader) openAsync(from uint64, prev *window, opened chan<- openResult, quit <-chan struct{}) {
+	w, err := r.open(from, prev)
+	if errors.Is(err, stan.ErrSubReqTimeout) {
+		// No server answered: one went away mid-read.
+		err = fmt.Errorf("%w: %w", err, source.ErrLost)
+	}
+	select {
+	case opened <- openResult{w, err}:
+	case <-quit:
+		if w != nil {
+			_ = w.sub.Unsubscribe()
+		}
 	}
 }
 
@@ -281,9 +322,11 @@ func (r *windowReader) end(err error) {
 	r.End(err)
 }
 
-// Close stops the reader and drops its windows. The consumer must first
-// make a Deliver call in progress return (verify stops its feed first).
+// Close stops the reader; its windows are dropped in the background. The
+// consumer must first make a Deliver call in progress return (verify
+// stops its feed first).
 func (r *windowReader) Close() error {
+	r.stopped.Store(true)
 	r.Stop(func() {
 		<-r.exited
 		r.b.addReader(r.s, -1)
