@@ -27,50 +27,86 @@ import (
 func TestFollowRidesOutRestartsOfBothServers(t *testing.T) {
 	const channel, seeded, more = "ride.0", 2000, 500
 	ctx, env, p := migrateOne(t, channel, seeded, 64, 3*time.Minute)
-	store := state.NewDir(filepath.Join(t.TempDir(), "state"))
+	// Down for longer than verify's pause between rounds: at least one
+	// round runs against a stopped server.
+	const down = 2500 * time.Millisecond
+	followThroughFaults(t, followRig{
+		ctx: ctx, channel: channel, seeded: seeded, more: more,
+		verify: func(o verify.Options) (*verify.Report, error) {
+			o.Target = env.Target()
+			return verify.Run(ctx, env.Src(t), p, o)
+		},
+		publish: func(from, n int) { publishMore(t, env, channel, from, n) },
+		migrate: func() error { _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); return err },
+	}, []fault{
+		{"the JetStream server restarted", func() error {
+			env.Pair.JetStream.Stop()
+			time.Sleep(down)
+			return env.Pair.JetStream.Start()
+		}},
+		{"the STAN server restarted", func() error { env.Pair.STAN.Stop(); time.Sleep(down); return env.Pair.STAN.Start() }},
+	})
+}
+
+// followRig is a migrated channel of seeded messages, and how to verify
+// it, publish more to it and migrate what arrived.
+type followRig struct {
+	ctx          context.Context
+	channel      string
+	seeded, more int
+	verify       func(verify.Options) (*verify.Report, error)
+	publish      func(from, n int)
+	migrate      func() error
+}
+
+// fault is something done to the servers under verify --follow.
+type fault struct {
+	name string
+	do   func() error
+}
+
+// followThroughFaults runs verify --follow on r's channel and, once the
+// verified prefix covers the seeded messages, does each fault in turn:
+// verify must still be running after it, and the prefix must follow
+// what migrate copies of r.more messages published after it; finished,
+// the last round must be clean and account for every message.
+func followThroughFaults(t *testing.T, r followRig, faults []fault) {
+	t.Helper()
+	store := state.NewDir(filepath.Join(t.TempDir(), "verify-state"))
 	finish := make(chan struct{})
-	o := env.VerifyOptions()
-	o.State, o.Follow, o.Finish = store, true, finish
 	type outcome struct {
 		rep *verify.Report
 		err error
 	}
 	done := make(chan outcome, 1)
-	go func() { rep, err := verify.Run(ctx, env.Src(t), p, o); done <- outcome{rep, err} }()
-	stream := naming.StreamName(channel)
-	waitVerified(t, ctx, store, stream, seeded)
-
-	// Down for longer than verify's pause between rounds: at least one
-	// round runs against a stopped server.
-	const down = 2500 * time.Millisecond
-	total := seeded
-	for _, restart := range []struct {
-		name string
-		do   func() error
-	}{
-		{"JetStream", func() error { env.Pair.JetStream.Stop(); time.Sleep(down); return env.Pair.JetStream.Start() }},
-		{"STAN", func() error { env.Pair.STAN.Stop(); time.Sleep(down); return env.Pair.STAN.Start() }},
-	} {
-		if err := restart.do(); err != nil {
-			t.Fatalf("restart %s: %v", restart.name, err)
+	go func() {
+		rep, err := r.verify(verify.Options{State: store, Follow: true, Finish: finish})
+		done <- outcome{rep, err}
+	}()
+	stream := naming.StreamName(r.channel)
+	waitVerified(t, r.ctx, store, stream, uint64(r.seeded))
+	total := r.seeded
+	for _, f := range faults {
+		if err := f.do(); err != nil {
+			t.Fatalf("%s: %v", f.name, err)
 		}
 		select {
 		case out := <-done:
-			t.Fatalf("verify --follow ended when %s restarted: %v", restart.name, out.err)
+			t.Fatalf("verify --follow ended after %s: %v", f.name, out.err)
 		default:
 		}
 		// migrate copies what arrived meanwhile; the prefix follows.
-		publishMore(t, env, channel, total, more)
-		total += more
-		if _, err := migrate.Run(ctx, env.Src(t), p, env.MigrateOptions()); err != nil {
-			t.Fatalf("migrate after the %s restart: %v", restart.name, err)
+		r.publish(total, r.more)
+		total += r.more
+		if err := r.migrate(); err != nil {
+			t.Fatalf("migrate after %s: %v", f.name, err)
 		}
-		waitVerified(t, ctx, store, stream, uint64(total))
+		waitVerified(t, r.ctx, store, stream, uint64(total))
 	}
 	close(finish)
 	out := <-done
 	if out.err != nil {
-		t.Fatalf("verify --follow after both restarts: %v", out.err)
+		t.Fatalf("verify --follow after the faults: %v", out.err)
 	}
 	if c := out.rep.Channels[0]; !c.OK || c.Earlier+c.Read != uint64(total) {
 		t.Fatalf("verify --follow's last round: ok=%v, %d earlier + %d now, want %d in all", c.OK, c.Earlier, c.Read, total)

@@ -108,65 +108,31 @@ func (h *haPair) failOver(t *testing.T) error {
 func TestFollowRidesOutAnFTFailoverAndAStreamLeaderChange(t *testing.T) {
 	const channel, seeded, more = "ride.ha", 3000, 500
 	h := startHAPair(t, channel, seeded, nil)
-	ctx, cl := h.ctx, h.cl
-	store := state.NewDir(filepath.Join(t.TempDir(), "verify"))
-	finish := make(chan struct{})
-	type outcome struct {
-		rep *verify.Report
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		rep, err := verify.Run(ctx, h.src, h.plan, verify.Options{Target: h.target, State: store, Follow: true, Finish: finish})
-		done <- outcome{rep, err}
-	}()
 	stream := naming.StreamName(channel)
-	waitVerified(t, ctx, store, stream, seeded)
-
-	total := seeded
-	for _, fault := range []struct {
-		name string
-		do   func() error
-	}{
+	followThroughFaults(t, followRig{
+		ctx: h.ctx, channel: channel, seeded: seeded, more: more,
+		verify: func(o verify.Options) (*verify.Report, error) {
+			o.Target = h.target
+			return verify.Run(h.ctx, h.src, h.plan, o)
+		},
+		publish: func(from, n int) { publishTo(t, h.ft.URLs(), h.ft.ClusterID(), channel, from, n) },
+		migrate: func() error { _, err := migrate.Run(h.ctx, h.src, h.plan, h.mo); return err },
+	}, []fault{
 		{"the active STAN server killed", func() error { return h.failOver(t) }},
 		{"the stream leader shut down", func() error {
-			i := cl.StreamLeader(stream)
+			i := h.cl.StreamLeader(stream)
 			if i < 0 {
 				return fmt.Errorf("stream %q has no leader", stream)
 			}
-			cl.Node(i).Shutdown()
-			to, err := cl.WaitStreamLeader(stream, i, time.Minute)
+			h.cl.Node(i).Shutdown()
+			to, err := h.cl.WaitStreamLeader(stream, i, time.Minute)
 			if err != nil {
 				return fmt.Errorf("no new leader: %w", err)
 			}
 			t.Logf("leader of stream %q moved from node %d to node %d", stream, i, to)
-			return cl.Node(i).Restart()
+			return h.cl.Node(i).Restart()
 		}},
-	} {
-		if err := fault.do(); err != nil {
-			t.Fatalf("%s: %v", fault.name, err)
-		}
-		select {
-		case out := <-done:
-			t.Fatalf("verify --follow ended after %s: %v", fault.name, out.err)
-		default:
-		}
-		// migrate copies what arrived meanwhile; the prefix follows.
-		publishTo(t, h.ft.URLs(), h.ft.ClusterID(), channel, total, more)
-		total += more
-		if _, err := migrate.Run(ctx, h.src, h.plan, h.mo); err != nil {
-			t.Fatalf("migrate after %s: %v", fault.name, err)
-		}
-		waitVerified(t, ctx, store, stream, uint64(total))
-	}
-	close(finish)
-	out := <-done
-	if out.err != nil {
-		t.Fatalf("verify --follow after both faults: %v", out.err)
-	}
-	if c := out.rep.Channels[0]; !c.OK || c.Earlier+c.Read != uint64(total) {
-		t.Fatalf("verify --follow's last round: ok=%v, %d earlier + %d now, want %d in all", c.OK, c.Earlier, c.Read, total)
-	}
+	})
 }
 
 // TestVerifyRidesOutAnFTFailoverMidRead kills the active STAN server
