@@ -293,8 +293,9 @@ func (r *windowReader) silent(w *window, quiet time.Duration) error {
 	if quiet <= roomTimeout {
 		return nil
 	}
-	return fmt.Errorf("channel %q: STAN sent nothing for %v at sequence %d though it owes the window up to %d: %w",
-		r.channel, roomTimeout, max(w.from, r.handed+1), w.to, source.ErrLost)
+	// handed belongs to the delivering goroutines: name the window.
+	return fmt.Errorf("channel %q: STAN sent nothing for %v though it owes part of the window of sequences %d..%d: %w",
+		r.channel, roomTimeout, w.from, w.to, source.ErrLost)
 }
 
 // jumped reports a sequence STAN skipped, and the one it should have
