@@ -205,11 +205,13 @@ func (r *windowReader) run(w *window) {
 		case res := <-opened:
 			opening = false
 			switch {
-			case res.err != nil && len(open) > 0:
+			case res.err != nil && res.prev != nil:
 				// STAN may refuse another subscription on the channel
 				// (its max_subs limit): go on one window at a time,
-				// each dropped before the next is opened.
+				// each dropped before the next is opened (the window
+				// open beside this one may have completed meanwhile).
 				depth = 1
+				dropping.Wait()
 			case res.err != nil:
 				r.end(res.err)
 				return
@@ -259,10 +261,11 @@ func (r *windowReader) run(w *window) {
 	}
 }
 
-// openResult is a window openAsync opened, or why it could not.
+// openResult is a window openAsync opened, or why it could not; prev is
+// the window that was open beside it (nil: none).
 type openResult struct {
-	w   *window
-	err error
+	w, prev *window
+	err     error
 }
 
 // openAsync opens the window from `from` and hands it to run; if run has
@@ -274,7 +277,7 @@ func (r *windowReader) openAsync(from uint64, prev *window, opened chan<- openRe
 		err = fmt.Errorf("%w: %w", err, source.ErrLost)
 	}
 	select {
-	case opened <- openResult{w, err}:
+	case opened <- openResult{w: w, prev: prev, err: err}:
 	case <-quit:
 		if w != nil {
 			_ = w.sub.Unsubscribe()
