@@ -119,12 +119,12 @@ func (m *merger) nextSTAN(ctx context.Context) (msg source.Msg, ok bool, err err
 // merged, when the STAN read ended early (cause: ErrLost or ErrJump, a
 // connection that dropped or moved, a window a failed-over server never
 // finished) or went silent (cause nil) before the channel's last
-// sequence; a read that cannot start yet (mid-failover) is tried again. That is how migrate rides out a STAN
-// failover, and a verify that gave up there would report the rest of the
-// stream as extra. It goes on while reads make progress; once one has
-// stopped at the same sequence for rereadBudget, again is false for a
-// silence (the merge ends with a report, not a hang) and the error is
-// returned for a failed read.
+// sequence; a read that cannot start yet (mid-failover) is tried again.
+// That is how migrate rides out a STAN failover, and a verify that gave
+// up there would report the rest of the stream as extra. It goes on
+// while reads make progress; once one has stopped at the same sequence
+// for rereadBudget, again is false for a silence (the merge ends with a
+// report, not a hang) and the error is returned for a failed read.
 func (m *merger) readSTANAgain(ctx context.Context, cause error) (again bool, err error) {
 	if m.lostSince.IsZero() || m.lostAt != m.stanPrev {
 		m.lostSince, m.lostAt = time.Now(), m.stanPrev
