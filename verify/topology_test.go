@@ -24,17 +24,10 @@ import (
 	"github.com/stanmigrate/stanmigrate/verify"
 )
 
-// TestFollowRidesOutAnFTFailoverAndAStreamLeaderChange runs verify
-// --follow from a fault-tolerant STAN pair into R3 streams on a
-// three-node JetStream cluster, the production shape, while the active
-// STAN server is killed (the standby takes over) and then the stream's
-// leader is shut down (another node takes over): verify keeps running,
-// moves the verified prefix over what migrate copied after each fault,
-// and finishes clean with the whole channel accounted for.
 // haPair is the production shape: a fault-tolerant STAN pair (active and
 // standby on one store) holding one channel of seeded messages, migrated
 // into R3 streams on a three-node JetStream cluster. stanURL picks which
-// of the pair's servers the source connects to ("" for both).
+// of the pair's servers the source connects to (nil: both).
 type haPair struct {
 	ctx    context.Context
 	ft     *embedded.STANFT
