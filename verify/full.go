@@ -37,8 +37,9 @@ func fullChannel(ctx context.Context, src source.Source, js jetstream.JetStream,
 	feedLen := feedLimit(cost)
 	if !b.empty() && b.last > from {
 		m.src, m.window, m.feedLen = src, window(cost), feedLen
-		m.sr, err = startSource(ctx, src, c.Name, max(b.first, from+1), b.last, m.window, feedLen)
-		if err != nil {
+		// Right after a failover STAN may not take a read yet.
+		m.lostSince, m.lostAt = time.Now(), from
+		if err := m.startSTAN(ctx, max(b.first, from+1), 0); err != nil {
 			return nil, err
 		}
 		defer func() { m.sr.stop() }() // the one reading at the end

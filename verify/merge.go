@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/digest"
 	"github.com/stanmigrate/stanmigrate/internal/jsread"
 	"github.com/stanmigrate/stanmigrate/internal/source"
@@ -119,38 +120,51 @@ func (m *merger) nextSTAN(ctx context.Context) (msg source.Msg, ok bool, err err
 // merged, when the STAN read ended early (cause: ErrLost or ErrJump, a
 // connection that dropped or moved, a window a failed-over server never
 // finished) or went silent (cause nil) before the channel's last
-// sequence; a read that cannot start yet (mid-failover) is tried again.
-// That is how migrate rides out a STAN failover, and a verify that gave
-// up there would report the rest of the stream as extra. It goes on
-// while reads make progress; once one has stopped at the same sequence
-// for rereadBudget, again is false for a silence (the merge ends with a
-// report, not a hang) and the error is returned for a failed read.
+// sequence. That is how migrate rides out a STAN failover, and a verify
+// that gave up there would report the rest of the stream as extra. It
+// goes on while reads make progress; once one has stopped at the same
+// sequence for rereadBudget, again is false for a silence (the merge
+// ends with a report, not a hang) and the error is returned for a failed
+// read.
 func (m *merger) readSTANAgain(ctx context.Context, cause error) (again bool, err error) {
 	if m.lostSince.IsZero() || m.lostAt != m.stanPrev {
 		m.lostSince, m.lostAt = time.Now(), m.stanPrev
 	}
-	wait := rereadPause
+	if time.Since(m.lostSince) >= rereadBudget {
+		return false, cause
+	}
+	m.sr.stop()
+	m.sr = nil
+	if err := m.startSTAN(ctx, m.stanPrev+1, rereadPause); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// startSTAN starts reading the channel from `from`, after pause, and
+// tries again, each pause twice the last up to maxRereadPause, while STAN
+// cannot start a read yet (a failover in progress: no answer, a Raft
+// leader lost) until rereadBudget has passed since lostSince. A damaged
+// store, a missing channel or a denied subscribe is final at once.
+func (m *merger) startSTAN(ctx context.Context, from uint64, pause time.Duration) error {
 	for {
-		if time.Since(m.lostSince) >= rereadBudget {
-			return false, cause
+		if pause > 0 {
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return false, ctx.Err()
-		}
-		wait = min(2*wait, maxRereadPause)
-		m.sr.stop()
-		m.sr = nil
-		sr, err := startSource(ctx, m.src, m.channel, m.stanPrev+1, m.stanLast, m.window, m.feedLen)
+		sr, err := startSource(ctx, m.src, m.channel, from, m.stanLast, m.window, m.feedLen)
 		if err == nil {
 			m.sr = sr
-			return true, nil
+			return nil
 		}
-		if ctx.Err() != nil || errors.Is(err, source.ErrUnreadable) || errors.Is(err, source.ErrNoChannel) {
-			return false, err
+		if ctx.Err() != nil || errors.Is(err, source.ErrUnreadable) || errors.Is(err, source.ErrNoChannel) ||
+			errors.Is(err, conn.ErrPermission) || time.Since(m.lostSince) >= rereadBudget {
+			return err
 		}
-		cause = err
+		pause = min(max(2*pause, rereadPause), maxRereadPause)
 	}
 }
 

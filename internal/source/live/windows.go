@@ -109,6 +109,9 @@ func (r *windowReader) deliver(w *window, m *stan.Msg) {
 		case <-r.Stopping():
 			return
 		}
+		if r.stopped.Load() {
+			return // the read ended while this window waited its turn
+		}
 	}
 	if m.Sequence <= w.seen {
 		return // redelivered after AckWait
@@ -205,11 +208,15 @@ func (r *windowReader) run(w *window) {
 		case res := <-opened:
 			opening = false
 			switch {
-			case res.err != nil && res.prev != nil:
+			case res.err != nil && res.prev != nil && !errors.Is(res.err, source.ErrLost):
 				// STAN may refuse another subscription on the channel
 				// (its max_subs limit): go on one window at a time,
 				// each dropped before the next is opened (the window
 				// open beside this one may have completed meanwhile).
+				// Not after a subscribe nobody answered: STAN may have
+				// made the subscription and be sending it, and a second
+				// window over the same sequences would deliver beside
+				// it; the read ends instead.
 				depth = 1
 				dropping.Wait()
 			case res.err != nil:
