@@ -182,6 +182,8 @@ func (r *windowReader) run(w *window) {
 	quit := make(chan struct{})
 	defer close(quit)
 	opening := false
+	var openingAt time.Time
+	var openingFrom uint64
 	// A connection that drops or moves may lose what a window was sent:
 	// the read ends rather than wait on it (verify can simply run again).
 	reconnects := r.s.sc.NC.Stats().Reconnects
@@ -194,7 +196,7 @@ func (r *windowReader) run(w *window) {
 			if len(open) > 0 {
 				prev = open[len(open)-1]
 			}
-			opening = true
+			opening, openingAt, openingFrom = true, time.Now(), next
 			go r.openAsync(next, prev, opened, quit)
 		}
 		if len(open) == 0 && !opening {
@@ -239,6 +241,13 @@ func (r *windowReader) run(w *window) {
 				return
 			}
 			if len(open) == 0 {
+				// Nothing to read until the subscribe is answered, which
+				// STAN does at once: one unanswered for roomTimeout went
+				// to a server going away (stan.go would wait 5 s).
+				if opening && time.Since(openingAt) > roomTimeout {
+					r.end(fmt.Errorf("channel %q: STAN did not answer a subscribe at sequence %d for %v: %w", r.channel, openingFrom, roomTimeout, source.ErrLost))
+					return
+				}
 				continue
 			}
 			if n := r.arrived.Load(); n != arrived || r.delivering.Load() {
