@@ -265,7 +265,7 @@ func (r *windowReader) run(w *window) {
 		case drop <- done:
 		case <-r.Stopping():
 			dropping.Done()
-			_ = done.sub.Unsubscribe()
+			go func() { _ = done.sub.Unsubscribe() }() // as the deferred drops
 			return
 		}
 		if depth == 1 {
