@@ -22,7 +22,15 @@ func (b *base) Read(ctx context.Context, channel string, from uint64, o source.R
 		return nil, err
 	}
 	if !o.Acks {
-		return b.readWindows(s, channel, from, o)
+		rd, err := b.readWindows(s, channel, from, o)
+		if err != nil {
+			// As below: a denied subscribe only shows as a timeout.
+			if perr := conn.PermissionErr(b.o.STAN, s.sc.NC); perr != nil {
+				return nil, perr
+			}
+			return nil, err
+		}
+		return rd, nil
 	}
 	r := &ackedReader{b: b, s: s, o: o, channel: channel, Ending: source.NewEnding(),
 		reconnects: s.sc.NC.Stats().Reconnects}
