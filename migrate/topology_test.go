@@ -10,9 +10,9 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/conn"
 	"github.com/stanmigrate/stanmigrate/internal/fixture"
 	"github.com/stanmigrate/stanmigrate/internal/monitor"
-	"github.com/stanmigrate/stanmigrate/internal/source/live"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -158,11 +158,7 @@ func migrateThroughFault(t *testing.T, clusterID string, urls string, monitors [
 	}
 	t.Cleanup(js.Stop)
 	target := conn.Side{Name: "JetStream", URL: js.URL()}
-	src, err := live.NewMonitored(ctx, live.Options{ClusterID: clusterID, STAN: conn.Side{Name: "STAN", URL: urls}}, mon, strings.Join(monitors, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src := testenv.MonitoredNodes(t, clusterID, urls, monitors)
 	d, err := plan.Discover(ctx, src, target)
 	if err != nil {
 		t.Fatal(err)
@@ -287,11 +283,7 @@ func TestPlanFromEveryNodeReadsTheLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(js.Stop)
-	src, err := live.NewMonitored(ctx, live.Options{ClusterID: c.ClusterID(), STAN: conn.Side{Name: "STAN", URL: c.URLs()}}, mon, strings.Join(ordered, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src := testenv.MonitoredNodes(t, c.ClusterID(), c.URLs(), ordered)
 	d, err := plan.Discover(ctx, src, conn.Side{Name: "JetStream", URL: js.URL()})
 	if err != nil {
 		t.Fatal(err)

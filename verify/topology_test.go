@@ -18,6 +18,7 @@ import (
 	"github.com/stanmigrate/stanmigrate/internal/source/live"
 	"github.com/stanmigrate/stanmigrate/internal/state"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/embedded"
+	"github.com/stanmigrate/stanmigrate/internal/testkit/testenv"
 	"github.com/stanmigrate/stanmigrate/internal/testkit/topotest"
 	"github.com/stanmigrate/stanmigrate/migrate"
 	"github.com/stanmigrate/stanmigrate/plan"
@@ -56,12 +57,7 @@ func startHAPair(t *testing.T, channel string, seeded int, stanURL func(*embedde
 	if stanURL != nil {
 		urls = stanURL(ft)
 	}
-	h.src, err = live.NewMonitored(ctx, live.Options{ClusterID: ft.ClusterID(), STAN: conn.Side{Name: "STAN", URL: urls}},
-		monitor.Open(monitors, nil), monitors)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.src.Close() })
+	h.src = testenv.MonitoredNodes(t, ft.ClusterID(), urls, ft.MonitorURLs())
 	d, err := plan.Discover(ctx, h.src, h.target)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,10 +99,19 @@ func (e *Env) Src(t testing.TB) *live.Monitored {
 // ends.
 func Monitored(t testing.TB, clusterID, stanURL, monitorURL string) *live.Monitored {
 	t.Helper()
+	return MonitoredNodes(t, clusterID, stanURL, []string{monitorURL})
+}
+
+// MonitoredNodes is Monitored for a STAN of several nodes (clustered or
+// FT): stanURLs and monitors list every node, and the source reads the
+// leading node's monitoring.
+func MonitoredNodes(t testing.TB, clusterID, stanURLs string, monitors []string) *live.Monitored {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	src, err := live.NewMonitored(ctx, live.Options{ClusterID: clusterID, STAN: conn.Side{Name: "STAN", URL: stanURL}},
-		monitor.New(monitorURL, nil), monitorURL)
+	list := strings.Join(monitors, ",")
+	src, err := live.NewMonitored(ctx, live.Options{ClusterID: clusterID, STAN: conn.Side{Name: "STAN", URL: stanURLs}},
+		monitor.Open(list, nil), list)
 	if err != nil {
 		t.Fatal(err)
 	}
